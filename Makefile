@@ -1,0 +1,51 @@
+# root-mfa-runbook: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint typecheck pytest sandbox bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# uv installs the locked set in seconds; --compile-bytecode because PYTHONDONTWRITEBYTECODE
+	@# may be set, and without .pyc files papermill and jupyter import several times slower.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -e .
+	@touch $@
+
+setup: $(STAMP) ## Create .venv and install the pinned packages (requirements.lock)
+
+demo: setup ## Set up, then run the main job on the local AWS sandbox
+	$(BIN)/runbook demo
+
+test: setup lint typecheck pytest ## Set up, then lint, type-check and run the whole test suite
+
+lint: setup ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup ## mypy on runbook_lib
+	$(BIN)/mypy
+
+pytest: setup ## The test suite only
+	$(BIN)/pytest
+
+sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)
+	$(BIN)/runbook sandbox --scenario $(or $(SCENARIO),standalone) --port $(or $(PORT),0)
+
+bench: setup ## Benchmarks (not tests); figures go to bench/RESULTS.md
+	$(BIN)/python bench/sandbox_bench.py
+
+lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
+	uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 -q
+
+clean: ## Remove the venv and caches (never runs/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,135 @@
+"""The local AWS sandbox: moto in server mode behind a layer for root-user behaviour.
+
+Public surface::
+
+    Sandbox(scenario, port).start() -> SandboxInfo   in-process (one per process: moto is global)
+    sandbox_process(scenario) -> SandboxInfo          a child process, as a context manager
+    SandboxInfo.client(service, principal)            boto3 client pointed at the sandbox
+    ControlClient                                     the simulated console actor and test knobs
+    SCENARIOS                                         name -> one-line description
+
+Nothing outside this package may ask whether it talks to the sandbox: the runbook reaches it
+over HTTP like AWS, through an ``endpoint_url``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from ._client import ControlApiError, ControlClient, SandboxInfo
+from ._scenarios import SCENARIOS, validate
+
+__all__ = [
+    "SCENARIOS",
+    "ControlApiError",
+    "ControlClient",
+    "Sandbox",
+    "SandboxInfo",
+    "sandbox_process",
+]
+
+START_TIMEOUT = 60.0
+
+
+class Sandbox:
+    """An in-process sandbox server on 127.0.0.1 (``port=0`` picks a free port)."""
+
+    def __init__(self, scenario: str = "standalone", port: int = 0) -> None:
+        self.scenario = validate(scenario)
+        self.port = port
+        self._server: Any = None
+        self.world: Any = None
+
+    def _build(self) -> None:
+        from moto.moto_api._internal.models import moto_api_backend
+
+        from . import _scenarios
+        from ._state import World
+
+        moto_api_backend.reset()
+        world = World(self.scenario)
+        _scenarios.build(world)
+        if self._server is not None:
+            # swap the state under the running server
+            self._server.app.world = world
+            self._server.app.control.world = world
+        self.world = world
+
+    def start(self) -> SandboxInfo:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            create_backend_app,
+        )
+
+        from . import _cloudtrail, _console, _iam, _sts  # noqa: F401 - registers the handlers
+        from ._server import SandboxApp, SandboxServer
+
+        self._build()
+        control = _console.ControlApi(self.world, self.info_dict, self._build)
+        app = SandboxApp(self.world, DomainDispatcherApplication(create_backend_app), control)
+        self._server = SandboxServer(app, self.port)
+        self._server.start()
+        return self.info()
+
+    def info_dict(self) -> dict[str, Any]:
+        world = self.world
+        return {
+            "endpoint": self._server.endpoint,
+            "region": "us-east-1",
+            "scenario": world.scenario,
+            "target_account_id": world.target_account_id,
+            "principals": {name: p.public() for name, p in world.named.items()},
+        }
+
+    def info(self) -> SandboxInfo:
+        return SandboxInfo.from_json(self.info_dict())
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> SandboxInfo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def sandbox_process(scenario: str = "standalone", port: int = 0) -> Iterator[SandboxInfo]:
+    """Run ``runbook sandbox`` as a child process; yield its start line; always stop it."""
+    validate(scenario)
+    env = dict(os.environ)
+    env.pop("MOTO_ACCOUNT_ID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook_lib.sandbox", "--scenario", scenario, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=None,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+        line = proc.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError(f"the sandbox ({scenario}) did not start; see its stderr above")
+        yield SandboxInfo.from_json(json.loads(line))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,160 @@
+"""Clients for a running sandbox: its start line, the control API, and boto3 clients."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+
+
+class ControlApiError(RuntimeError):
+    """The control API refused a request (status, code and message as it answered)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ControlClient:
+    """The sandbox's control API (``/_sandbox/``): console actor, mailbox, clock, faults."""
+
+    def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
+        self.base = endpoint.rstrip("/") + "/_sandbox/"
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as err:
+            body = json.loads(err.read() or b"{}")
+            raise ControlApiError(err.code, body.get("error", "Error"),
+                                  body.get("message", "")) from None
+
+    # knobs
+    def info(self) -> dict[str, Any]:
+        return dict(self.call("GET", "info"))
+
+    def reset(self) -> dict[str, Any]:
+        return dict(self.call("POST", "reset", {}))
+
+    def state(self, account_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"state/{account_id}"))
+
+    def advance_clock(self, seconds: float) -> str:
+        return str(self.call("POST", "clock", {"advance_seconds": seconds})["now"])
+
+    def add_fault(self, kind: str, operation: str, count: int | None = None,
+                  seconds: float = 0.0) -> None:
+        self.call("POST", "faults",
+                  {"kind": kind, "operation": operation, "count": count, "seconds": seconds})
+
+    def clear_faults(self) -> None:
+        self.call("DELETE", "faults")
+
+    def set_iam_lag(self, seconds: float) -> None:
+        self.call("POST", "iam-lag", {"seconds": seconds})
+
+    def set_lookup_rate(self, per_second: float) -> None:
+        self.call("POST", "lookup-rate", {"per_second": per_second})
+
+    def add_principal(self, name: str, account_id: str,
+                      policies: list[dict[str, Any]] | None = None) -> dict[str, str]:
+        return dict(self.call("POST", "principals",
+                              {"name": name, "account_id": account_id, "policies": policies}))
+
+    def mailbox(self, account_id: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"mailbox/{account_id}")["messages"])
+
+    def authenticator_codes(self, serial: str) -> list[str]:
+        return list(self.call("GET", "authenticator/" + quote(serial, safe=""))["codes"])
+
+    # the simulated console actor
+    def sign_in(self, account_id: str, mfa_serial: str | None = None,
+                email_code: str | None = None, mfa_code: str | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"account_id": account_id}
+        if mfa_serial:
+            payload["mfa_serial"] = mfa_serial
+        if email_code:
+            payload["email_code"] = email_code
+        if mfa_code:
+            payload["mfa_code"] = mfa_code
+        return dict(self.call("POST", "console/sign-in", payload))
+
+    def sign_in_fully(self, account_id: str) -> str:
+        """Sign in as the operator would: first MFA device, or the e-mailed code. Session id."""
+        answer = self.sign_in(account_id)
+        if answer["status"] == "mfa_required":
+            answer = self.sign_in(account_id, mfa_serial=answer["devices"][0])
+        elif answer["status"] == "email_code_sent":
+            code = self.mailbox(account_id)[-1]["code"]
+            answer = self.sign_in(account_id, email_code=code)
+        return str(answer["session_id"])
+
+    def sign_out(self, session_id: str) -> None:
+        self.call("POST", "console/sign-out", {"session_id": session_id})
+
+    def remove_mfa(self, session_id: str, serial: str) -> dict[str, Any]:
+        return dict(self.call("POST", "console/remove-mfa",
+                              {"session_id": session_id, "serial": serial}))
+
+    def bind_virtual(self, session_id: str, name: str) -> str:
+        """Start binding, let the simulated app scan the QR code, enter two consecutive codes."""
+        serial = str(self.call("POST", "console/bind-virtual/start",
+                               {"session_id": session_id, "name": name})["serial"])
+        code1, code2 = self.authenticator_codes(serial)
+        self.call("POST", "console/bind-virtual/finish",
+                  {"session_id": session_id, "serial": serial, "code1": code1, "code2": code2})
+        return serial
+
+    def bind_security_key(self, session_id: str, name: str) -> str:
+        return str(self.call("POST", "console/bind-security-key",
+                             {"session_id": session_id, "name": name})["bound"])
+
+
+@dataclass
+class SandboxInfo:
+    """What a sandbox prints on its first line, with helpers to reach it."""
+
+    endpoint: str
+    region: str
+    scenario: str
+    target_account_id: str
+    principals: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
+        return cls(data["endpoint"], data["region"], data["scenario"],
+                   data["target_account_id"], dict(data["principals"]))
+
+    @property
+    def control(self) -> ControlClient:
+        return ControlClient(self.endpoint)
+
+    def session(self, principal: str = "admin", region: str | None = None) -> boto3.Session:
+        keys = self.principals[principal]
+        return boto3.Session(
+            aws_access_key_id=keys["access_key_id"],
+            aws_secret_access_key=keys["secret_access_key"],
+            region_name=region or self.region,
+        )
+
+    def client(self, service: str, principal: str = "admin", region: str | None = None,
+               **config: Any) -> Any:
+        """A boto3 client of ``principal`` pointed at the sandbox (no retries unless asked)."""
+        cfg = Config(retries=config.pop("retries", {"max_attempts": 1, "mode": "standard"}),
+                     **config)
+        return self.session(principal, region).client(
+            service, endpoint_url=self.endpoint, config=cfg
+        )

@@ -1,0 +1,259 @@
+"""CloudTrail for the sandbox: management events recorded from the calls it serves, and
+``LookupEvents`` over them in CloudTrail's shape.
+
+Where events land follows AWS: IAM, Organizations and root console sign-in events in us-east-1;
+STS events (AssumeRoot among them) in the region of the STS endpoint used, in the caller's account.
+LookupEvents answers the caller's account and the request's region only, newest first, one lookup
+attribute per call, at most 50 per page, and throttles above its documented rate (2 per second
+per account per region; ``World.lookup_rate_per_second``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+import uuid
+from typing import Any
+
+from ._protocol import AwsError, AwsRequest, Response, render_result
+from ._server import handles
+from ._state import Principal, World
+
+RECORDED_SERVICES = {"iam", "sts", "organizations", "cloudtrail"}
+GLOBAL_SERVICES = {"iam", "organizations"}
+# request parameters CloudTrail leaves out (they would be secrets)
+SECRET_PARAMS = {"Password", "NewPassword", "OldPassword", "AuthenticationCode1",
+                 "AuthenticationCode2", "SecretAccessKey", "SessionToken"}
+LOOKUP_KEYS = {"EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
+               "EventSource", "AccessKeyId"}
+
+
+def _lower_camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _request_parameters(req: AwsRequest) -> dict[str, Any] | None:
+    if req.protocol == "json":
+        return {_lower_camel(k): v for k, v in req.params.items()} or None
+    out: dict[str, Any] = {}
+    for key, value in req.params.items():
+        if key in ("Action", "Version") or key in SECRET_PARAMS:
+            continue
+        head, _, tail = key.partition(".")
+        if tail:
+            nested = out.setdefault(_lower_camel(head), {})
+            if isinstance(nested, dict):
+                nested[_lower_camel(tail.split(".")[-1])] = value
+        else:
+            out[_lower_camel(key)] = value
+    return out or None
+
+
+def user_identity(principal: Principal, *, console_key: str | None = None,
+                  mfa: bool | None = None) -> dict[str, Any]:
+    if principal.kind == "iam-user":
+        return {"type": "IAMUser", "principalId": principal.user_id or principal.access_key_id,
+                "arn": principal.arn, "accountId": principal.account_id,
+                "accessKeyId": principal.access_key_id, "userName": principal.user_name}
+    ident: dict[str, Any] = {"type": "Root", "principalId": principal.account_id,
+                             "arn": principal.arn, "accountId": principal.account_id}
+    if console_key is not None:
+        ident["accessKeyId"] = console_key
+        ident["sessionContext"] = {"attributes": {"mfaAuthenticated": str(bool(mfa)).lower()}}
+    elif principal.kind == "assumed-root":
+        ident["accessKeyId"] = principal.access_key_id
+        created = (principal.expires_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ident["sessionContext"] = {
+            "attributes": {"creationDate": created, "mfaAuthenticated": "false"},
+            "assumedRoot": "true",
+        }
+    elif principal.access_key_id:
+        ident["accessKeyId"] = principal.access_key_id
+    return ident
+
+
+def username_of(identity: dict[str, Any]) -> str | None:
+    if identity.get("type") == "Root":
+        return "root"
+    name = identity.get("userName")
+    return str(name) if name else None
+
+
+def _resources(event_name: str, params: dict[str, Any] | None) -> list[dict[str, str]]:
+    if not params:
+        return []
+    out = []
+    if params.get("serialNumber"):
+        out.append({"ResourceType": "AWS::IAM::MFADevice", "ResourceName": params["serialNumber"]})
+    if params.get("userName"):
+        out.append({"ResourceType": "AWS::IAM::User", "ResourceName": params["userName"]})
+    if params.get("targetPrincipal"):
+        out.append({"ResourceType": "AWS::IAM::Root",
+                    "ResourceName": f"arn:aws:iam::{params['targetPrincipal']}:root"})
+    return out
+
+
+def add_event(world: World, account_id: str, region: str, record: dict[str, Any]) -> None:
+    """Store one CloudTrail record (a dict in CloudTrail's JSON shape) for LookupEvents."""
+    record.setdefault("eventVersion", "1.09")
+    record.setdefault("eventID", str(uuid.uuid4()))
+    record.setdefault("recipientAccountId", account_id)
+    record.setdefault("awsRegion", region)
+    record.setdefault("managementEvent", True)
+    record.setdefault("eventCategory", "Management")
+    with world.lock:
+        world.events.append({"account": account_id, "region": region, "record": record})
+
+
+def record_call(world: World, req: AwsRequest, principal: Principal, response: Response) -> None:
+    """Record an API call served by the sandbox as CloudTrail would (management events only)."""
+    if req.service not in RECORDED_SERVICES or not req.action:
+        return
+    if req.service == "cloudtrail" and req.action == "LookupEvents":
+        return  # kept out so a lookup never sees its own polling
+    region = "us-east-1" if req.service in GLOBAL_SERVICES else req.region
+    params = _request_parameters(req)
+    record: dict[str, Any] = {
+        "userIdentity": user_identity(principal),
+        "eventTime": world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventSource": f"{req.service}.amazonaws.com",
+        "eventName": req.action,
+        "sourceIPAddress": req.source_ip,
+        "userAgent": req.user_agent,
+        "requestParameters": params,
+        "responseElements": None,
+        "requestID": req.request_id,
+        "eventType": "AwsApiCall",
+        "readOnly": req.action.startswith(("Get", "List", "Describe", "Lookup", "Generate")),
+        "_resources": _resources(req.action, params),
+    }
+    if response.error_code:
+        record["errorCode"] = response.error_code
+        if response.error_message:
+            record["errorMessage"] = response.error_message
+    elif req.action == "AssumeRoot":
+        issued = world.principals_by_request.get(req.request_id)
+        if issued is not None:
+            record["responseElements"] = {
+                "credentials": {
+                    "accessKeyId": issued.access_key_id,
+                    "sessionToken": issued.session_token,
+                    "expiration": issued.expires_at.strftime("%b %d, %Y, %I:%M:%S %p")
+                    if issued.expires_at else None,
+                }
+            }
+    add_event(world, principal.account_id, region, record)
+
+
+def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    record = dict(entry["record"])
+    resources = record.pop("_resources", [])
+    identity = record.get("userIdentity", {})
+    out: dict[str, Any] = {
+        "EventId": record["eventID"],
+        "EventName": record["eventName"],
+        "ReadOnly": str(record.get("readOnly", False)).lower(),
+        "EventTime": dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC
+        ),
+        "EventSource": record["eventSource"],
+        "Resources": resources,
+        "CloudTrailEvent": json.dumps(record),
+    }
+    if identity.get("accessKeyId"):
+        out["AccessKeyId"] = identity["accessKeyId"]
+    name = username_of(identity)
+    if name:
+        out["Username"] = name
+    return out
+
+
+def _attribute_value(entry: dict[str, Any], key: str) -> list[str]:
+    summary = _summary(entry)
+    if key == "ResourceType":
+        return [r["ResourceType"] for r in summary["Resources"]]
+    if key == "ResourceName":
+        return [r["ResourceName"] for r in summary["Resources"]]
+    value = summary.get(key)
+    return [str(value)] if value is not None else []
+
+
+def _parse_time(value: Any) -> dt.datetime:
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise AwsError("InvalidTimeRangeException", f"Invalid time: {value}", 400) from exc
+
+
+def _take_token(world: World, account: str, region: str) -> None:
+    rate = world.lookup_rate_per_second
+    if rate <= 0:
+        return
+    now = time.monotonic()
+    with world.lock:
+        tokens, last = world.lookup_buckets.get((account, region), (rate, now))
+        tokens = min(rate, tokens + (now - last) * rate)
+        if tokens < 1:
+            world.lookup_buckets[(account, region)] = (tokens, now)
+            raise AwsError("ThrottlingException", "Rate exceeded", 400)
+        world.lookup_buckets[(account, region)] = (tokens - 1, now)
+
+
+@handles("cloudtrail", "LookupEvents")
+def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Response:
+    params = req.params
+    attrs = params.get("LookupAttributes") or []
+    if len(attrs) > 1:
+        raise AwsError("InvalidLookupAttributesException",
+                       "You can only specify one lookup attribute.", 400)
+    for attr in attrs:
+        if attr.get("AttributeKey") not in LOOKUP_KEYS or not attr.get("AttributeValue"):
+            raise AwsError("InvalidLookupAttributesException",
+                           f"Invalid lookup attribute: {attr.get('AttributeKey')}", 400)
+    max_results = int(params.get("MaxResults") or 50)
+    if not 1 <= max_results <= 50:
+        raise AwsError("InvalidMaxResultsException", "MaxResults must be between 1 and 50.", 400)
+    start = _parse_time(params["StartTime"]) if params.get("StartTime") is not None else None
+    end = _parse_time(params["EndTime"]) if params.get("EndTime") is not None else None
+    if start and end and start > end:
+        raise AwsError("InvalidTimeRangeException", "StartTime is after EndTime.", 400)
+    _take_token(world, principal.account_id, req.region)
+    query = json.dumps({"a": attrs, "s": str(start), "e": str(end)}, sort_keys=True)
+    offset = 0
+    if params.get("NextToken"):
+        try:
+            token = json.loads(base64.b64decode(params["NextToken"]))
+            if token["q"] != query:
+                raise ValueError("different query")
+            offset = int(token["o"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AwsError("InvalidNextTokenException", "Invalid NextToken.", 400) from exc
+    with world.lock:
+        candidates = [
+            e for e in world.events
+            if e["account"] == principal.account_id and e["region"] == req.region
+        ]
+    matched = []
+    for entry in reversed(candidates):
+        when = dt.datetime.strptime(entry["record"]["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC
+        )
+        if start and when < start.replace(microsecond=0):
+            continue
+        if end and when > end:
+            continue
+        if attrs and attrs[0]["AttributeValue"] not in _attribute_value(
+            entry, attrs[0]["AttributeKey"]
+        ):
+            continue
+        matched.append(entry)
+    page = matched[offset : offset + max_results]
+    result: dict[str, Any] = {"Events": [_summary(e) for e in page]}
+    if offset + max_results < len(matched):
+        token_raw = json.dumps({"q": query, "o": offset + max_results}).encode()
+        result["NextToken"] = base64.b64encode(token_raw).decode()
+    return render_result(req, result)

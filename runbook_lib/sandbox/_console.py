@@ -1,0 +1,393 @@
+"""The control API under ``/_sandbox/``: the simulated console actor and the test knobs.
+
+Real AWS has no such API; it stands in for the human steps of the procedure (a person in the AWS
+console) and for what a test must steer (the clock, faults, the root mailbox). Each console action
+records the CloudTrail events AWS records for it. Routes (JSON in, JSON out):
+
+  GET  /_sandbox/info                          the start line (endpoint, scenario, principals)
+  GET  /_sandbox/state/ACCOUNT                 the root user's true state (no IAM lag)
+  POST /_sandbox/reset                         rebuild the scenario from scratch
+  POST /_sandbox/clock        {advance_seconds}
+  POST /_sandbox/faults       {kind, operation, count?, seconds?}   DELETE clears them
+  POST /_sandbox/iam-lag      {seconds}
+  POST /_sandbox/lookup-rate  {per_second}     0 turns LookupEvents throttling off
+  POST /_sandbox/principals   {name, account_id, policies?}
+  GET  /_sandbox/mailbox/ACCOUNT               e-mails sent to the root address
+  POST /_sandbox/console/sign-in               {account_id, mfa_serial? | email_code?}
+  POST /_sandbox/console/sign-out              {session_id}
+  POST /_sandbox/console/remove-mfa            {session_id, serial}
+  POST /_sandbox/console/bind-virtual/start    {session_id, name}
+  POST /_sandbox/console/bind-virtual/finish   {session_id, serial, code1, code2}
+  POST /_sandbox/console/bind-security-key     {session_id, name}
+  GET  /_sandbox/authenticator/SERIAL          the simulated phone app: two consecutive codes
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import string
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+import pyotp
+
+from . import _cloudtrail
+from ._iam import consecutive_codes_valid, deactivate_root_device
+from ._protocol import Response
+from ._server import json_response
+from ._state import (
+    MAX_ROOT_MFA_DEVICES,
+    Account,
+    ConsoleSession,
+    FaultRule,
+    MfaDevice,
+    PendingSignIn,
+    Principal,
+    World,
+    new_key_id,
+    new_totp_seed,
+)
+
+EMAIL_CODE_TTL = dt.timedelta(minutes=10)
+CONSOLE_URL = "https://console.aws.amazon.com/console/home?state=hashArgs%23&isauthcode=true"
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ControlApi:
+    """Routes ``/_sandbox/...`` requests; ``rebuild`` re-creates the scenario on reset."""
+
+    def __init__(self, world: World, info: Callable[[], dict[str, Any]],
+                 rebuild: Callable[[], None]) -> None:
+        self.world = world
+        self.info = info
+        self.rebuild = rebuild
+
+    def handle(self, environ: dict[str, Any], path: str, body: bytes) -> Response:
+        method = environ.get("REQUEST_METHOD", "GET")
+        parts = [unquote(p) for p in path[len("/_sandbox/"):].split("/") if p]
+        try:
+            data = json.loads(body) if body else {}
+            if not isinstance(data, dict):
+                raise ControlError(400, "BadRequest", "the body must be a JSON object")
+            return json_response(200, self.route(method, parts, data))
+        except ControlError as err:
+            return json_response(err.status, {"error": err.code, "message": err.message})
+        except (ValueError, KeyError, TypeError) as err:
+            return json_response(400, {"error": "BadRequest", "message": str(err)})
+
+    def route(self, method: str, parts: list[str], data: dict[str, Any]) -> Any:
+        world = self.world
+        head = parts[0] if parts else ""
+        if head == "info" and method == "GET":
+            return self.info()
+        if head == "state" and len(parts) == 2:
+            return root_state(world, self._account(parts[1]))
+        if head == "reset" and method == "POST":
+            self.rebuild()
+            return self.info()
+        if head == "clock" and method == "POST":
+            with world.lock:
+                now = world.clock.advance(float(data.get("advance_seconds", 0)))
+            return {"now": now.isoformat()}
+        if head == "clock":
+            return {"now": world.clock.now().isoformat()}
+        if head == "faults":
+            return self.faults(method, data)
+        if head == "iam-lag" and method == "POST":
+            with world.lock:
+                world.iam_read_lag = float(data["seconds"])
+            return {"iam_read_lag": world.iam_read_lag}
+        if head == "lookup-rate" and method == "POST":
+            with world.lock:
+                world.lookup_rate_per_second = float(data["per_second"])
+            return {"per_second": world.lookup_rate_per_second}
+        if head == "principals" and method == "POST":
+            from ._scenarios import add_iam_principal
+
+            principal = add_iam_principal(
+                world, str(data["account_id"]), str(data["name"]), data.get("policies")
+            )
+            return principal.public()
+        if head == "mailbox" and len(parts) == 2:
+            with world.lock:
+                return {"messages": list(world.mailbox.get(parts[1], []))}
+        if head == "authenticator" and len(parts) >= 2:
+            return self.authenticator("/".join(parts[1:]))
+        if head == "console" and method == "POST":
+            return self.console("/".join(parts[1:]), data)
+        raise ControlError(404, "NotFound", f"no control route {method} /_sandbox/{'/'.join(parts)}")
+
+    # ----------------------------------------------------------------- knobs
+    def faults(self, method: str, data: dict[str, Any]) -> Any:
+        with self.world.lock:
+            if method == "DELETE":
+                self.world.faults.clear()
+                return {"faults": []}
+            if method == "POST":
+                kind = str(data["kind"])
+                if kind not in ("throttle", "deny", "latency"):
+                    raise ControlError(400, "BadRequest", f"unknown fault kind {kind!r}")
+                count = data.get("count")
+                rule = FaultRule(kind, str(data.get("operation", "*")),
+                                 None if count is None else int(count),
+                                 float(data.get("seconds", 0.0)))
+                self.world.faults.append(rule)
+            return {"faults": [vars(r) for r in self.world.faults]}
+
+    def _account(self, account_id: str) -> Account:
+        account = self.world.account(account_id)
+        if account is None:
+            raise ControlError(404, "NoSuchAccount", f"no account {account_id} in this scenario")
+        return account
+
+    def authenticator(self, serial: str) -> dict[str, Any]:
+        """The simulated authenticator app: the codes of the previous and current windows."""
+        world = self.world
+        with world.lock:
+            seed = world.authenticator_seeds.get(serial)
+            now = world.clock.now()
+        if seed is None:
+            raise ControlError(404, "NoSuchDevice", f"no authenticator holds {serial}")
+        totp = pyotp.TOTP(seed)
+        return {"serial": serial,
+                "codes": [totp.at(now - dt.timedelta(seconds=30)), totp.at(now)]}
+
+    # ----------------------------------------------------------------- console actor
+    def console(self, action: str, data: dict[str, Any]) -> Any:
+        world = self.world
+        with world.lock:
+            if action == "sign-in":
+                return self.sign_in(data)
+            session = world.console_sessions.get(str(data.get("session_id", "")))
+            if session is None:
+                raise ControlError(401, "NotSignedIn", "sign in to the console first")
+            account = self._account(session.account_id)
+            if action == "sign-out":
+                world.console_sessions.pop(session.session_id, None)
+                return {"signed_out": True}
+            if action == "remove-mfa":
+                return self.remove_mfa(session, account, str(data["serial"]))
+            if action == "bind-virtual/start":
+                return self.bind_start(session, account, str(data.get("name", "root-mfa")))
+            if action == "bind-virtual/finish":
+                return self.bind_finish(session, account, str(data["serial"]),
+                                        str(data["code1"]), str(data["code2"]))
+            if action == "bind-security-key":
+                return self.bind_security_key(session, account, str(data.get("name", "key")))
+        raise ControlError(404, "NotFound", f"no console action {action}")
+
+    def _console_event(self, session: ConsoleSession, name: str, params: dict[str, Any] | None,
+                       error: tuple[str, str] | None = None,
+                       response: dict[str, Any] | None = None) -> None:
+        account = session.account_id
+        root = Principal("root-console", "root", account, f"arn:aws:iam::{account}:root", "", "")
+        record: dict[str, Any] = {
+            "userIdentity": _cloudtrail.user_identity(
+                root, console_key=session.console_key, mfa=session.mfa_used),
+            "eventTime": self.world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventSource": "iam.amazonaws.com",
+            "eventName": name,
+            "sourceIPAddress": "AWS Internal",
+            "userAgent": "AWS Internal",
+            "requestParameters": params,
+            "responseElements": response,
+            "requestID": str(uuid.uuid4()),
+            "eventType": "AwsApiCall",
+            "readOnly": False,
+            "sessionCredentialFromConsole": "true",
+            "_resources": [{"ResourceType": "AWS::IAM::MFADevice",
+                            "ResourceName": params["serialNumber"]}]
+            if params and params.get("serialNumber") else [],
+        }
+        if error:
+            record["errorCode"], record["errorMessage"] = error
+        _cloudtrail.add_event(self.world, account, "us-east-1", record)
+
+    def _login_event(self, account: Account, success: bool, mfa: MfaDevice | None,
+                     message: str | None = None) -> None:
+        extra: dict[str, Any] = {"LoginTo": CONSOLE_URL, "MobileVersion": "No",
+                                 "MFAUsed": "Yes" if mfa else "No"}
+        if mfa is not None:
+            extra["MFAIdentifier"] = mfa.serial
+        record: dict[str, Any] = {
+            "userIdentity": {"type": "Root", "principalId": account.account_id,
+                             "arn": account.root.arn, "accountId": account.account_id},
+            "eventTime": self.world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventSource": "signin.amazonaws.com",
+            "eventName": "ConsoleLogin",
+            "sourceIPAddress": "127.0.0.1",
+            "userAgent": "root-mfa-runbook-sandbox-console",
+            "requestParameters": None,
+            "responseElements": {"ConsoleLogin": "Success" if success else "Failure"},
+            "additionalEventData": extra,
+            "eventType": "AwsConsoleSignIn",
+            "readOnly": False,
+            "_resources": [],
+        }
+        if message:
+            record["errorMessage"] = message
+        _cloudtrail.add_event(self.world, account.account_id, "us-east-1", record)
+
+    def sign_in(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Root sign-in: password (the actor knows it), then the MFA device (``mfa_serial``; with
+        ``mfa_code`` the code is checked, without it the simulated device answers), or, with no
+        MFA right after a removal, the one-time code AWS e-mails to the root address."""
+        world = self.world
+        account = self._account(str(data["account_id"]))
+        root = account.root
+        if not root.has_password:
+            raise ControlError(
+                409, "NoRootPassword",
+                "The root user has no password. Sign-in needs a password reset by the owner "
+                "of the root mailbox (or IAMCreateRootUserPassword from the management account).")
+        devices = root.devices()
+        mfa_device: MfaDevice | None = None
+        if devices:
+            serial = data.get("mfa_serial")
+            if not serial:
+                return {"status": "mfa_required", "devices": [d.serial for d in devices]}
+            mfa_device = next((d for d in devices if d.serial == serial), None)
+            code = data.get("mfa_code")
+            if mfa_device is not None and code is not None and mfa_device.seed is not None:
+                if pyotp.TOTP(mfa_device.seed).at(world.clock.now()) != str(code):
+                    self._login_event(account, False, None, "Failed authentication")
+                    raise ControlError(403, "FailedAuthentication", "the MFA code is not valid")
+            if mfa_device is None:
+                self._login_event(account, False, None, "Failed authentication")
+                raise ControlError(403, "FailedAuthentication",
+                                   f"{serial} is not an MFA device of this root user")
+        elif root.email_verification_pending:
+            code = data.get("email_code")
+            pending = world.pending_sign_ins.get(account.account_id)
+            if not code:
+                new_code = "".join(secrets.choice(string.digits) for _ in range(6))
+                world.pending_sign_ins[account.account_id] = PendingSignIn(
+                    account.account_id, new_code, world.clock.now())
+                world.mailbox.setdefault(account.account_id, []).append({
+                    "to": root.email,
+                    "subject": "AWS sign-in verification code",
+                    "code": new_code,
+                    "sent_at": world.clock.now().isoformat(),
+                })
+                return {"status": "email_code_sent", "to": root.email}
+            if (pending is None or pending.code != str(code)
+                    or world.clock.now() - pending.sent_at > EMAIL_CODE_TTL):
+                self._login_event(account, False, None, "Failed authentication")
+                raise ControlError(403, "FailedAuthentication",
+                                   "the verification code is wrong or has expired")
+            world.pending_sign_ins.pop(account.account_id, None)
+            root.email_verification_pending = False
+        session = ConsoleSession(uuid.uuid4().hex, account.account_id, world.clock.now(),
+                                 mfa_device is not None, console_key=new_key_id("ASIA"))
+        world.console_sessions[session.session_id] = session
+        root.password_last_used = world.clock.now()
+        self._login_event(account, True, mfa_device)
+        return {"status": "signed_in", "session_id": session.session_id,
+                "mfa_used": mfa_device is not None}
+
+    def remove_mfa(self, session: ConsoleSession, account: Account, serial: str) -> dict[str, Any]:
+        device = next((d for d in account.root.devices() if d.serial == serial), None)
+        if device is not None and device.console_session == session.session_id:
+            message = ("This MFA device was assigned in the current session. Sign out and sign "
+                       "in again before you remove it.")
+            self._console_event(session, "DeactivateMFADevice", {"serialNumber": serial},
+                                ("EntityTemporarilyUnmodifiable", message))
+            raise ControlError(409, "EntityTemporarilyUnmodifiable", message)
+        if device is None:
+            raise ControlError(404, "NoSuchEntity", f"MFA device {serial} is not assigned to root")
+        deactivate_root_device(self.world, account, serial)
+        self._console_event(session, "DeactivateMFADevice", {"serialNumber": serial})
+        if device.kind == "virtual":
+            account.root.unassigned_virtual.pop(serial, None)
+            self.world.authenticator_seeds.pop(serial, None)
+            self._console_event(session, "DeleteVirtualMFADevice", {"serialNumber": serial})
+        return {"removed": serial, "kind": device.kind}
+
+    def _check_room(self, account: Account) -> None:
+        if len(account.root.devices()) >= MAX_ROOT_MFA_DEVICES:
+            raise ControlError(409, "LimitExceeded",
+                               f"the root user already has {MAX_ROOT_MFA_DEVICES} MFA devices")
+
+    def bind_start(self, session: ConsoleSession, account: Account, name: str) -> dict[str, Any]:
+        self._check_room(account)
+        serial = f"arn:aws:iam::{account.account_id}:mfa/{name}"
+        if serial in account.root.unassigned_virtual or any(
+            d.serial == serial for d in account.root.devices()
+        ):
+            raise ControlError(409, "EntityAlreadyExists", f"MFA device {serial} already exists")
+        seed = new_totp_seed()
+        session.pending_binds[serial] = MfaDevice(serial, "virtual", name, self.world.clock.now(),
+                                                  seed=seed, console_session=session.session_id)
+        # the "phone" scans the QR code: only the simulated authenticator keeps the seed
+        self.world.authenticator_seeds[serial] = seed
+        self._console_event(session, "CreateVirtualMFADevice", {"virtualMFADeviceName": name},
+                            response={"virtualMFADevice": {"serialNumber": serial}})
+        return {"serial": serial, "scanned": True}
+
+    def bind_finish(self, session: ConsoleSession, account: Account, serial: str,
+                    code1: str, code2: str) -> dict[str, Any]:
+        pending = session.pending_binds.get(serial)
+        if pending is None or pending.seed is None:
+            raise ControlError(404, "NoSuchEntity", f"no pending binding for {serial}")
+        now = self.world.clock.now()
+        params = {"serialNumber": serial}
+        if not consecutive_codes_valid(pending.seed, code1, code2, now):
+            message = "Authentication code for device is not valid."
+            self._console_event(session, "EnableMFADevice", params,
+                                ("InvalidAuthenticationCode", message))
+            raise ControlError(403, "InvalidAuthenticationCode", message)
+        self._check_room(account)
+        del session.pending_binds[serial]
+        device = MfaDevice(serial, "virtual", pending.name, now.replace(microsecond=0),
+                           seed=pending.seed, console_session=session.session_id)
+        account.root.set_devices(now, (*account.root.devices(), device))
+        account.root.email_verification_pending = False
+        self._console_event(session, "EnableMFADevice", params)
+        return {"bound": serial, "kind": "virtual"}
+
+    def bind_security_key(self, session: ConsoleSession, account: Account,
+                          name: str) -> dict[str, Any]:
+        self._check_room(account)
+        now = self.world.clock.now()
+        serial = fido_serial(account.account_id, name)
+        device = MfaDevice(serial, "fido", name, now.replace(microsecond=0),
+                           console_session=session.session_id)
+        account.root.set_devices(now, (*account.root.devices(), device))
+        account.root.email_verification_pending = False
+        self._console_event(session, "EnableMFADevice", {"serialNumber": serial})
+        return {"bound": serial, "kind": "fido"}
+
+
+def fido_serial(account_id: str, name: str) -> str:
+    suffix = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(26))
+    return f"arn:aws:iam::{account_id}:u2f/root/{name}-{suffix}"
+
+
+def root_state(world: World, account: Account) -> dict[str, Any]:
+    """The root user's true state, for tests and the demo; no seed or code leaves here."""
+    with world.lock:
+        root = account.root
+        return {
+            "account_id": account.account_id,
+            "kind": account.kind,
+            "has_password": root.has_password,
+            "email_verification_pending": root.email_verification_pending,
+            "devices": [
+                {"serial": d.serial, "kind": d.kind, "name": d.name,
+                 "enable_date": d.enable_date.isoformat()}
+                for d in root.devices()
+            ],
+            "unassigned_virtual": sorted(root.unassigned_virtual),
+            "access_keys": [k.access_key_id for k in root.access_keys],
+        }

@@ -1,0 +1,233 @@
+"""Wire formats: parse AWS requests and render AWS-shaped responses and errors.
+
+The sandbox answers some operations itself (root-user behaviour moto lacks). Its answers must be
+indistinguishable, to botocore, from AWS's: the Query protocol (IAM, STS) answers XML shaped by the
+operation's output shape; the JSON protocol (CloudTrail, Organizations) answers JSON. Rendering is
+driven by botocore's own service models, so a field name or a list wrapper cannot drift from what
+the SDK parses.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+import botocore.session
+from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
+
+QUERY_NAMESPACES = {
+    "iam": "https://iam.amazonaws.com/doc/2010-05-08/",
+    "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
+}
+
+# botocore's signing names -> the service model names we load
+SIGNING_TO_SERVICE = {"iam": "iam", "sts": "sts", "cloudtrail": "cloudtrail",
+                      "organizations": "organizations", "s3": "s3"}
+
+
+@lru_cache(maxsize=None)
+def service_model(service: str) -> ServiceModel:
+    """The botocore service model for ``service`` (cached: loading one costs ~50 ms)."""
+    return botocore.session.get_session().get_service_model(service)
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class AwsRequest:
+    """One incoming AWS API request, as far as the sandbox needs to understand it."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: dict[str, str]
+    body: bytes
+    service: str = ""
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    action: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "rest-xml"
+    request_id: str = field(default_factory=new_request_id)
+    source_ip: str = "127.0.0.1"
+    user_agent: str = ""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def parse_auth(headers: dict[str, str]) -> tuple[str | None, str | None, str | None]:
+    """(access key id, region, service) from a SigV4 Authorization header, if any."""
+    auth = headers.get("authorization", "")
+    if "Credential=" not in auth:
+        return None, None, None
+    scope = auth.split("Credential=", 1)[1].split(",", 1)[0].strip()
+    parts = scope.split("/")
+    if len(parts) < 5:
+        return None, None, None
+    return parts[0], parts[2], parts[3]
+
+
+def parse_request(req: AwsRequest) -> None:
+    """Fill ``protocol``, ``action`` and ``params`` from the headers and body."""
+    model_name = SIGNING_TO_SERVICE.get(req.service)
+    if model_name is None:
+        req.protocol = "unknown"
+        return
+    model = service_model(model_name)
+    req.protocol = model.protocol
+    if req.protocol == "query":
+        pairs = parse_qsl(req.query_string, keep_blank_values=True)
+        ctype = req.header("content-type") or ""
+        if req.body and "x-www-form-urlencoded" in ctype:
+            pairs += parse_qsl(req.body.decode("utf-8"), keep_blank_values=True)
+        req.params = dict(pairs)
+        req.action = str(req.params.get("Action", ""))
+    elif req.protocol == "json":
+        target = req.header("x-amz-target") or ""
+        req.action = target.rsplit(".", 1)[-1]
+        try:
+            req.params = json.loads(req.body or b"{}")
+        except ValueError:
+            req.params = {}
+
+
+def query_list(params: dict[str, Any], prefix: str) -> list[str]:
+    """Values of a Query-protocol list parameter (``Prefix.member.N``)."""
+    out: list[tuple[int, str]] = []
+    for key, value in params.items():
+        if key.startswith(prefix + ".member."):
+            tail = key[len(prefix) + 8:]
+            if tail.isdigit():
+                out.append((int(tail), value))
+    return [v for _, v in sorted(out)]
+
+
+class AwsError(Exception):
+    """An error the sandbox answers in AWS's shape (the caller sees a botocore ClientError)."""
+
+    def __init__(self, code: str, message: str, status: int = 400, sender: bool = True) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.sender = sender
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _xml_value(shape: Shape, value: Any) -> str:
+    if isinstance(shape, StructureShape):
+        parts = []
+        for name, member in shape.members.items():
+            if name in value and value[name] is not None:
+                tag = member.serialization.get("name", name)
+                parts.append(f"<{tag}>{_xml_value(member, value[name])}</{tag}>")
+        return "".join(parts)
+    if isinstance(shape, ListShape):
+        tag = shape.member.serialization.get("name", "member")
+        return "".join(f"<{tag}>{_xml_value(shape.member, item)}</{tag}>" for item in value)
+    if isinstance(shape, MapShape):
+        return "".join(
+            f"<entry><key>{escape(str(k))}</key><value>{_xml_value(shape.value, v)}</value></entry>"
+            for k, v in value.items()
+        )
+    if shape.type_name == "timestamp":
+        return _iso(value) if isinstance(value, dt.datetime) else escape(str(value))
+    if shape.type_name == "boolean":
+        return "true" if value else "false"
+    if shape.type_name == "blob":
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        return base64.b64encode(raw).decode()
+    return escape(str(value))
+
+
+def _json_value(shape: Shape, value: Any) -> Any:
+    if isinstance(shape, StructureShape):
+        return {
+            name: _json_value(member, value[name])
+            for name, member in shape.members.items()
+            if name in value and value[name] is not None
+        }
+    if isinstance(shape, ListShape):
+        return [_json_value(shape.member, item) for item in value]
+    if isinstance(shape, MapShape):
+        return {k: _json_value(shape.value, v) for k, v in value.items()}
+    if shape.type_name == "timestamp" and isinstance(value, dt.datetime):
+        return value.timestamp()
+    if shape.type_name == "blob":
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        return base64.b64encode(raw).decode()
+    return value
+
+
+def operation(service: str, action: str) -> OperationModel:
+    return service_model(service).operation_model(action)
+
+
+def render_result(req: AwsRequest, result: dict[str, Any]) -> Response:
+    """Render ``result`` (a dict shaped like boto3's answer) in the request's protocol."""
+    op = operation(SIGNING_TO_SERVICE[req.service], req.action)
+    headers = [("x-amzn-RequestId", req.request_id)]
+    if req.protocol == "json":
+        payload = _json_value(op.output_shape, result) if op.output_shape else {}
+        headers.append(("Content-Type", "application/x-amz-json-1.1"))
+        return Response(200, headers, json.dumps(payload).encode())
+    ns = QUERY_NAMESPACES[req.service]
+    inner = _xml_value(op.output_shape, result) if op.output_shape else ""
+    result_xml = f"<{req.action}Result>{inner}</{req.action}Result>" if op.output_shape else ""
+    body = (
+        f'<{req.action}Response xmlns="{ns}">{result_xml}'
+        f"<ResponseMetadata><RequestId>{req.request_id}</RequestId></ResponseMetadata>"
+        f"</{req.action}Response>"
+    )
+    headers.append(("Content-Type", "text/xml"))
+    return Response(200, headers, body.encode())
+
+
+def render_error(req: AwsRequest, err: AwsError) -> Response:
+    """An error in the request's protocol: what botocore turns into a ``ClientError``."""
+    headers = [("x-amzn-RequestId", req.request_id)]
+    if req.protocol == "json":
+        headers.append(("Content-Type", "application/x-amz-json-1.1"))
+        headers.append(("x-amzn-ErrorType", err.code))
+        body = json.dumps({"__type": err.code, "message": err.message}).encode()
+    elif req.protocol == "query":
+        ns = QUERY_NAMESPACES.get(req.service, "")
+        kind = "Sender" if err.sender else "Receiver"
+        body = (
+            f'<ErrorResponse xmlns="{ns}"><Error><Type>{kind}</Type><Code>{escape(err.code)}</Code>'
+            f"<Message>{escape(err.message)}</Message></Error>"
+            f"<RequestId>{req.request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        headers.append(("Content-Type", "text/xml"))
+    else:  # rest-xml (S3) and anything unknown
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(err.code)}</Code>'
+            f"<Message>{escape(err.message)}</Message><RequestId>{req.request_id}</RequestId>"
+            f"</Error>"
+        ).encode()
+        headers.append(("Content-Type", "application/xml"))
+    return Response(err.status, headers, body, err.code, err.message)

@@ -1,0 +1,239 @@
+"""Scenarios: the accounts, root users and principals a sandbox starts with.
+
+Each builder fills a fresh :class:`World` and moto's backends. Account ids are fixed where the
+scenario owns them (standalone 123456789012, management 111111111111); member ids come from moto.
+Fleet accounts build their root users on first use, so ``fleet-5000`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ._console import fido_serial
+from ._state import Account, MfaDevice, Principal, RootAccessKey, RootUser, World, new_totp_seed
+
+STANDALONE_ID = "123456789012"
+MANAGEMENT_ID = "111111111111"
+MAX_FLEET = 5000
+
+SCENARIOS: dict[str, str] = {
+    "standalone": "standalone account; root has one virtual MFA device and a password",
+    "member": "organization member with centralised root access; root has a FIDO key, a virtual "
+    "device and a password",
+    "member-no-password": "organization member with centralised root access; root has a virtual "
+    "device and no password",
+    "no-mfa": "standalone account; root has a password and no MFA device",
+    "root-access-keys": "standalone account; root has long-term access keys (principal 'root') "
+    "and a virtual device",
+    "management": "the organization's management account itself is the target; root has a "
+    "virtual device",
+    "fleet-N": "organization with N member accounts (N <= 5000) of mixed root state; the "
+    "target is the first member",
+}
+
+
+def scenario_names() -> list[str]:
+    return list(SCENARIOS)
+
+
+def validate(name: str) -> str:
+    if name in SCENARIOS and name != "fleet-N":
+        return name
+    match = re.fullmatch(r"fleet-(\d+)", name)
+    if match and 1 <= int(match.group(1)) <= MAX_FLEET:
+        return name
+    raise ValueError(
+        f"unknown scenario {name!r}; choose one of: "
+        + ", ".join(n for n in SCENARIOS if n != "fleet-N")
+        + f", fleet-N (1 <= N <= {MAX_FLEET})"
+    )
+
+
+def _moto_iam(account_id: str) -> Any:
+    from moto.iam.models import iam_backends
+
+    return iam_backends[account_id]["aws"]
+
+
+def add_iam_principal(
+    world: World, account_id: str, name: str, policies: list[dict[str, Any]] | None = None
+) -> Principal:
+    """An IAM user with an access key, in moto (so IAM lists it) and in the sandbox's table."""
+    backend = _moto_iam(account_id)
+    user_name = f"runbook-{name}"
+    user = backend.users.get(user_name) or backend.create_user(
+        region_name="us-east-1", user_name=user_name, path="/", tags=[]
+    )
+    key = backend.create_access_key(user_name=user_name)
+    principal = Principal(
+        name=name,
+        kind="iam-user",
+        account_id=account_id,
+        arn=user.arn,
+        access_key_id=key.access_key_id,
+        secret_access_key=key.secret_access_key,
+        user_name=user_name,
+        user_id=user.id,
+        policies=policies,
+    )
+    with world.lock:
+        world.principals[principal.access_key_id] = principal
+        world.named[name] = principal
+    return principal
+
+
+def _virtual(account_id: str, name: str, when: dt.datetime) -> MfaDevice:
+    return MfaDevice(f"arn:aws:iam::{account_id}:mfa/{name}", "virtual", name, when,
+                     seed=new_totp_seed())
+
+
+def _fido(account_id: str, name: str, when: dt.datetime) -> MfaDevice:
+    return MfaDevice(fido_serial(account_id, name), "fido", name, when)
+
+
+def _hardware(account_id: str, when: dt.datetime) -> MfaDevice:
+    digits = int(hashlib.sha256(account_id.encode()).hexdigest(), 16) % 10**8
+    return MfaDevice(f"GAHT{digits:08d}", "hardware", "hardware-token", when, seed=new_totp_seed())
+
+
+def _account(world: World, account_id: str, kind: str, devices: list[MfaDevice],
+             has_password: bool = True) -> Account:
+    created = (world.clock.now() - dt.timedelta(days=400)).replace(microsecond=0)
+    enabled = (world.clock.now() - dt.timedelta(days=30)).replace(microsecond=0)
+    devices = [MfaDevice(d.serial, d.kind, d.name, enabled, d.seed) for d in devices]
+    root = RootUser(
+        account_id=account_id,
+        email=f"root+{account_id}@example.com",
+        created=created,
+        has_password=has_password,
+        password_last_used=(enabled + dt.timedelta(days=5)) if has_password else None,
+    )
+    root.set_devices(created, tuple(devices))
+    for device in devices:
+        if device.seed and device.kind == "virtual":
+            world.authenticator_seeds[device.serial] = device.seed
+    account = Account(account_id, kind, root)  # type: ignore[arg-type]
+    world.accounts[account_id] = account
+    return account
+
+
+def _organization(world: World, members: int) -> list[str]:
+    """Create the organization (all features, IAM trusted access, root access features on)."""
+    from moto.organizations.models import organizations_backends
+
+    backend = organizations_backends[MANAGEMENT_ID]["aws"]
+    org = backend.create_organization(region="us-east-1", FeatureSet="ALL")
+    backend.enable_aws_service_access(ServicePrincipal="iam.amazonaws.com")
+    ids = []
+    for index in range(members):
+        status = backend.create_account(
+            AccountName=f"member-{index + 1}", Email=f"member-{index + 1}@example.com"
+        )
+        ids.append(status["CreateAccountStatus"]["AccountId"])
+    world.management_account_id = MANAGEMENT_ID
+    world.organization_id = org["Organization"]["Id"]
+    world.org_features = {"RootCredentialsManagement", "RootSessions"}
+    return ids
+
+
+def build(world: World) -> None:
+    """Fill ``world`` (and moto) for ``world.scenario``."""
+    name = validate(world.scenario)
+    now = world.clock.now()
+    if name in ("standalone", "no-mfa", "root-access-keys"):
+        acct = STANDALONE_ID
+        devices = [] if name == "no-mfa" else [_virtual(acct, "root-authenticator", now)]
+        account = _account(world, acct, "standalone", devices)
+        world.target_account_id = acct
+        add_iam_principal(world, acct, "admin")
+        if name == "root-access-keys":
+            _root_keys(world, account)
+        return
+    if name == "management":
+        _organization(world, 1)
+        _account(world, MANAGEMENT_ID, "management",
+                 [_virtual(MANAGEMENT_ID, "root-authenticator", now)])
+        world.target_account_id = MANAGEMENT_ID
+        add_iam_principal(world, MANAGEMENT_ID, "admin")
+        add_iam_principal(world, MANAGEMENT_ID, "org-admin")
+        return
+    if name in ("member", "member-no-password"):
+        member = _organization(world, 1)[0]
+        _account(world, MANAGEMENT_ID, "management",
+                 [_virtual(MANAGEMENT_ID, "root-authenticator", now)])
+        if name == "member":
+            devices = [_fido(member, "YubiKey", now), _virtual(member, "root-authenticator", now)]
+            _account(world, member, "member", devices)
+        else:
+            _account(world, member, "member", [_virtual(member, "root-authenticator", now)],
+                     has_password=False)
+        world.target_account_id = member
+        add_iam_principal(world, member, "admin")
+        add_iam_principal(world, MANAGEMENT_ID, "org-admin")
+        return
+    count = int(name.split("-", 1)[1])
+    members = _organization(world, count)
+    _account(world, MANAGEMENT_ID, "management",
+             [_virtual(MANAGEMENT_ID, "root-authenticator", now)])
+    for index, member in enumerate(members):
+        world.lazy_accounts[member] = _fleet_builder(world, member, index)
+    world.target_account_id = members[0]
+    world.account(members[0])
+    add_iam_principal(world, members[0], "admin")
+    add_iam_principal(world, MANAGEMENT_ID, "org-admin")
+
+
+def _fleet_builder(world: World, account_id: str, index: int) -> Callable[[], Account]:
+    """Mixed fleet: no MFA, one virtual, FIDO + virtual, hardware, no password; by index."""
+
+    def build_one() -> Account:
+        now = world.clock.now()
+        kind = index % 5
+        devices: list[MfaDevice] = []
+        if kind == 1:
+            devices = [_virtual(account_id, "root-authenticator", now)]
+        elif kind == 2:
+            devices = [_fido(account_id, "YubiKey", now), _virtual(account_id, "phone", now)]
+        elif kind == 3:
+            devices = [_hardware(account_id, now)]
+        account = _account(world, account_id, "member", devices, has_password=kind != 4)
+        del world.accounts[account_id]  # World.account() stores it
+        return account
+
+    if index == 0:
+        # the target always has something to remove
+        return lambda: _fleet_target(world, account_id)
+    return build_one
+
+
+def _fleet_target(world: World, account_id: str) -> Account:
+    now = world.clock.now()
+    account = _account(world, account_id, "member",
+                       [_virtual(account_id, "root-authenticator", now)])
+    del world.accounts[account_id]
+    return account
+
+
+def _root_keys(world: World, account: Account) -> None:
+    """Long-term root access keys (what AWS advises against) and the 'root' principal."""
+    from ._state import new_key_id, new_secret
+
+    key_id = new_key_id("AKIA")
+    account.root.access_keys.append(
+        RootAccessKey(key_id, "Active", account.root.created + dt.timedelta(days=1))
+    )
+    principal = Principal(
+        name="root",
+        kind="root",
+        account_id=account.account_id,
+        arn=account.root.arn,
+        access_key_id=key_id,
+        secret_access_key=new_secret(),
+        user_id=account.account_id,
+    )
+    world.principals[key_id] = principal
+    world.named["root"] = principal

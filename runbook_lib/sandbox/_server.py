@@ -1,0 +1,311 @@
+"""The sandbox's HTTP front: a WSGI layer in front of moto's server application.
+
+Each request goes through, in order:
+
+1. ``/_sandbox/...``: the control API (console actor, mailbox, clock, faults), JSON over HTTP.
+2. Authentication as AWS does it: the SigV4 credential's access key must belong to a known
+   principal, a session's token must match and must not have expired.
+3. Injected faults (latency, throttling, AccessDenied) for the operation.
+4. Authorization: an AssumeRoot session may do only what its task policy allows; a principal with
+   policies may do only what they allow.
+5. The sandbox's own handlers for root-user behaviour (``_iam``, ``_sts``, ``_cloudtrail``, ...);
+   anything they do not take goes to moto, told which account is calling.
+6. Management events are recorded for CloudTrail's LookupEvents. A moto failure (an HTML 500) is
+   turned into an AWS-shaped error, so boto3 always gets a ``ClientError``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from . import _authz, _cloudtrail, _protocol
+from ._protocol import AwsError, AwsRequest, Response
+from ._state import Principal, World
+
+Handler = Callable[[World, AwsRequest, Principal], Response | None]
+HANDLERS: dict[tuple[str, str], Handler] = {}
+PostHandler = Callable[[World, AwsRequest, Principal, Response], Response]
+POST_HANDLERS: dict[tuple[str, str], PostHandler] = {}
+CONTROL_PREFIX = "/_sandbox/"
+
+
+def handles(service: str, *actions: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``service`` actions; it may return None to defer to moto."""
+
+    def register(fn: Handler) -> Handler:
+        for action in actions:
+            HANDLERS[(service, action)] = fn
+        return fn
+
+    return register
+
+
+def after_moto(service: str, *actions: str) -> Callable[[PostHandler], PostHandler]:
+    """Register a rewrite of moto's successful answer (e.g. to add the root user's state)."""
+
+    def register(fn: PostHandler) -> PostHandler:
+        for action in actions:
+            POST_HANDLERS[(service, action)] = fn
+        return fn
+
+    return register
+
+
+StartResponse = Callable[..., Any]
+
+
+class SandboxApp:
+    """The WSGI application: our layer, then moto."""
+
+    def __init__(self, world: World, moto_app: Any, control: Any) -> None:
+        self.world = world
+        self.moto_app = moto_app
+        self.control = control
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if path.startswith(CONTROL_PREFIX):
+            return self._send(start_response, self.control.handle(environ, path, body))
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        req = AwsRequest(
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=path,
+            query_string=environ.get("QUERY_STRING", ""),
+            headers=headers,
+            body=body,
+            source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"),
+            user_agent=headers.get("user-agent", ""),
+        )
+        response = self.handle(req, environ)
+        return self._send(start_response, response)
+
+    @staticmethod
+    def _send(start_response: StartResponse, response: Response) -> list[bytes]:
+        reason = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
+                  404: "Not Found", 409: "Conflict", 501: "Not Implemented"}
+        headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(response.body))))
+        start_response(f"{response.status} {reason.get(response.status, 'Status')}", headers)
+        return [response.body]
+
+    # ------------------------------------------------------------------ pipeline
+    def handle(self, req: AwsRequest, environ: dict[str, Any]) -> Response:
+        key, region, service = _protocol.parse_auth(req.headers)
+        if key is None:
+            key = _presigned_key(req)
+        req.access_key_id = key
+        req.region = region or "us-east-1"
+        req.service = (service or "").lower()
+        _protocol.parse_request(req)
+        principal: Principal | None = None
+        try:
+            principal = self.authenticate(req)
+            self.apply_faults(req)
+            _authz.authorize(self.world, req, principal)
+            handler = HANDLERS.get((req.service, req.action))
+            response = handler(self.world, req, principal) if handler else None
+            if response is None:
+                response = self.forward(req, environ, principal)
+                post = POST_HANDLERS.get((req.service, req.action))
+                if post is not None and response.status == 200:
+                    response = post(self.world, req, principal, response)
+        except AwsError as err:
+            response = _protocol.render_error(req, err)
+        if principal is not None:
+            _cloudtrail.record_call(self.world, req, principal, response)
+        return response
+
+    def authenticate(self, req: AwsRequest) -> Principal:
+        if req.access_key_id is None:
+            raise AwsError(
+                "MissingAuthenticationToken", "Request is missing Authentication Token", 403
+            )
+        with self.world.lock:
+            principal = self.world.principals.get(req.access_key_id)
+        if principal is None:
+            principal = _moto_user_principal(self.world, req.access_key_id)
+        if principal is None:
+            if req.service == "s3":
+                raise AwsError(
+                    "InvalidAccessKeyId",
+                    "The AWS Access Key Id you provided does not exist in our records.",
+                    403,
+                )
+            raise AwsError(
+                "InvalidClientTokenId", "The security token included in the request is invalid.", 403
+            )
+        if principal.session_token is not None:
+            token = req.header("x-amz-security-token")
+            if token != principal.session_token:
+                raise AwsError(
+                    "InvalidClientTokenId",
+                    "The security token included in the request is invalid.",
+                    403,
+                )
+            if principal.expires_at is not None and self.world.clock.now() >= principal.expires_at:
+                code = "ExpiredToken"
+                raise AwsError(code, "The security token included in the request is expired", 403)
+        return principal
+
+    def apply_faults(self, req: AwsRequest) -> None:
+        op = f"{req.service}:{req.action or req.method}"
+        delay = 0.0
+        with self.world.lock:
+            fired = None
+            for rule in self.world.faults:
+                if not rule.matches(op):
+                    continue
+                if rule.kind == "latency":
+                    delay = max(delay, rule.seconds)
+                    if rule.remaining is not None:
+                        rule.remaining -= 1
+                elif fired is None:
+                    fired = rule
+                    if rule.remaining is not None:
+                        rule.remaining -= 1
+        if delay:
+            time.sleep(delay)
+        if fired is None:
+            return
+        if fired.kind == "throttle":
+            code = "ThrottlingException" if req.protocol == "json" else "Throttling"
+            if req.service == "s3":
+                code = "SlowDown"
+            raise AwsError(code, "Rate exceeded", 503 if req.service == "s3" else 400)
+        if fired.kind == "deny":
+            raise _authz.access_denied(req, None, injected=True)
+
+    def forward(self, req: AwsRequest, environ: dict[str, Any], principal: Principal) -> Response:
+        """Hand the request to moto as the principal's account and capture its answer."""
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(req.body)
+        env["CONTENT_LENGTH"] = str(len(req.body))
+        env["HTTP_X_MOTO_ACCOUNT_ID"] = principal.account_id
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"] = int(status.split(" ", 1)[0])
+            captured["headers"] = headers
+            return lambda data: None
+
+        try:
+            chunks = self.moto_app(env, start_response)
+            body = b"".join(chunks)
+            if hasattr(chunks, "close"):
+                chunks.close()
+        except Exception as exc:  # noqa: BLE001 - any moto crash must still answer in AWS's shape
+            traceback.print_exc()
+            raise _unsupported(req, f"moto failed: {type(exc).__name__}") from exc
+        status = int(captured.get("status", 500))
+        headers = list(captured.get("headers", []))
+        ctype = next((v for k, v in headers if k.lower() == "content-type"), "")
+        if status >= 500 and ("html" in ctype or b"<html" in body[:200].lower() or not body):
+            raise _unsupported(req, "moto answered an internal error")
+        if status == 404 and "html" in ctype:
+            raise _unsupported(req, "no such endpoint")
+        code = _error_code(body) if status >= 400 else None
+        if not any(k.lower() == "x-amzn-requestid" for k, _ in headers):
+            headers.append(("x-amzn-RequestId", req.request_id))
+        return Response(status, headers, body, code)
+
+
+def _error_code(body: bytes) -> str | None:
+    match = re.search(rb"<Code>([^<]+)</Code>", body) or re.search(rb'"__type"\s*:\s*"([^"]+)"', body)
+    return match.group(1).decode().rsplit("#", 1)[-1] if match else "Error"
+
+
+def _unsupported(req: AwsRequest, why: str) -> AwsError:
+    op = f"{req.service or 'unknown'}:{req.action or req.method}"
+    return AwsError(
+        "NotImplemented",
+        f"The root-mfa-runbook sandbox does not support {op} ({why}).",
+        501,
+        sender=False,
+    )
+
+
+def _presigned_key(req: AwsRequest) -> str | None:
+    match = re.search(r"X-Amz-Credential=([A-Z0-9]+)%2F", req.query_string)
+    return match.group(1) if match else None
+
+
+def _moto_user_principal(world: World, key: str) -> Principal | None:
+    """A principal for an access key created through the IAM API (moto keeps those)."""
+    from moto.iam.models import iam_backends
+
+    for account_id, partitions in list(iam_backends.items()):
+        backend = partitions["aws"]
+        access_key = backend.access_keys.get(key)
+        if access_key is None:
+            continue
+        user = backend.users.get(access_key.user_name)
+        if user is None:
+            return None
+        principal = Principal(
+            name=f"iam-user/{user.name}",
+            kind="iam-user",
+            account_id=account_id,
+            arn=user.arn,
+            access_key_id=key,
+            secret_access_key=access_key.secret_access_key,
+            user_name=user.name,
+            user_id=user.id,
+        )
+        return world.add_principal(principal)
+    return None
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        return
+
+
+class SandboxServer:
+    """Serves a :class:`SandboxApp` on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: SandboxApp, port: int = 0) -> None:
+        self.app = app
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def json_response(status: int, payload: Any) -> Response:
+    body = json.dumps(payload, default=str).encode()
+    return Response(status, [("Content-Type", "application/json")], body)

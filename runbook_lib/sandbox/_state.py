@@ -1,0 +1,279 @@
+"""The sandbox's own state: what moto does not model for this procedure.
+
+Moto keeps IAM users, organizations and S3; this module keeps the rest: a movable clock, the
+principals and their keys, each account's root user (MFA devices with their history, password,
+access keys), the organization's root-access features, the recorded CloudTrail events, the
+simulated mailbox and console sessions, and the injected faults. One lock guards it all; the
+server is threaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import string
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ROOT_TASK_POLICIES = {
+    "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials": frozenset(
+        {
+            "iam:GetAccessKeyLastUsed",
+            "iam:GetAccountSummary",
+            "iam:GetLoginProfile",
+            "iam:GetUser",
+            "iam:ListAccessKeys",
+            "iam:ListMFADevices",
+            "iam:ListSigningCertificates",
+        }
+    ),
+    "arn:aws:iam::aws:policy/root-task/IAMCreateRootUserPassword": frozenset(
+        {"iam:CreateLoginProfile", "iam:GetLoginProfile"}
+    ),
+    "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials": frozenset(
+        {
+            "iam:DeactivateMFADevice",
+            "iam:DeleteAccessKey",
+            "iam:DeleteLoginProfile",
+            "iam:DeleteSigningCertificate",
+            "iam:DeleteVirtualMFADevice",
+            "iam:GetAccessKeyLastUsed",
+            "iam:GetLoginProfile",
+            "iam:GetUser",
+            "iam:ListAccessKeys",
+            "iam:ListMFADevices",
+            "iam:ListSigningCertificates",
+        }
+    ),
+    "arn:aws:iam::aws:policy/root-task/S3UnlockBucketPolicy": frozenset(
+        {"s3:DeleteBucketPolicy", "s3:GetBucketPolicy", "s3:PutBucketPolicy"}
+    ),
+    "arn:aws:iam::aws:policy/root-task/SQSUnlockQueuePolicy": frozenset(
+        {"sqs:GetQueueAttributes", "sqs:RemovePermission", "sqs:SetQueueAttributes"}
+    ),
+}
+
+MAX_ROOT_MFA_DEVICES = 8
+CREDENTIAL_REPORT_MAX_AGE = dt.timedelta(hours=4)
+
+PrincipalKind = Literal["iam-user", "root", "assumed-root"]
+DeviceKind = Literal["virtual", "fido", "hardware"]
+AccountKind = Literal["standalone", "management", "member"]
+
+
+class Clock:
+    """Wall-clock time plus an offset that tests move forward (never backward)."""
+
+    def __init__(self) -> None:
+        self._offset = dt.timedelta()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self._offset
+
+    def advance(self, seconds: float) -> dt.datetime:
+        if seconds < 0:
+            raise ValueError("the sandbox clock only moves forward")
+        self._offset += dt.timedelta(seconds=seconds)
+        return self.now()
+
+
+def new_key_id(prefix: str = "AKIA") -> str:
+    alphabet = string.ascii_uppercase + "234567"
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def new_secret() -> str:
+    alphabet = string.ascii_letters + string.digits + "+/"
+    return "".join(secrets.choice(alphabet) for _ in range(40))
+
+
+def new_totp_seed() -> str:
+    alphabet = string.ascii_uppercase + "234567"
+    return "".join(secrets.choice(alphabet) for _ in range(32))
+
+
+@dataclass
+class Principal:
+    """Someone who signs requests: an IAM user, the root user, or an AssumeRoot session."""
+
+    name: str
+    kind: PrincipalKind
+    account_id: str
+    arn: str
+    access_key_id: str
+    secret_access_key: str
+    user_name: str | None = None
+    user_id: str = ""
+    session_token: str | None = None
+    expires_at: dt.datetime | None = None
+    task_policy_arn: str | None = None
+    # IAM policy documents that bound what this principal may do; None means unrestricted
+    # (an administrator). Evaluated by runbook_lib.sandbox._authz.
+    policies: list[dict[str, Any]] | None = None
+    assumed_by_arn: str | None = None
+    assumed_by_account: str | None = None
+
+    def public(self) -> dict[str, str]:
+        """What the sandbox prints on start for this principal (its keys are sandbox-only)."""
+        return {
+            "account_id": self.account_id,
+            "arn": self.arn,
+            "access_key_id": self.access_key_id,
+            "secret_access_key": self.secret_access_key,
+        }
+
+
+@dataclass(frozen=True)
+class MfaDevice:
+    serial: str
+    kind: DeviceKind
+    name: str
+    enable_date: dt.datetime
+    seed: str | None = None  # TOTP seed (virtual, hardware); never leaves the sandbox's state
+    console_session: str | None = None  # the console session that bound it, if any
+
+
+@dataclass
+class RootAccessKey:
+    access_key_id: str
+    status: str
+    created: dt.datetime
+    last_used: dt.datetime | None = None
+
+
+@dataclass
+class RootUser:
+    account_id: str
+    email: str
+    created: dt.datetime
+    has_password: bool = True
+    password_last_used: dt.datetime | None = None
+    access_keys: list[RootAccessKey] = field(default_factory=list)
+    # every version of the device list with the time it took effect; reads with an injected
+    # IAM lag see an older version, as IAM's eventual consistency would show it
+    history: list[tuple[dt.datetime, tuple[MfaDevice, ...]]] = field(default_factory=list)
+    # set when the last device is removed: the next console sign-in needs an e-mailed code
+    email_verification_pending: bool = False
+    # unassigned virtual device objects (created, or deactivated without deletion)
+    unassigned_virtual: dict[str, MfaDevice] = field(default_factory=dict)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:root"
+
+    def devices(self) -> tuple[MfaDevice, ...]:
+        return self.history[-1][1] if self.history else ()
+
+    def devices_seen(self, now: dt.datetime, lag: float) -> tuple[MfaDevice, ...]:
+        """The device list as an IAM read sees it ``lag`` seconds behind the truth."""
+        if lag <= 0:
+            return self.devices()
+        horizon = now - dt.timedelta(seconds=lag)
+        seen: tuple[MfaDevice, ...] = ()
+        for when, devices in self.history:
+            if when <= horizon:
+                seen = devices
+        return seen
+
+    def set_devices(self, now: dt.datetime, devices: tuple[MfaDevice, ...]) -> None:
+        self.history.append((now, devices))
+
+
+@dataclass
+class Account:
+    account_id: str
+    kind: AccountKind
+    root: RootUser
+    name: str = ""
+
+
+@dataclass
+class ConsoleSession:
+    session_id: str
+    account_id: str
+    signed_in_at: dt.datetime
+    mfa_used: bool
+    console_key: str = ""
+    pending_binds: dict[str, MfaDevice] = field(default_factory=dict)
+
+
+@dataclass
+class PendingSignIn:
+    account_id: str
+    code: str
+    sent_at: dt.datetime
+
+
+@dataclass
+class FaultRule:
+    """One injected fault: ``kind`` is throttle | deny | latency; ``operation`` is e.g.
+    ``iam:ListMFADevices`` or ``*``; ``remaining`` counts calls left (None: until cleared)."""
+
+    kind: str
+    operation: str
+    remaining: int | None = None
+    seconds: float = 0.0
+
+    def matches(self, operation: str) -> bool:
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        if self.operation in ("*", operation):
+            return True
+        service, _, action = operation.partition(":")
+        return self.operation == f"{service}:*" or self.operation == action
+
+
+@dataclass
+class CredentialReport:
+    generated_at: dt.datetime
+    content: bytes
+    polls: int = 0
+
+
+class World:
+    """All sandbox state beyond moto's, guarded by one re-entrant lock."""
+
+    def __init__(self, scenario: str) -> None:
+        self.lock = threading.RLock()
+        self.scenario = scenario
+        self.clock = Clock()
+        self.accounts: dict[str, Account] = {}
+        self.principals: dict[str, Principal] = {}  # by access key id
+        self.principals_by_request: dict[str, Principal] = {}  # AssumeRoot sessions issued
+        self.named: dict[str, Principal] = {}  # by the name printed on start
+        self.target_account_id = ""
+        self.management_account_id: str | None = None
+        self.organization_id: str | None = None
+        self.org_features: set[str] = set()
+        self.events: list[dict[str, Any]] = []  # recorded CloudTrail events (see _cloudtrail)
+        self.authenticator_seeds: dict[str, str] = {}  # the simulated phone app
+        self.mailbox: dict[str, list[dict[str, Any]]] = {}
+        self.pending_sign_ins: dict[str, PendingSignIn] = {}
+        self.console_sessions: dict[str, ConsoleSession] = {}
+        self.faults: list[FaultRule] = []
+        self.iam_read_lag = 0.0
+        self.credential_reports: dict[str, CredentialReport] = {}
+        self.lookup_rate_per_second = 2.0
+        self.lookup_buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self.lazy_accounts: dict[str, Any] = {}  # fleet accounts built on first use
+
+    # ----------------------------------------------------------------- principals
+    def add_principal(self, principal: Principal) -> Principal:
+        with self.lock:
+            self.principals[principal.access_key_id] = principal
+            self.named.setdefault(principal.name, principal)
+        return principal
+
+    def account(self, account_id: str) -> Account | None:
+        with self.lock:
+            found = self.accounts.get(account_id)
+            if found is None and account_id in self.lazy_accounts:
+                builder = self.lazy_accounts.pop(account_id)
+                found = builder()
+                self.accounts[account_id] = found
+            return found
+
+    def is_member(self, account_id: str) -> bool:
+        acct = self.account(account_id)
+        return acct is not None and acct.kind == "member"
