@@ -69,7 +69,7 @@ class Sandbox:
             create_backend_app,
         )
 
-        from . import _cloudtrail, _console, _iam, _sts  # noqa: F401 - registers the handlers
+        from . import _cloudtrail, _console, _iam, _s3lock, _sts  # noqa: F401 - registers the handlers
         from ._server import SandboxApp, SandboxServer
 
         self._build()

@@ -27,7 +27,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import _authz, _cloudtrail, _protocol
+from . import _authz, _cloudtrail, _protocol, _sigv4
 from ._protocol import AwsError, AwsRequest, Response
 from ._state import Principal, World
 
@@ -151,6 +151,7 @@ class SandboxApp:
             raise AwsError(
                 "InvalidClientTokenId", "The security token included in the request is invalid.", 403
             )
+        _sigv4.check(req, principal)
         if principal.session_token is not None:
             token = req.header("x-amz-security-token")
             if token != principal.session_token:
