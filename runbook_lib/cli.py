@@ -40,8 +40,11 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     info = sandbox.start()
     print(json.dumps(info.__dict__), flush=True)
-    print(f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it",
-          file=sys.stderr, flush=True)
+    print(
+        f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         while not stop.wait(0.5):
             pass
@@ -66,10 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sandbox = sub.add_parser("sandbox", help="serve the local AWS sandbox in the foreground")
-    sandbox.add_argument("--scenario", default="standalone",
-                         help="scenario to start (see --list); default: standalone")
-    sandbox.add_argument("--port", type=int, default=0,
-                         help="port on 127.0.0.1; 0 picks a free one (default)")
+    sandbox.add_argument(
+        "--scenario",
+        default="standalone",
+        help="scenario to start (see --list); default: standalone",
+    )
+    sandbox.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)"
+    )
     sandbox.add_argument("--list", action="store_true", help="list the scenarios and exit")
     sandbox.set_defaults(func=_cmd_sandbox)
 

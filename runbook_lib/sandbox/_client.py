@@ -39,8 +39,9 @@ class ControlClient:
                 return json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as err:
             body = json.loads(err.read() or b"{}")
-            raise ControlApiError(err.code, body.get("error", "Error"),
-                                  body.get("message", "")) from None
+            raise ControlApiError(
+                err.code, body.get("error", "Error"), body.get("message", "")
+            ) from None
 
     # knobs
     def info(self) -> dict[str, Any]:
@@ -55,10 +56,14 @@ class ControlClient:
     def advance_clock(self, seconds: float) -> str:
         return str(self.call("POST", "clock", {"advance_seconds": seconds})["now"])
 
-    def add_fault(self, kind: str, operation: str, count: int | None = None,
-                  seconds: float = 0.0) -> None:
-        self.call("POST", "faults",
-                  {"kind": kind, "operation": operation, "count": count, "seconds": seconds})
+    def add_fault(
+        self, kind: str, operation: str, count: int | None = None, seconds: float = 0.0
+    ) -> None:
+        self.call(
+            "POST",
+            "faults",
+            {"kind": kind, "operation": operation, "count": count, "seconds": seconds},
+        )
 
     def clear_faults(self) -> None:
         self.call("DELETE", "faults")
@@ -69,10 +74,14 @@ class ControlClient:
     def set_lookup_rate(self, per_second: float) -> None:
         self.call("POST", "lookup-rate", {"per_second": per_second})
 
-    def add_principal(self, name: str, account_id: str,
-                      policies: list[dict[str, Any]] | None = None) -> dict[str, str]:
-        return dict(self.call("POST", "principals",
-                              {"name": name, "account_id": account_id, "policies": policies}))
+    def add_principal(
+        self, name: str, account_id: str, policies: list[dict[str, Any]] | None = None
+    ) -> dict[str, str]:
+        return dict(
+            self.call(
+                "POST", "principals", {"name": name, "account_id": account_id, "policies": policies}
+            )
+        )
 
     def mailbox(self, account_id: str) -> list[dict[str, Any]]:
         return list(self.call("GET", f"mailbox/{account_id}")["messages"])
@@ -81,8 +90,13 @@ class ControlClient:
         return list(self.call("GET", "authenticator/" + quote(serial, safe=""))["codes"])
 
     # the simulated console actor
-    def sign_in(self, account_id: str, mfa_serial: str | None = None,
-                email_code: str | None = None, mfa_code: str | None = None) -> dict[str, Any]:
+    def sign_in(
+        self,
+        account_id: str,
+        mfa_serial: str | None = None,
+        email_code: str | None = None,
+        mfa_code: str | None = None,
+    ) -> dict[str, Any]:
         payload: dict[str, Any] = {"account_id": account_id}
         if mfa_serial:
             payload["mfa_serial"] = mfa_serial
@@ -106,21 +120,31 @@ class ControlClient:
         self.call("POST", "console/sign-out", {"session_id": session_id})
 
     def remove_mfa(self, session_id: str, serial: str) -> dict[str, Any]:
-        return dict(self.call("POST", "console/remove-mfa",
-                              {"session_id": session_id, "serial": serial}))
+        return dict(
+            self.call("POST", "console/remove-mfa", {"session_id": session_id, "serial": serial})
+        )
 
     def bind_virtual(self, session_id: str, name: str) -> str:
         """Start binding, let the simulated app scan the QR code, enter two consecutive codes."""
-        serial = str(self.call("POST", "console/bind-virtual/start",
-                               {"session_id": session_id, "name": name})["serial"])
+        serial = str(
+            self.call(
+                "POST", "console/bind-virtual/start", {"session_id": session_id, "name": name}
+            )["serial"]
+        )
         code1, code2 = self.authenticator_codes(serial)
-        self.call("POST", "console/bind-virtual/finish",
-                  {"session_id": session_id, "serial": serial, "code1": code1, "code2": code2})
+        self.call(
+            "POST",
+            "console/bind-virtual/finish",
+            {"session_id": session_id, "serial": serial, "code1": code1, "code2": code2},
+        )
         return serial
 
     def bind_security_key(self, session_id: str, name: str) -> str:
-        return str(self.call("POST", "console/bind-security-key",
-                             {"session_id": session_id, "name": name})["bound"])
+        return str(
+            self.call(
+                "POST", "console/bind-security-key", {"session_id": session_id, "name": name}
+            )["bound"]
+        )
 
 
 @dataclass
@@ -133,10 +157,23 @@ class SandboxInfo:
     target_account_id: str
     principals: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # the principals' secret keys are sandbox-only, but never print a secret anyway
+        names = ", ".join(sorted(self.principals))
+        return (
+            f"SandboxInfo(endpoint={self.endpoint!r}, scenario={self.scenario!r}, "
+            f"target_account_id={self.target_account_id!r}, principals=[{names}])"
+        )
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SandboxInfo:
-        return cls(data["endpoint"], data["region"], data["scenario"],
-                   data["target_account_id"], dict(data["principals"]))
+        return cls(
+            data["endpoint"],
+            data["region"],
+            data["scenario"],
+            data["target_account_id"],
+            dict(data["principals"]),
+        )
 
     @property
     def control(self) -> ControlClient:
@@ -150,11 +187,12 @@ class SandboxInfo:
             region_name=region or self.region,
         )
 
-    def client(self, service: str, principal: str = "admin", region: str | None = None,
-               **config: Any) -> Any:
+    def client(
+        self, service: str, principal: str = "admin", region: str | None = None, **config: Any
+    ) -> Any:
         """A boto3 client of ``principal`` pointed at the sandbox (no retries unless asked)."""
-        cfg = Config(retries=config.pop("retries", {"max_attempts": 1, "mode": "standard"}),
-                     **config)
-        return self.session(principal, region).client(
-            service, endpoint_url=self.endpoint, config=cfg
+        cfg = Config(
+            retries=config.pop("retries", {"total_max_attempts": 1, "mode": "standard"}), **config
         )
+        session: Any = self.session(principal, region)
+        return session.client(service, endpoint_url=self.endpoint, config=cfg)

@@ -19,7 +19,14 @@ import pyotp
 
 from ._protocol import AwsError, AwsRequest, Response, render_result
 from ._server import after_moto, handles
-from ._state import CREDENTIAL_REPORT_MAX_AGE, Account, CredentialReport, MfaDevice, Principal, World
+from ._state import (
+    CREDENTIAL_REPORT_MAX_AGE,
+    Account,
+    CredentialReport,
+    MfaDevice,
+    Principal,
+    World,
+)
 
 REPORT_COLUMNS = (
     "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
@@ -148,7 +155,9 @@ def enable_mfa_device(world: World, req: AwsRequest, principal: Principal) -> Re
     code1 = str(req.params.get("AuthenticationCode1", ""))
     code2 = str(req.params.get("AuthenticationCode2", ""))
     if not consecutive_codes_valid(device.base32_string_seed, code1, code2, world.clock.now()):
-        raise AwsError("InvalidAuthenticationCode", "Authentication code for device is not valid.", 403)
+        raise AwsError(
+            "InvalidAuthenticationCode", "Authentication code for device is not valid.", 403
+        )
     return None
 
 
@@ -192,8 +201,13 @@ def list_virtual_mfa_devices(world: World, req: AwsRequest, principal: Principal
                 {
                     "SerialNumber": serial,
                     "EnableDate": device.enable_date,
-                    "User": {"Path": user.path, "UserName": user.name, "UserId": user.id,
-                             "Arn": user.arn, "CreateDate": user.create_date},
+                    "User": {
+                        "Path": user.path,
+                        "UserName": user.name,
+                        "UserId": user.id,
+                        "Arn": user.arn,
+                        "CreateDate": user.create_date,
+                    },
                 }
             )
         elif device.user is None and status in ("Unassigned", "Any"):
@@ -326,8 +340,14 @@ def get_user(world: World, req: AwsRequest, principal: Principal) -> Response | 
         return None
     with world.lock:
         root = _account(world, principal).root
-        user = {"UserId": root.account_id, "Arn": root.arn, "CreateDate": root.created,
-                "PasswordLastUsed": root.password_last_used, "Path": "/", "UserName": ""}
+        user = {
+            "UserId": root.account_id,
+            "Arn": root.arn,
+            "CreateDate": root.created,
+            "PasswordLastUsed": root.password_last_used,
+            "Path": "/",
+            "UserName": "",
+        }
     user.pop("UserName")
     return render_result(req, {"User": user})
 
@@ -355,7 +375,9 @@ def create_login_profile(world: World, req: AwsRequest, principal: Principal) ->
     with world.lock:
         root = _account(world, principal).root
         if root.has_password:
-            raise AwsError("EntityAlreadyExists", "Login Profile for user root already exists.", 409)
+            raise AwsError(
+                "EntityAlreadyExists", "Login Profile for user root already exists.", 409
+            )
         root.has_password = True
         created = world.clock.now()
     return render_result(
@@ -445,19 +467,25 @@ def delete_signing_certificate(
 
 # --------------------------------------------------------------------------- organizations features
 _FEATURE_ERRORS = {
-    "not_found": ("OrganizationNotFoundException",
-                  "The request was rejected because no organization is associated with your "
-                  "account."),
-    "not_management": ("AccountNotManagementOrDelegatedAdministratorException",
-                       "The request was rejected because the account making the request is not "
-                       "the management account or delegated administrator account for "
-                       "centralized root access."),
-    "caller_not_management": ("CallerIsNotManagementAccountException",
-                              "The request was rejected because the account making the request "
-                              "is not the management account for the organization."),
-    "no_service_access": ("ServiceAccessNotEnabledException",
-                          "The request was rejected because trusted access is not enabled for "
-                          "IAM in Organizations."),
+    "not_found": (
+        "OrganizationNotFoundException",
+        "The request was rejected because no organization is associated with your account.",
+    ),
+    "not_management": (
+        "AccountNotManagementOrDelegatedAdministratorException",
+        "The request was rejected because the account making the request is not "
+        "the management account or delegated administrator account for "
+        "centralized root access.",
+    ),
+    "caller_not_management": (
+        "CallerIsNotManagementAccountException",
+        "The request was rejected because the account making the request "
+        "is not the management account for the organization.",
+    ),
+    "no_service_access": (
+        "ServiceAccessNotEnabledException",
+        "The request was rejected because trusted access is not enabled for IAM in Organizations.",
+    ),
 }
 
 
@@ -498,8 +526,12 @@ def _features_answer(world: World, req: AwsRequest, principal: Principal, enable
     return render_result(req, {"OrganizationId": org_id, "EnabledFeatures": enabled})
 
 
-@handles("iam", "ListOrganizationsFeatures", "DisableOrganizationsRootCredentialsManagement",
-         "DisableOrganizationsRootSessions")
+@handles(
+    "iam",
+    "ListOrganizationsFeatures",
+    "DisableOrganizationsRootCredentialsManagement",
+    "DisableOrganizationsRootSessions",
+)
 def list_features(world: World, req: AwsRequest, principal: Principal) -> Response:
     return _features_answer(world, req, principal, enable=False)
 

@@ -87,8 +87,9 @@ def add_iam_principal(
 
 
 def _virtual(account_id: str, name: str, when: dt.datetime) -> MfaDevice:
-    return MfaDevice(f"arn:aws:iam::{account_id}:mfa/{name}", "virtual", name, when,
-                     seed=new_totp_seed())
+    return MfaDevice(
+        f"arn:aws:iam::{account_id}:mfa/{name}", "virtual", name, when, seed=new_totp_seed()
+    )
 
 
 def _fido(account_id: str, name: str, when: dt.datetime) -> MfaDevice:
@@ -100,8 +101,9 @@ def _hardware(account_id: str, when: dt.datetime) -> MfaDevice:
     return MfaDevice(f"GAHT{digits:08d}", "hardware", "hardware-token", when, seed=new_totp_seed())
 
 
-def _account(world: World, account_id: str, kind: str, devices: list[MfaDevice],
-             has_password: bool = True) -> Account:
+def _account(
+    world: World, account_id: str, kind: str, devices: list[MfaDevice], has_password: bool = True
+) -> Account:
     created = (world.clock.now() - dt.timedelta(days=400)).replace(microsecond=0)
     enabled = (world.clock.now() - dt.timedelta(days=30)).replace(microsecond=0)
     devices = [MfaDevice(d.serial, d.kind, d.name, enabled, d.seed) for d in devices]
@@ -121,10 +123,20 @@ def _account(world: World, account_id: str, kind: str, devices: list[MfaDevice],
     return account
 
 
+def _trust_iam_in_organizations() -> None:
+    """Moto's list of services that support trusted access lacks IAM (centralised root access
+    needs it); add it, so EnableAWSServiceAccess(iam.amazonaws.com) works as in AWS."""
+    from moto.organizations.models import FakeServiceAccess
+
+    if "iam.amazonaws.com" not in FakeServiceAccess.TRUSTED_SERVICES:
+        FakeServiceAccess.TRUSTED_SERVICES.append("iam.amazonaws.com")
+
+
 def _organization(world: World, members: int) -> list[str]:
     """Create the organization (all features, IAM trusted access, root access features on)."""
     from moto.organizations.models import organizations_backends
 
+    _trust_iam_in_organizations()
     backend = organizations_backends[MANAGEMENT_ID]["aws"]
     org = backend.create_organization(region="us-east-1", FeatureSet="ALL")
     backend.enable_aws_service_access(ServicePrincipal="iam.amazonaws.com")
@@ -155,30 +167,38 @@ def build(world: World) -> None:
         return
     if name == "management":
         _organization(world, 1)
-        _account(world, MANAGEMENT_ID, "management",
-                 [_virtual(MANAGEMENT_ID, "root-authenticator", now)])
+        _account(
+            world, MANAGEMENT_ID, "management", [_virtual(MANAGEMENT_ID, "root-authenticator", now)]
+        )
         world.target_account_id = MANAGEMENT_ID
         add_iam_principal(world, MANAGEMENT_ID, "admin")
         add_iam_principal(world, MANAGEMENT_ID, "org-admin")
         return
     if name in ("member", "member-no-password"):
         member = _organization(world, 1)[0]
-        _account(world, MANAGEMENT_ID, "management",
-                 [_virtual(MANAGEMENT_ID, "root-authenticator", now)])
+        _account(
+            world, MANAGEMENT_ID, "management", [_virtual(MANAGEMENT_ID, "root-authenticator", now)]
+        )
         if name == "member":
             devices = [_fido(member, "YubiKey", now), _virtual(member, "root-authenticator", now)]
             _account(world, member, "member", devices)
         else:
-            _account(world, member, "member", [_virtual(member, "root-authenticator", now)],
-                     has_password=False)
+            _account(
+                world,
+                member,
+                "member",
+                [_virtual(member, "root-authenticator", now)],
+                has_password=False,
+            )
         world.target_account_id = member
         add_iam_principal(world, member, "admin")
         add_iam_principal(world, MANAGEMENT_ID, "org-admin")
         return
     count = int(name.split("-", 1)[1])
     members = _organization(world, count)
-    _account(world, MANAGEMENT_ID, "management",
-             [_virtual(MANAGEMENT_ID, "root-authenticator", now)])
+    _account(
+        world, MANAGEMENT_ID, "management", [_virtual(MANAGEMENT_ID, "root-authenticator", now)]
+    )
     for index, member in enumerate(members):
         world.lazy_accounts[member] = _fleet_builder(world, member, index)
     world.target_account_id = members[0]
@@ -212,8 +232,9 @@ def _fleet_builder(world: World, account_id: str, index: int) -> Callable[[], Ac
 
 def _fleet_target(world: World, account_id: str) -> Account:
     now = world.clock.now()
-    account = _account(world, account_id, "member",
-                       [_virtual(account_id, "root-authenticator", now)])
+    account = _account(
+        world, account_id, "member", [_virtual(account_id, "root-authenticator", now)]
+    )
     del world.accounts[account_id]
     return account
 

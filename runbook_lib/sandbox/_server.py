@@ -98,8 +98,15 @@ class SandboxApp:
 
     @staticmethod
     def _send(start_response: StartResponse, response: Response) -> list[bytes]:
-        reason = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
-                  404: "Not Found", 409: "Conflict", 501: "Not Implemented"}
+        reason = {
+            200: "OK",
+            204: "No Content",
+            400: "Bad Request",
+            403: "Forbidden",
+            404: "Not Found",
+            409: "Conflict",
+            501: "Not Implemented",
+        }
         headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(response.body))))
         start_response(f"{response.status} {reason.get(response.status, 'Status')}", headers)
@@ -149,7 +156,9 @@ class SandboxApp:
                     403,
                 )
             raise AwsError(
-                "InvalidClientTokenId", "The security token included in the request is invalid.", 403
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+                403,
             )
         _sigv4.check(req, principal)
         if principal.session_token is not None:
@@ -201,7 +210,9 @@ class SandboxApp:
         env["HTTP_X_MOTO_ACCOUNT_ID"] = principal.account_id
         captured: dict[str, Any] = {}
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
             captured["status"] = int(status.split(" ", 1)[0])
             captured["headers"] = headers
             return lambda data: None
@@ -228,7 +239,9 @@ class SandboxApp:
 
 
 def _error_code(body: bytes) -> str | None:
-    match = re.search(rb"<Code>([^<]+)</Code>", body) or re.search(rb'"__type"\s*:\s*"([^"]+)"', body)
+    match = re.search(rb"<Code>([^<]+)</Code>", body) or re.search(
+        rb'"__type"\s*:\s*"([^"]+)"', body
+    )
     return match.group(1).decode().rsplit("#", 1)[-1] if match else "Error"
 
 
@@ -256,7 +269,7 @@ def _moto_user_principal(world: World, key: str) -> Principal | None:
         access_key = backend.access_keys.get(key)
         if access_key is None:
             continue
-        user = backend.users.get(access_key.user_name)
+        user = backend.users.get(access_key.user_name or "")
         if user is None:
             return None
         principal = Principal(
