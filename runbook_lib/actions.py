@@ -1,0 +1,142 @@
+"""Actions that change AWS. Each is dry-run by default, idempotent, verified afterwards, and
+returns an :class:`ActionResult` with the AWS request ids for the run record.
+
+Only one action exists, because AWS offers only one: removing a member account's root MFA device
+through ``sts:AssumeRoot``. Binding a root MFA device has no API (``EnableMFADevice`` needs a
+``UserName``); the runbook guides it in the console and verifies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+
+from .aws import AwsContext, request_id
+from .errors import AmbiguousDeviceError, PreconditionError, from_client_error
+from .privileged import DEFAULT_DURATION, DELETE, RootSession, assume_root
+from .state import device_kind, read_session_devices, wait_for_device_removed
+
+Outcome = Literal["planned", "removed", "already-absent"]
+
+
+@dataclass
+class ActionResult:
+    action: str
+    account_id: str
+    target: str | None
+    dry_run: bool
+    outcome: Outcome
+    request_ids: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_device(serials: list[str], wanted: str | None) -> str | None:
+    """The device to act on: the named one (None if it is not there), or the only one.
+    Several devices and none named: refuse."""
+    if wanted:
+        return wanted if wanted in serials else None
+    if len(serials) == 1:
+        return serials[0]
+    if not serials:
+        return None
+    raise AmbiguousDeviceError(serials)
+
+
+def remove_root_mfa_device(
+    management: AwsContext,
+    account_id: str,
+    device_serial: str | None,
+    *,
+    dry_run: bool = True,
+    delete_virtual: bool = False,
+    region: str | None = None,
+    duration: int = DEFAULT_DURATION,
+    verify_timeout: float = 120.0,
+    target_reader: AwsContext | None = None,
+) -> ActionResult:
+    """Remove a member account's root MFA device through AssumeRoot.
+
+    Steps: AssumeRoot with ``IAMDeleteRootUserCredentials`` (shortest useful duration) →
+    ``ListMFADevices`` (choose and check the device) → ``DeactivateMFADevice`` without
+    ``UserName`` → optionally ``DeleteVirtualMFADevice`` (virtual devices only) → poll until
+    the device is gone.
+
+    IAM permissions: in the management account (or the IAM delegated administrator)
+    ``sts:AssumeRoot`` with ``sts:TaskPolicyArn`` = IAMDeleteRootUserCredentials; the task
+    policy itself grants ``iam:ListMFADevices``, ``iam:DeactivateMFADevice`` and
+    ``iam:DeleteVirtualMFADevice`` in the member. ``target_reader`` (optional, a read-only
+    principal in the member) adds ``iam:ListVirtualMFADevices`` and ``iam:GetAccountSummary``
+    to the verification.
+
+    ``dry_run`` (the default) stops after listing: nothing is changed. A device that is already
+    gone is reported as ``already-absent``, not as an error.
+    """
+    result = ActionResult("remove-root-mfa-device", account_id, device_serial, dry_run, "planned")
+    with assume_root(management, account_id, DELETE, duration, region) as root:
+        result.request_ids["AssumeRoot"] = root.assume_request_id or ""
+        result.details["session_key_suffix"] = root.access_key_id[-4:]
+        serials = [d.serial for d in read_session_devices(root)]
+        result.details["devices_before"] = serials
+        chosen = choose_device(serials, device_serial)
+        if chosen is None:
+            result.outcome = "already-absent"
+            result.details["note"] = (
+                "The named device is not assigned to the root user; nothing to remove."
+                if device_serial
+                else "The root user has no MFA device; nothing to remove."
+            )
+            return result
+        result.target = chosen
+        result.details["kind"] = device_kind(chosen)
+        if dry_run:
+            result.details["note"] = "Dry run: DeactivateMFADevice was not called."
+            return result
+        result.request_ids.update(_deactivate(root, chosen))
+        if delete_virtual and device_kind(chosen) == "virtual":
+            result.details["virtual_device_deleted"] = _delete_virtual(root, chosen, result)
+        verified = wait_for_device_removed(
+            target_reader or root.aws, account_id, chosen, session=root, timeout=verify_timeout
+        )
+        result.details["devices_after"] = sorted(verified.known_serials())
+        result.outcome = "removed"
+    return result
+
+
+def _deactivate(root: RootSession, serial: str) -> dict[str, str]:
+    def deactivate(aws: AwsContext) -> dict[str, str]:
+        try:
+            answer = aws.client("iam").deactivate_mfa_device(SerialNumber=serial)
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code")
+            if code == "NoSuchEntity":  # removed meanwhile (e.g. in the console): idempotent
+                return {"DeactivateMFADevice": "already-absent"}
+            if code in ("ExpiredToken", "ExpiredTokenException"):
+                raise
+            raise from_client_error(err, "DeactivateMFADevice", "iam:DeactivateMFADevice") from err
+        return {"DeactivateMFADevice": request_id(answer) or ""}
+
+    return root.run(deactivate)
+
+
+def _delete_virtual(root: RootSession, serial: str, result: ActionResult) -> str:
+    try:
+        answer = root.client("iam").delete_virtual_mfa_device(SerialNumber=serial)
+    except ClientError as err:
+        code = str(err.response.get("Error", {}).get("Code"))
+        if code == "NoSuchEntity":
+            return "already-deleted"
+        if code == "DeleteConflict":
+            raise PreconditionError(
+                f"{serial} is still assigned (DeleteConflict) although it was deactivated; "
+                "IAM may lag. Re-run the step in a minute; nothing else was changed."
+            ) from err
+        raise from_client_error(
+            err, "DeleteVirtualMFADevice", "iam:DeleteVirtualMFADevice"
+        ) from err
+    result.request_ids["DeleteVirtualMFADevice"] = request_id(answer) or ""
+    return "deleted"

@@ -1,0 +1,156 @@
+"""Sessions and clients, built from the standard AWS configuration chain.
+
+An :class:`AwsContext` wraps one ``boto3.Session`` (profile, SSO, environment, instance role:
+whatever boto3 resolves) plus an optional ``endpoint_url`` (any AWS-compatible endpoint; the
+local sandbox is one) and makes clients with adaptive retries and a user-agent suffix naming the
+runbook. Nothing here builds a client at import time; callers pass contexts in.
+
+IAM, Organizations and CloudTrail's IAM/sign-in events are global and live in us-east-1;
+``sts:AssumeRoot`` must go to a *regional* STS endpoint, which :meth:`AwsContext.sts_regional`
+guarantees (it refuses the global endpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import __version__
+from .errors import ParameterError, PreconditionError, from_client_error
+
+USER_AGENT = f"root-mfa-runbook/{__version__}"
+GLOBAL_REGION = "us-east-1"  # where IAM and sign-in events are recorded
+GLOBAL_STS_HOSTS = {"sts.amazonaws.com", "sts.us-gov.amazonaws.com"}
+
+
+@dataclass
+class AwsContext:
+    """One set of credentials and where to reach AWS with them."""
+
+    session: boto3.Session
+    region: str = GLOBAL_REGION
+    endpoint_url: str | None = None
+    max_attempts: int = 8
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        **keys: str,
+    ) -> AwsContext:
+        """Build from the standard chain (``profile`` or AWS_PROFILE, SSO, env, role).
+
+        ``keys`` may carry explicit ``aws_access_key_id``/``aws_secret_access_key``/
+        ``aws_session_token`` (tests and the sandbox demo); they are never stored elsewhere.
+        """
+        try:
+            factory: Any = boto3.Session
+            session = factory(profile_name=profile or None, region_name=region, **keys)
+        except BotoCoreError as err:
+            raise ParameterError([f"AWS profile {profile!r}: {err}"]) from err
+        return cls(session, region or session.region_name or GLOBAL_REGION, endpoint_url or None)
+
+    def config(self) -> Config:
+        return Config(
+            retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
+            user_agent_extra=USER_AGENT,
+            connect_timeout=10,
+            read_timeout=30,
+        )
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A cached client; IAM and Organizations always in us-east-1."""
+        if service in ("iam", "organizations"):
+            region = GLOBAL_REGION
+        region = region or self.region
+        key = (service, region)
+        if key not in self._clients:
+            session: Any = self.session
+            self._clients[key] = session.client(
+                service, region_name=region, endpoint_url=self.endpoint_url, config=self.config()
+            )
+        return self._clients[key]
+
+    def sts_regional(self, region: str | None = None) -> Any:
+        """An STS client on a regional endpoint, as AssumeRoot requires."""
+        region = region or self.region
+        if not region or region == "aws-global":
+            raise ParameterError(
+                [
+                    "AssumeRoot needs a regional STS endpoint; set region to e.g. us-east-1 "
+                    "(not aws-global)."
+                ]
+            )
+        endpoint = self.endpoint_url or f"https://sts.{region}.amazonaws.com"
+        host = urlparse(endpoint).hostname or ""
+        if host in GLOBAL_STS_HOSTS:
+            raise ParameterError(
+                [
+                    f"endpoint {endpoint} is the global STS endpoint; AssumeRoot works only on a "
+                    f"regional one such as https://sts.{region}.amazonaws.com."
+                ]
+            )
+        session: Any = self.session
+        return session.client(
+            "sts", region_name=region, endpoint_url=endpoint, config=self.config()
+        )
+
+    def with_credentials(
+        self, access_key_id: str, secret_access_key: str, session_token: str
+    ) -> AwsContext:
+        """A context on temporary credentials, same endpoint and region."""
+        session = boto3.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=self.region,
+        )
+        return AwsContext(session, self.region, self.endpoint_url, self.max_attempts)
+
+
+def call(client: Any, operation: str, permission: str | None = None, **kwargs: Any) -> Any:
+    """Call ``client.<operation>(**kwargs)``; a ClientError becomes the runbook's error type.
+
+    ``operation`` is the boto3 method name; ``permission`` the IAM action for the hint.
+    """
+    try:
+        return getattr(client, operation)(**kwargs)
+    except ClientError as err:
+        raise from_client_error(err, _api_name(operation), permission) from err
+
+
+def paginate(
+    client: Any, operation: str, key: str, permission: str | None = None, **kwargs: Any
+) -> list[Any]:
+    """Every item of ``key`` across all pages of a list call (boto3's paginator)."""
+    items: list[Any] = []
+    try:
+        for page in client.get_paginator(operation).paginate(**kwargs):
+            items.extend(page.get(key, []))
+    except ClientError as err:
+        raise from_client_error(err, _api_name(operation), permission) from err
+    return items
+
+
+@functools.cache
+def _api_name(operation: str) -> str:
+    return "".join(part.capitalize() for part in operation.split("_")).replace("Mfa", "MFA")
+
+
+def request_id(answer: dict[str, Any]) -> str | None:
+    value = answer.get("ResponseMetadata", {}).get("RequestId")
+    return str(value) if value else None
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise PreconditionError(message)

@@ -1,0 +1,192 @@
+"""The runbook's errors: one tree, so a caller can catch exactly what it can handle.
+
+::
+
+    RunbookError                      anything the runbook itself refuses or detects
+    ├── ParameterError                bad input; ``problems`` lists every one of them
+    ├── PreconditionError             AWS state forbids the step (nothing was changed)
+    │   ├── AccountMismatchError      the credentials reach another account than expected
+    │   ├── MethodNotAvailableError   e.g. assume-root on a standalone account
+    │   └── AmbiguousDeviceError      several root MFA devices and none was named
+    ├── GateNotApproved               a confirmation gate was not approved: the run halts
+    ├── AwsActionError                an AWS call failed (operation, code, request id, hint)
+    │   ├── AccessDeniedError         the caller lacks a permission; ``hint`` names it
+    │   ├── ThrottledError            still throttled after the SDK's retries
+    │   └── SessionExpiredError       temporary credentials expired
+    └── VerificationTimeout           AWS did not show the expected state in time
+
+Every error's message says what to do next. None carries a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+__all__ = [
+    "AccessDeniedError",
+    "AccountMismatchError",
+    "AmbiguousDeviceError",
+    "AwsActionError",
+    "GateNotApproved",
+    "MethodNotAvailableError",
+    "ParameterError",
+    "PreconditionError",
+    "RunbookError",
+    "SessionExpiredError",
+    "ThrottledError",
+    "VerificationTimeout",
+    "from_client_error",
+]
+
+
+class RunbookError(Exception):
+    """Base of every error the runbook raises on purpose."""
+
+
+class ParameterError(RunbookError):
+    """Input that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} parameter problem(s); nothing was run:\n{lines}")
+
+
+class PreconditionError(RunbookError):
+    """The account's state does not allow this step; nothing was changed."""
+
+
+class AccountMismatchError(PreconditionError):
+    def __init__(self, expected: str, actual: str, caller_arn: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"The credentials reach account {actual} ({caller_arn}), but this run is for account "
+            f"{expected}. Nothing was changed. Use a profile for account {expected}, or fix "
+            "account_id in the parameters."
+        )
+
+
+class MethodNotAvailableError(PreconditionError):
+    """The chosen removal method is not possible for this account."""
+
+
+class AmbiguousDeviceError(PreconditionError):
+    def __init__(self, serials: Sequence[str]) -> None:
+        self.serials = list(serials)
+        listing = "\n".join(f"  - {s}" for s in self.serials)
+        super().__init__(
+            f"The root user has {len(self.serials)} MFA devices; name the one to remove with "
+            f"device_serial. Nothing was changed. Devices:\n{listing}"
+        )
+
+
+class GateNotApproved(RunbookError):
+    """A confirmation gate was not approved, so the run halts before acting."""
+
+    def __init__(self, gate: str, reason: str) -> None:
+        self.gate = gate
+        self.reason = reason
+        super().__init__(f"Gate {gate!r} is not approved: {reason}. Nothing after it was run.")
+
+
+class AwsActionError(RunbookError):
+    """An AWS call failed. Carries what an auditor and an operator need, never the payload."""
+
+    def __init__(
+        self,
+        operation: str,
+        code: str,
+        message: str,
+        request_id: str | None,
+        hint: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.aws_message = message
+        self.request_id = request_id
+        self.hint = hint
+        text = f"{operation} failed: {code}: {message} (request id {request_id or 'unknown'})"
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)
+
+
+class AccessDeniedError(AwsActionError):
+    """The caller lacks a permission; ``hint`` names the IAM action to grant."""
+
+
+class ThrottledError(AwsActionError):
+    """AWS kept throttling after the SDK's adaptive retries."""
+
+
+class SessionExpiredError(AwsActionError):
+    """Temporary credentials expired (an AssumeRoot session lasts at most 15 minutes)."""
+
+
+class VerificationTimeout(RunbookError):
+    """Polling for an expected state ran out of time. ``last`` is the last observation."""
+
+    def __init__(self, what: str, timeout: float, last: Any = None, check: str = "") -> None:
+        self.what = what
+        self.timeout = timeout
+        self.last = last
+        text = f"Timed out after {timeout:.0f} s waiting for {what}."
+        if check:
+            text += f" {check}"
+        super().__init__(text)
+
+
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+_THROTTLED = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "RequestLimitExceeded",
+}
+_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
+
+
+def from_client_error(
+    err: ClientError,
+    operation: str,
+    permission: str | None = None,
+) -> AwsActionError:
+    """Turn a botocore ClientError into the runbook's error, keeping code and request id.
+
+    ``permission`` is the IAM action the call needs (e.g. ``iam:ListVirtualMFADevices``); on
+    AccessDenied it becomes the hint.
+    """
+    error = err.response.get("Error", {})
+    code = str(error.get("Code", "Unknown"))
+    message = str(error.get("Message", ""))
+    request_id = err.response.get("ResponseMetadata", {}).get("RequestId")
+    if code in _DENIED:
+        hint = (
+            f"Grant {permission} to the caller (see policies/ in the runbook)"
+            if permission
+            else "The caller lacks a permission for this call"
+        )
+        return AccessDeniedError(operation, code, message, request_id, hint)
+    if code in _THROTTLED:
+        return ThrottledError(
+            operation,
+            code,
+            message,
+            request_id,
+            "AWS is throttling this call; wait a minute and re-run the step",
+        )
+    if code in _EXPIRED:
+        return SessionExpiredError(
+            operation,
+            code,
+            message,
+            request_id,
+            "The temporary credentials expired; re-run the step to get a "
+            "fresh session (refresh SSO with `aws sso login` if you use it)",
+        )
+    return AwsActionError(operation, code, message, request_id)

@@ -1,0 +1,49 @@
+"""The two install routes (pip: pyproject.toml + requirements.lock; conda: environment.yml)
+list the same packages, and every listed package is pinned in the lock."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[\[<>=!~ ;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject() -> set[str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    names = {_name(d) for d in data["project"]["dependencies"]}
+    for extra in data["project"]["optional-dependencies"].values():
+        names |= {_name(d) for d in extra}
+    return names
+
+
+def _conda() -> set[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    names: set[str] = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            names |= {_name(d) for d in dep["pip"] if not d.startswith("-")}
+        elif not dep.startswith(("python", "pip")):
+            names.add(_name(dep))
+    return names
+
+
+def test_conda_and_pip_list_the_same_packages() -> None:
+    pip, conda = _pyproject(), _conda()
+    assert pip - conda == set(), "in pyproject.toml only"
+    assert conda - pip == set(), "in environment.yml only"
+
+
+def test_every_package_is_pinned_in_the_lock() -> None:
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {_name(line) for line in lock.splitlines() if "==" in line and not line.startswith("#")}
+    assert _pyproject() - pinned == set()
+    assert all("==" in line for line in lock.splitlines()
+               if line and not line.startswith(("#", " ")))
