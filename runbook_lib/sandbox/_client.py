@@ -179,6 +179,15 @@ class SandboxInfo:
     def control(self) -> ControlClient:
         return ControlClient(self.endpoint)
 
+    def add_principal(
+        self, name: str, account_id: str | None = None, policies: list[dict[str, Any]] | None = None
+    ) -> dict[str, str]:
+        """Create an IAM principal (limited to ``policies`` if given) and make it usable here
+        as ``client(service, name)``."""
+        keys = self.control.add_principal(name, account_id or self.target_account_id, policies)
+        self.principals[name] = keys
+        return keys
+
     def session(self, principal: str = "admin", region: str | None = None) -> boto3.Session:
         keys = self.principals[principal]
         return boto3.Session(

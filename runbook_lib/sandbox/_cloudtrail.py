@@ -17,61 +17,152 @@ import time
 import uuid
 from typing import Any
 
-from ._protocol import AwsError, AwsRequest, Response, render_result
+from botocore.exceptions import BotoCoreError
+from botocore.model import OperationNotFoundError
+
+from ._protocol import AwsError, AwsRequest, Response, render_result, service_model
 from ._server import handles
 from ._state import Principal, World
 
 RECORDED_SERVICES = {"iam", "sts", "organizations", "cloudtrail"}
 GLOBAL_SERVICES = {"iam", "organizations"}
 # request parameters CloudTrail leaves out (they would be secrets)
-SECRET_PARAMS = {"Password", "NewPassword", "OldPassword", "AuthenticationCode1",
-                 "AuthenticationCode2", "SecretAccessKey", "SessionToken"}
-LOOKUP_KEYS = {"EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName",
-               "EventSource", "AccessKeyId"}
+SECRET_PARAMS = {
+    "Password",
+    "NewPassword",
+    "OldPassword",
+    "AuthenticationCode1",
+    "AuthenticationCode2",
+    "SecretAccessKey",
+    "SessionToken",
+}
+LOOKUP_KEYS = {
+    "EventId",
+    "EventName",
+    "ReadOnly",
+    "Username",
+    "ResourceType",
+    "ResourceName",
+    "EventSource",
+    "AccessKeyId",
+}
 
 
 def _lower_camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
+def _scalar_types(req: AwsRequest) -> dict[str, str]:
+    """Top-level input member name -> botocore type name (integer, boolean, ...)."""
+    try:
+        shape = service_model(req.service).operation_model(req.action).input_shape
+    except (OperationNotFoundError, BotoCoreError):  # an unknown operation keeps its strings
+        return {}
+    if shape is None:
+        return {}
+    return {name: member.type_name for name, member in shape.members.items()}
+
+
+def _typed(value: Any, type_name: str | None) -> Any:
+    """Query-protocol values arrive as strings; CloudTrail shows numbers and booleans typed."""
+    if not isinstance(value, str):
+        return value
+    if type_name in ("integer", "long"):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    if type_name == "boolean":
+        return value.lower() == "true"
+    return value
+
+
 def _request_parameters(req: AwsRequest) -> dict[str, Any] | None:
     if req.protocol == "json":
-        return {_lower_camel(k): v for k, v in req.params.items()} or None
+        return {_lower_camel(k): v for k, v in req.params.items() if k not in SECRET_PARAMS} or None
+    types = _scalar_types(req)
     out: dict[str, Any] = {}
     for key, value in req.params.items():
         if key in ("Action", "Version") or key in SECRET_PARAMS:
             continue
         head, _, tail = key.partition(".")
         if tail:
+            parts = tail.split(".")
+            if parts[0] == "member" and len(parts) == 2:
+                # a list (``TagKeys.member.1``): a JSON array in CloudTrail
+                listed = out.setdefault(_lower_camel(head), [])
+                if isinstance(listed, list):
+                    listed.append(value)
+                continue
             nested = out.setdefault(_lower_camel(head), {})
             if isinstance(nested, dict):
-                nested[_lower_camel(tail.split(".")[-1])] = value
+                nested[_lower_camel(parts[-1])] = value
         else:
-            out[_lower_camel(key)] = value
+            out[_lower_camel(key)] = _typed(value, types.get(key))
     return out or None
 
 
-def user_identity(principal: Principal, *, console_key: str | None = None,
-                  mfa: bool | None = None) -> dict[str, Any]:
+def _stamp(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def user_identity(
+    principal: Principal,
+    *,
+    console_key: str | None = None,
+    mfa: bool | None = None,
+    created: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """CloudTrail's ``userIdentity`` for ``principal``. ``console_key`` (with ``mfa`` and
+    ``created``, the sign-in time) marks a root console session; ``created`` is also the start
+    of an AssumeRoot session."""
     if principal.kind == "iam-user":
-        return {"type": "IAMUser", "principalId": principal.user_id or principal.access_key_id,
-                "arn": principal.arn, "accountId": principal.account_id,
-                "accessKeyId": principal.access_key_id, "userName": principal.user_name}
-    ident: dict[str, Any] = {"type": "Root", "principalId": principal.account_id,
-                             "arn": principal.arn, "accountId": principal.account_id}
+        return {
+            "type": "IAMUser",
+            "principalId": principal.user_id or principal.access_key_id,
+            "arn": principal.arn,
+            "accountId": principal.account_id,
+            "accessKeyId": principal.access_key_id,
+            "userName": principal.user_name,
+        }
+    ident: dict[str, Any] = {
+        "type": "Root",
+        "principalId": principal.account_id,
+        "arn": principal.arn,
+        "accountId": principal.account_id,
+    }
     if console_key is not None:
         ident["accessKeyId"] = console_key
-        ident["sessionContext"] = {"attributes": {"mfaAuthenticated": str(bool(mfa)).lower()}}
+        attributes: dict[str, str] = {}
+        if created is not None:
+            attributes["creationDate"] = _stamp(created)
+        attributes["mfaAuthenticated"] = str(bool(mfa)).lower()
+        ident["sessionContext"] = {"attributes": attributes}
     elif principal.kind == "assumed-root":
         ident["accessKeyId"] = principal.access_key_id
-        created = (principal.expires_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        start = created or principal.expires_at or dt.datetime.now(dt.UTC)
         ident["sessionContext"] = {
-            "attributes": {"creationDate": created, "mfaAuthenticated": "false"},
+            "attributes": {"creationDate": _stamp(start), "mfaAuthenticated": "false"},
             "assumedRoot": "true",
         }
     elif principal.access_key_id:
         ident["accessKeyId"] = principal.access_key_id
     return ident
+
+
+def _session_start(world: World, principal: Principal) -> dt.datetime | None:
+    """When an AssumeRoot session began: the time of the AssumeRoot event that issued it."""
+    with world.lock:
+        for entry in reversed(world.events):
+            record = entry["record"]
+            if record.get("eventName") != "AssumeRoot":
+                continue
+            issued = (record.get("responseElements") or {}).get("credentials") or {}
+            if issued.get("accessKeyId") == principal.access_key_id:
+                return dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
+                    tzinfo=dt.UTC
+                )
+    return None
 
 
 def username_of(identity: dict[str, Any]) -> str | None:
@@ -90,8 +181,12 @@ def _resources(event_name: str, params: dict[str, Any] | None) -> list[dict[str,
     if params.get("userName"):
         out.append({"ResourceType": "AWS::IAM::User", "ResourceName": params["userName"]})
     if params.get("targetPrincipal"):
-        out.append({"ResourceType": "AWS::IAM::Root",
-                    "ResourceName": f"arn:aws:iam::{params['targetPrincipal']}:root"})
+        out.append(
+            {
+                "ResourceType": "AWS::IAM::Root",
+                "ResourceName": f"arn:aws:iam::{params['targetPrincipal']}:root",
+            }
+        )
     return out
 
 
@@ -115,9 +210,10 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
         return  # kept out so a lookup never sees its own polling
     region = "us-east-1" if req.service in GLOBAL_SERVICES else req.region
     params = _request_parameters(req)
+    created = _session_start(world, principal) if principal.kind == "assumed-root" else None
     record: dict[str, Any] = {
-        "userIdentity": user_identity(principal),
-        "eventTime": world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "userIdentity": user_identity(principal, created=created),
+        "eventTime": _stamp(world.clock.now()),
         "eventSource": f"{req.service}.amazonaws.com",
         "eventName": req.action,
         "sourceIPAddress": req.source_ip,
@@ -141,7 +237,8 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
                     "accessKeyId": issued.access_key_id,
                     "sessionToken": issued.session_token,
                     "expiration": issued.expires_at.strftime("%b %d, %Y, %I:%M:%S %p")
-                    if issued.expires_at else None,
+                    if issued.expires_at
+                    else None,
                 }
             }
     add_event(world, principal.account_id, region, record)
@@ -208,12 +305,16 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     params = req.params
     attrs = params.get("LookupAttributes") or []
     if len(attrs) > 1:
-        raise AwsError("InvalidLookupAttributesException",
-                       "You can only specify one lookup attribute.", 400)
+        raise AwsError(
+            "InvalidLookupAttributesException", "You can only specify one lookup attribute.", 400
+        )
     for attr in attrs:
         if attr.get("AttributeKey") not in LOOKUP_KEYS or not attr.get("AttributeValue"):
-            raise AwsError("InvalidLookupAttributesException",
-                           f"Invalid lookup attribute: {attr.get('AttributeKey')}", 400)
+            raise AwsError(
+                "InvalidLookupAttributesException",
+                f"Invalid lookup attribute: {attr.get('AttributeKey')}",
+                400,
+            )
     max_results = int(params.get("MaxResults") or 50)
     if not 1 <= max_results <= 50:
         raise AwsError("InvalidMaxResultsException", "MaxResults must be between 1 and 50.", 400)
@@ -224,17 +325,22 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     _take_token(world, principal.account_id, req.region)
     query = json.dumps({"a": attrs, "s": str(start), "e": str(end)}, sort_keys=True)
     offset = 0
+    with world.lock:
+        snapshot = len(world.events)
     if params.get("NextToken"):
         try:
             token = json.loads(base64.b64decode(params["NextToken"]))
             if token["q"] != query:
                 raise ValueError("different query")
             offset = int(token["o"])
+            # later pages see the events of the first page's moment: no repeats, no gaps
+            snapshot = min(snapshot, int(token["n"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise AwsError("InvalidNextTokenException", "Invalid NextToken.", 400) from exc
     with world.lock:
         candidates = [
-            e for e in world.events
+            e
+            for e in world.events[:snapshot]
             if e["account"] == principal.account_id and e["region"] == req.region
         ]
     matched = []
@@ -254,6 +360,6 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     page = matched[offset : offset + max_results]
     result: dict[str, Any] = {"Events": [_summary(e) for e in page]}
     if offset + max_results < len(matched):
-        token_raw = json.dumps({"q": query, "o": offset + max_results}).encode()
+        token_raw = json.dumps({"q": query, "o": offset + max_results, "n": snapshot}).encode()
         result["NextToken"] = base64.b64encode(token_raw).decode()
     return render_result(req, result)

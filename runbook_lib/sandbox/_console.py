@@ -67,15 +67,16 @@ class ControlError(Exception):
 class ControlApi:
     """Routes ``/_sandbox/...`` requests; ``rebuild`` re-creates the scenario on reset."""
 
-    def __init__(self, world: World, info: Callable[[], dict[str, Any]],
-                 rebuild: Callable[[], None]) -> None:
+    def __init__(
+        self, world: World, info: Callable[[], dict[str, Any]], rebuild: Callable[[], None]
+    ) -> None:
         self.world = world
         self.info = info
         self.rebuild = rebuild
 
     def handle(self, environ: dict[str, Any], path: str, body: bytes) -> Response:
         method = environ.get("REQUEST_METHOD", "GET")
-        parts = [unquote(p) for p in path[len("/_sandbox/"):].split("/") if p]
+        parts = [unquote(p) for p in path[len("/_sandbox/") :].split("/") if p]
         try:
             data = json.loads(body) if body else {}
             if not isinstance(data, dict):
@@ -126,7 +127,9 @@ class ControlApi:
             return self.authenticator("/".join(parts[1:]))
         if head == "console" and method == "POST":
             return self.console("/".join(parts[1:]), data)
-        raise ControlError(404, "NotFound", f"no control route {method} /_sandbox/{'/'.join(parts)}")
+        raise ControlError(
+            404, "NotFound", f"no control route {method} /_sandbox/{'/'.join(parts)}"
+        )
 
     # ----------------------------------------------------------------- knobs
     def faults(self, method: str, data: dict[str, Any]) -> Any:
@@ -139,9 +142,12 @@ class ControlApi:
                 if kind not in ("throttle", "deny", "latency"):
                     raise ControlError(400, "BadRequest", f"unknown fault kind {kind!r}")
                 count = data.get("count")
-                rule = FaultRule(kind, str(data.get("operation", "*")),
-                                 None if count is None else int(count),
-                                 float(data.get("seconds", 0.0)))
+                rule = FaultRule(
+                    kind,
+                    str(data.get("operation", "*")),
+                    None if count is None else int(count),
+                    float(data.get("seconds", 0.0)),
+                )
                 self.world.faults.append(rule)
             return {"faults": [vars(r) for r in self.world.faults]}
 
@@ -160,8 +166,7 @@ class ControlApi:
         if seed is None:
             raise ControlError(404, "NoSuchDevice", f"no authenticator holds {serial}")
         totp = pyotp.TOTP(seed)
-        return {"serial": serial,
-                "codes": [totp.at(now - dt.timedelta(seconds=30)), totp.at(now)]}
+        return {"serial": serial, "codes": [totp.at(now - dt.timedelta(seconds=30)), totp.at(now)]}
 
     # ----------------------------------------------------------------- console actor
     def console(self, action: str, data: dict[str, Any]) -> Any:
@@ -181,20 +186,30 @@ class ControlApi:
             if action == "bind-virtual/start":
                 return self.bind_start(session, account, str(data.get("name", "root-mfa")))
             if action == "bind-virtual/finish":
-                return self.bind_finish(session, account, str(data["serial"]),
-                                        str(data["code1"]), str(data["code2"]))
+                return self.bind_finish(
+                    session, account, str(data["serial"]), str(data["code1"]), str(data["code2"])
+                )
             if action == "bind-security-key":
                 return self.bind_security_key(session, account, str(data.get("name", "key")))
         raise ControlError(404, "NotFound", f"no console action {action}")
 
-    def _console_event(self, session: ConsoleSession, name: str, params: dict[str, Any] | None,
-                       error: tuple[str, str] | None = None,
-                       response: dict[str, Any] | None = None) -> None:
+    def _console_event(
+        self,
+        session: ConsoleSession,
+        name: str,
+        params: dict[str, Any] | None,
+        error: tuple[str, str] | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> None:
         account = session.account_id
         root = Principal("root-console", "root", account, f"arn:aws:iam::{account}:root", "", "")
         record: dict[str, Any] = {
             "userIdentity": _cloudtrail.user_identity(
-                root, console_key=session.console_key, mfa=session.mfa_used),
+                root,
+                console_key=session.console_key,
+                mfa=session.mfa_used,
+                created=session.signed_in_at,
+            ),
             "eventTime": self.world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "eventSource": "iam.amazonaws.com",
             "eventName": name,
@@ -206,23 +221,33 @@ class ControlApi:
             "eventType": "AwsApiCall",
             "readOnly": False,
             "sessionCredentialFromConsole": "true",
-            "_resources": [{"ResourceType": "AWS::IAM::MFADevice",
-                            "ResourceName": params["serialNumber"]}]
-            if params and params.get("serialNumber") else [],
+            "_resources": [
+                {"ResourceType": "AWS::IAM::MFADevice", "ResourceName": params["serialNumber"]}
+            ]
+            if params and params.get("serialNumber")
+            else [],
         }
         if error:
             record["errorCode"], record["errorMessage"] = error
         _cloudtrail.add_event(self.world, account, "us-east-1", record)
 
-    def _login_event(self, account: Account, success: bool, mfa: MfaDevice | None,
-                     message: str | None = None) -> None:
-        extra: dict[str, Any] = {"LoginTo": CONSOLE_URL, "MobileVersion": "No",
-                                 "MFAUsed": "Yes" if mfa else "No"}
+    def _login_event(
+        self, account: Account, success: bool, mfa: MfaDevice | None, message: str | None = None
+    ) -> None:
+        extra: dict[str, Any] = {
+            "LoginTo": CONSOLE_URL,
+            "MobileVersion": "No",
+            "MFAUsed": "Yes" if mfa else "No",
+        }
         if mfa is not None:
             extra["MFAIdentifier"] = mfa.serial
         record: dict[str, Any] = {
-            "userIdentity": {"type": "Root", "principalId": account.account_id,
-                             "arn": account.root.arn, "accountId": account.account_id},
+            "userIdentity": {
+                "type": "Root",
+                "principalId": account.account_id,
+                "arn": account.root.arn,
+                "accountId": account.account_id,
+            },
             "eventTime": self.world.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "eventSource": "signin.amazonaws.com",
             "eventName": "ConsoleLogin",
@@ -248,9 +273,11 @@ class ControlApi:
         root = account.root
         if not root.has_password:
             raise ControlError(
-                409, "NoRootPassword",
+                409,
+                "NoRootPassword",
                 "The root user has no password. Sign-in needs a password reset by the owner "
-                "of the root mailbox (or IAMCreateRootUserPassword from the management account).")
+                "of the root mailbox (or IAMCreateRootUserPassword from the management account).",
+            )
         devices = root.devices()
         mfa_device: MfaDevice | None = None
         if devices:
@@ -260,49 +287,71 @@ class ControlApi:
             mfa_device = next((d for d in devices if d.serial == serial), None)
             code = data.get("mfa_code")
             if mfa_device is not None and code is not None and mfa_device.seed is not None:
-                if pyotp.TOTP(mfa_device.seed).at(world.clock.now()) != str(code):
+                if not totp_code_valid(mfa_device.seed, str(code), world.clock.now()):
                     self._login_event(account, False, None, "Failed authentication")
                     raise ControlError(403, "FailedAuthentication", "the MFA code is not valid")
             if mfa_device is None:
                 self._login_event(account, False, None, "Failed authentication")
-                raise ControlError(403, "FailedAuthentication",
-                                   f"{serial} is not an MFA device of this root user")
+                raise ControlError(
+                    403, "FailedAuthentication", f"{serial} is not an MFA device of this root user"
+                )
         elif root.email_verification_pending:
             code = data.get("email_code")
             pending = world.pending_sign_ins.get(account.account_id)
             if not code:
                 new_code = "".join(secrets.choice(string.digits) for _ in range(6))
                 world.pending_sign_ins[account.account_id] = PendingSignIn(
-                    account.account_id, new_code, world.clock.now())
-                world.mailbox.setdefault(account.account_id, []).append({
-                    "to": root.email,
-                    "subject": "AWS sign-in verification code",
-                    "code": new_code,
-                    "sent_at": world.clock.now().isoformat(),
-                })
+                    account.account_id, new_code, world.clock.now()
+                )
+                world.mailbox.setdefault(account.account_id, []).append(
+                    {
+                        "to": root.email,
+                        "subject": "AWS sign-in verification code",
+                        "code": new_code,
+                        "sent_at": world.clock.now().isoformat(),
+                    }
+                )
                 return {"status": "email_code_sent", "to": root.email}
-            if (pending is None or pending.code != str(code)
-                    or world.clock.now() - pending.sent_at > EMAIL_CODE_TTL):
+            if (
+                pending is None
+                or pending.code != str(code)
+                or world.clock.now() - pending.sent_at > EMAIL_CODE_TTL
+            ):
                 self._login_event(account, False, None, "Failed authentication")
-                raise ControlError(403, "FailedAuthentication",
-                                   "the verification code is wrong or has expired")
+                raise ControlError(
+                    403, "FailedAuthentication", "the verification code is wrong or has expired"
+                )
             world.pending_sign_ins.pop(account.account_id, None)
             root.email_verification_pending = False
-        session = ConsoleSession(uuid.uuid4().hex, account.account_id, world.clock.now(),
-                                 mfa_device is not None, console_key=new_key_id("ASIA"))
+        session = ConsoleSession(
+            uuid.uuid4().hex,
+            account.account_id,
+            world.clock.now(),
+            mfa_device is not None,
+            console_key=new_key_id("ASIA"),
+        )
         world.console_sessions[session.session_id] = session
         root.password_last_used = world.clock.now()
         self._login_event(account, True, mfa_device)
-        return {"status": "signed_in", "session_id": session.session_id,
-                "mfa_used": mfa_device is not None}
+        return {
+            "status": "signed_in",
+            "session_id": session.session_id,
+            "mfa_used": mfa_device is not None,
+        }
 
     def remove_mfa(self, session: ConsoleSession, account: Account, serial: str) -> dict[str, Any]:
         device = next((d for d in account.root.devices() if d.serial == serial), None)
         if device is not None and device.console_session == session.session_id:
-            message = ("This MFA device was assigned in the current session. Sign out and sign "
-                       "in again before you remove it.")
-            self._console_event(session, "DeactivateMFADevice", {"serialNumber": serial},
-                                ("EntityTemporarilyUnmodifiable", message))
+            message = (
+                "This MFA device was assigned in the current session. Sign out and sign "
+                "in again before you remove it."
+            )
+            self._console_event(
+                session,
+                "DeactivateMFADevice",
+                {"serialNumber": serial},
+                ("EntityTemporarilyUnmodifiable", message),
+            )
             raise ControlError(409, "EntityTemporarilyUnmodifiable", message)
         if device is None:
             raise ControlError(404, "NoSuchEntity", f"MFA device {serial} is not assigned to root")
@@ -316,8 +365,11 @@ class ControlApi:
 
     def _check_room(self, account: Account) -> None:
         if len(account.root.devices()) >= MAX_ROOT_MFA_DEVICES:
-            raise ControlError(409, "LimitExceeded",
-                               f"the root user already has {MAX_ROOT_MFA_DEVICES} MFA devices")
+            raise ControlError(
+                409,
+                "LimitExceeded",
+                f"the root user already has {MAX_ROOT_MFA_DEVICES} MFA devices",
+            )
 
     def bind_start(self, session: ConsoleSession, account: Account, name: str) -> dict[str, Any]:
         self._check_room(account)
@@ -327,16 +379,27 @@ class ControlApi:
         ):
             raise ControlError(409, "EntityAlreadyExists", f"MFA device {serial} already exists")
         seed = new_totp_seed()
-        session.pending_binds[serial] = MfaDevice(serial, "virtual", name, self.world.clock.now(),
-                                                  seed=seed, console_session=session.session_id)
+        session.pending_binds[serial] = MfaDevice(
+            serial,
+            "virtual",
+            name,
+            self.world.clock.now(),
+            seed=seed,
+            console_session=session.session_id,
+        )
         # the "phone" scans the QR code: only the simulated authenticator keeps the seed
         self.world.authenticator_seeds[serial] = seed
-        self._console_event(session, "CreateVirtualMFADevice", {"virtualMFADeviceName": name},
-                            response={"virtualMFADevice": {"serialNumber": serial}})
+        self._console_event(
+            session,
+            "CreateVirtualMFADevice",
+            {"virtualMFADeviceName": name},
+            response={"virtualMFADevice": {"serialNumber": serial}},
+        )
         return {"serial": serial, "scanned": True}
 
-    def bind_finish(self, session: ConsoleSession, account: Account, serial: str,
-                    code1: str, code2: str) -> dict[str, Any]:
+    def bind_finish(
+        self, session: ConsoleSession, account: Account, serial: str, code1: str, code2: str
+    ) -> dict[str, Any]:
         pending = session.pending_binds.get(serial)
         if pending is None or pending.seed is None:
             raise ControlError(404, "NoSuchEntity", f"no pending binding for {serial}")
@@ -344,29 +407,45 @@ class ControlApi:
         params = {"serialNumber": serial}
         if not consecutive_codes_valid(pending.seed, code1, code2, now):
             message = "Authentication code for device is not valid."
-            self._console_event(session, "EnableMFADevice", params,
-                                ("InvalidAuthenticationCode", message))
+            self._console_event(
+                session, "EnableMFADevice", params, ("InvalidAuthenticationCode", message)
+            )
             raise ControlError(403, "InvalidAuthenticationCode", message)
         self._check_room(account)
         del session.pending_binds[serial]
-        device = MfaDevice(serial, "virtual", pending.name, now.replace(microsecond=0),
-                           seed=pending.seed, console_session=session.session_id)
+        device = MfaDevice(
+            serial,
+            "virtual",
+            pending.name,
+            now.replace(microsecond=0),
+            seed=pending.seed,
+            console_session=session.session_id,
+        )
         account.root.set_devices(now, (*account.root.devices(), device))
         account.root.email_verification_pending = False
         self._console_event(session, "EnableMFADevice", params)
         return {"bound": serial, "kind": "virtual"}
 
-    def bind_security_key(self, session: ConsoleSession, account: Account,
-                          name: str) -> dict[str, Any]:
+    def bind_security_key(
+        self, session: ConsoleSession, account: Account, name: str
+    ) -> dict[str, Any]:
         self._check_room(account)
         now = self.world.clock.now()
         serial = fido_serial(account.account_id, name)
-        device = MfaDevice(serial, "fido", name, now.replace(microsecond=0),
-                           console_session=session.session_id)
+        device = MfaDevice(
+            serial, "fido", name, now.replace(microsecond=0), console_session=session.session_id
+        )
         account.root.set_devices(now, (*account.root.devices(), device))
         account.root.email_verification_pending = False
         self._console_event(session, "EnableMFADevice", {"serialNumber": serial})
         return {"bound": serial, "kind": "fido"}
+
+
+def totp_code_valid(seed: str, code: str, now: dt.datetime) -> bool:
+    """A sign-in code is accepted in the current 30 s window or one either side (clock skew),
+    as AWS does; anything else is refused."""
+    totp = pyotp.TOTP(seed)
+    return any(totp.at(now + dt.timedelta(seconds=30 * step)) == code for step in (-1, 0, 1))
 
 
 def fido_serial(account_id: str, name: str) -> str:
@@ -384,8 +463,12 @@ def root_state(world: World, account: Account) -> dict[str, Any]:
             "has_password": root.has_password,
             "email_verification_pending": root.email_verification_pending,
             "devices": [
-                {"serial": d.serial, "kind": d.kind, "name": d.name,
-                 "enable_date": d.enable_date.isoformat()}
+                {
+                    "serial": d.serial,
+                    "kind": d.kind,
+                    "name": d.name,
+                    "enable_date": d.enable_date.isoformat(),
+                }
                 for d in root.devices()
             ],
             "unassigned_virtual": sorted(root.unassigned_virtual),
