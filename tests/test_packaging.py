@@ -43,7 +43,8 @@ def test_conda_and_pip_list_the_same_packages() -> None:
 
 def test_every_package_is_pinned_in_the_lock() -> None:
     lock = (ROOT / "requirements.lock").read_text()
-    pinned = {_name(line) for line in lock.splitlines() if "==" in line and not line.startswith("#")}
+    lines = lock.splitlines()
+    pinned = {_name(line) for line in lines if "==" in line and not line.startswith("#")}
     assert _pyproject() - pinned == set()
     assert all("==" in line for line in lock.splitlines()
                if line and not line.startswith(("#", " ")))

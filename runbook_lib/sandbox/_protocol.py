@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -28,11 +28,16 @@ QUERY_NAMESPACES = {
 }
 
 # botocore's signing names -> the service model names we load
-SIGNING_TO_SERVICE = {"iam": "iam", "sts": "sts", "cloudtrail": "cloudtrail",
-                      "organizations": "organizations", "s3": "s3"}
+SIGNING_TO_SERVICE = {
+    "iam": "iam",
+    "sts": "sts",
+    "cloudtrail": "cloudtrail",
+    "organizations": "organizations",
+    "s3": "s3",
+}
 
 
-@lru_cache(maxsize=None)
+@cache
 def service_model(service: str) -> ServiceModel:
     """The botocore service model for ``service`` (cached: loading one costs ~50 ms)."""
     return botocore.session.get_session().get_service_model(service)
@@ -99,6 +104,101 @@ def parse_request(req: AwsRequest) -> None:
             req.params = json.loads(req.body or b"{}")
         except ValueError:
             req.params = {}
+    elif req.protocol == "rest-xml" and req.service == "s3":
+        _classify_s3(req)
+
+
+# S3 operations by (method, addresses an object, query flag); the first matching rule wins. A
+# rule without a flag matches only a request with none of S3_SUBRESOURCES (``?acl`` is not
+# PutObject). Path-style URLs only (``/bucket/key``): the sandbox's clients reach it by IP
+# address, so botocore never puts the bucket in the host name. Unlisted operations get "".
+S3_RULES: tuple[tuple[str, bool, str, str], ...] = (
+    ("PUT", True, "retention", "PutObjectRetention"),
+    ("PUT", True, "legal-hold", "PutObjectLegalHold"),
+    ("PUT", True, "tagging", "PutObjectTagging"),
+    ("PUT", True, "uploadId", "UploadPart"),
+    ("PUT", True, "", "PutObject"),  # CopyObject when x-amz-copy-source is set, below
+    ("GET", True, "retention", "GetObjectRetention"),
+    ("GET", True, "legal-hold", "GetObjectLegalHold"),
+    ("GET", True, "tagging", "GetObjectTagging"),
+    ("GET", True, "", "GetObject"),
+    ("HEAD", True, "", "HeadObject"),
+    ("DELETE", True, "tagging", "DeleteObjectTagging"),
+    ("DELETE", True, "uploadId", "AbortMultipartUpload"),
+    ("DELETE", True, "", "DeleteObject"),
+    ("POST", True, "uploads", "CreateMultipartUpload"),
+    ("POST", True, "uploadId", "CompleteMultipartUpload"),
+    ("PUT", False, "object-lock", "PutObjectLockConfiguration"),
+    ("PUT", False, "policy", "PutBucketPolicy"),
+    ("PUT", False, "versioning", "PutBucketVersioning"),
+    ("PUT", False, "", "CreateBucket"),
+    ("GET", False, "object-lock", "GetObjectLockConfiguration"),
+    ("GET", False, "policy", "GetBucketPolicy"),
+    ("GET", False, "versioning", "GetBucketVersioning"),
+    ("GET", False, "versions", "ListObjectVersions"),
+    ("GET", False, "list-type", "ListObjectsV2"),
+    ("GET", False, "", "ListObjects"),
+    ("HEAD", False, "", "HeadBucket"),
+    ("DELETE", False, "policy", "DeleteBucketPolicy"),
+    ("DELETE", False, "", "DeleteBucket"),
+    ("POST", False, "delete", "DeleteObjects"),
+)
+S3_SUBRESOURCES = frozenset(
+    "accelerate acl analytics attributes cors delete encryption intelligent-tiering inventory"
+    " legal-hold lifecycle list-type location logging metrics notification object-lock"
+    " ownershipControls policy policyStatus publicAccessBlock replication requestPayment"
+    " restore retention select tagging torrent uploadId uploads versioning versions"
+    " website".split()
+)
+# request headers worth a handler's attention, by boto3's parameter name
+S3_HEADER_PARAMS = {
+    "x-amz-bypass-governance-retention": "BypassGovernanceRetention",
+    "x-amz-object-lock-mode": "ObjectLockMode",
+    "x-amz-object-lock-retain-until-date": "ObjectLockRetainUntilDate",
+    "x-amz-object-lock-legal-hold": "ObjectLockLegalHoldStatus",
+    "x-amz-bucket-object-lock-enabled": "ObjectLockEnabledForBucket",
+    "x-amz-copy-source": "CopySource",
+}
+
+
+def _classify_s3(req: AwsRequest) -> None:
+    """``action`` and ``params`` (Bucket, Key, VersionId, lock headers) of a path-style S3 call."""
+    path = req.path
+    try:  # WSGI hands PATH_INFO over percent-decoded, as latin-1; keys are UTF-8
+        path = path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        pass
+    bucket, _, key = path.lstrip("/").partition("/")
+    query = dict(parse_qsl(req.query_string, keep_blank_values=True))
+    params: dict[str, Any] = {}
+    if bucket:
+        params["Bucket"] = bucket
+    if key:
+        params["Key"] = key
+    if "versionId" in query:
+        params["VersionId"] = query["versionId"]
+    for header, name in S3_HEADER_PARAMS.items():
+        value = req.header(header)
+        if value is not None:
+            params[name] = value
+    req.params = params
+    method = req.method.upper()
+    if not bucket:
+        req.action = "ListBuckets" if method == "GET" else ""
+        return
+    plain = S3_SUBRESOURCES.isdisjoint(query)
+    req.action = next(
+        (
+            action
+            for rule_method, on_object, flag, action in S3_RULES
+            if rule_method == method
+            and on_object == bool(key)
+            and (flag in query if flag else plain)
+        ),
+        "",
+    )
+    if req.action == "PutObject" and "CopySource" in params:
+        req.action = "CopyObject"
 
 
 def query_list(params: dict[str, Any], prefix: str) -> list[str]:
@@ -106,7 +206,7 @@ def query_list(params: dict[str, Any], prefix: str) -> list[str]:
     out: list[tuple[int, str]] = []
     for key, value in params.items():
         if key.startswith(prefix + ".member."):
-            tail = key[len(prefix) + 8:]
+            tail = key[len(prefix) + 8 :]
             if tail.isdigit():
                 out.append((int(tail), value))
     return [v for _, v in sorted(out)]

@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -107,8 +108,11 @@ class SandboxApp:
             409: "Conflict",
             501: "Not Implemented",
         }
+        original = next((v for k, v in response.headers if k.lower() == "content-length"), None)
         headers = [(k, v) for k, v in response.headers if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(response.body))))
+        # a HEAD answer has no body but tells the length of the object (moto's header)
+        length = original if original is not None and not response.body else len(response.body)
+        headers.append(("Content-Length", str(length)))
         start_response(f"{response.status} {reason.get(response.status, 'Status')}", headers)
         return [response.body]
 
@@ -116,7 +120,7 @@ class SandboxApp:
     def handle(self, req: AwsRequest, environ: dict[str, Any]) -> Response:
         key, region, service = _protocol.parse_auth(req.headers)
         if key is None:
-            key = _presigned_key(req)
+            key, region, service = _presigned_scope(req)
         req.access_key_id = key
         req.region = region or "us-east-1"
         req.service = (service or "").lower()
@@ -255,9 +259,17 @@ def _unsupported(req: AwsRequest, why: str) -> AwsError:
     )
 
 
-def _presigned_key(req: AwsRequest) -> str | None:
-    match = re.search(r"X-Amz-Credential=([A-Z0-9]+)%2F", req.query_string)
-    return match.group(1) if match else None
+def _presigned_scope(req: AwsRequest) -> tuple[str | None, str | None, str | None]:
+    """(access key, region, service) of a SigV4 presigned URL's X-Amz-Credential; its session
+    token, if any, is moved where the header-signed path looks for it."""
+    query = dict(parse_qsl(req.query_string, keep_blank_values=True))
+    token = query.get("X-Amz-Security-Token")
+    if token and "x-amz-security-token" not in req.headers:
+        req.headers["x-amz-security-token"] = token
+    parts = query.get("X-Amz-Credential", "").split("/")
+    if len(parts) < 5:
+        return None, None, None
+    return parts[0], parts[2], parts[3]
 
 
 def _moto_user_principal(world: World, key: str) -> Principal | None:

@@ -20,8 +20,13 @@ def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
 
-def assume_root(info: SandboxInfo, policy: str, duration: int = 900, region: str = "us-east-1",
-                target: str | None = None) -> dict[str, Any]:
+def assume_root(
+    info: SandboxInfo,
+    policy: str,
+    duration: int = 900,
+    region: str = "us-east-1",
+    target: str | None = None,
+) -> dict[str, Any]:
     sts = info.client("sts", "org-admin", region=region)
     answer = sts.assume_root(
         TargetPrincipal=target or info.target_account_id,
@@ -31,8 +36,9 @@ def assume_root(info: SandboxInfo, policy: str, duration: int = 900, region: str
     return dict(answer["Credentials"])
 
 
-def session_client(info: SandboxInfo, creds: dict[str, Any], service: str,
-                   region: str = "us-east-1") -> Any:
+def session_client(
+    info: SandboxInfo, creds: dict[str, Any], service: str, region: str = "us-east-1"
+) -> Any:
     """A boto3 client on AssumeRoot session credentials, retries off."""
     session: Any = boto3.Session(
         aws_access_key_id=creds["AccessKeyId"],
@@ -40,8 +46,11 @@ def session_client(info: SandboxInfo, creds: dict[str, Any], service: str,
         aws_session_token=creds["SessionToken"],
         region_name=region,
     )
-    return session.client(service, endpoint_url=info.endpoint,
-                          config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    return session.client(
+        service,
+        endpoint_url=info.endpoint,
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
 
 
 def root_arn(info: SandboxInfo) -> str:
@@ -49,8 +58,9 @@ def root_arn(info: SandboxInfo) -> str:
 
 
 def root_virtual_serials(info: SandboxInfo, principal: str = "admin") -> list[str]:
-    devices = info.client("iam", principal).list_virtual_mfa_devices(
-        AssignmentStatus="Assigned")["VirtualMFADevices"]
+    devices = info.client("iam", principal).list_virtual_mfa_devices(AssignmentStatus="Assigned")[
+        "VirtualMFADevices"
+    ]
     return [d["SerialNumber"] for d in devices if d.get("User", {}).get("Arn") == root_arn(info)]
 
 

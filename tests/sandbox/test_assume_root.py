@@ -42,15 +42,19 @@ def test_unknown_task_policy_is_refused(member: SandboxInfo) -> None:
 def test_caller_outside_management_account_is_denied(member: SandboxInfo) -> None:
     sts = member.client("sts", "admin")  # an IAM user of the member account
     with pytest.raises(ClientError) as exc:
-        sts.assume_root(TargetPrincipal=member.target_account_id,
-                        TaskPolicyArn={"arn": AUDIT}, DurationSeconds=900)
+        sts.assume_root(
+            TargetPrincipal=member.target_account_id,
+            TaskPolicyArn={"arn": AUDIT},
+            DurationSeconds=900,
+        )
     assert error_code(exc) == "AccessDenied"
 
 
 def test_standalone_account_cannot_assume_root(standalone: SandboxInfo) -> None:
     with pytest.raises(ClientError) as exc:
         standalone.client("sts").assume_root(
-            TargetPrincipal=standalone.target_account_id, TaskPolicyArn={"arn": AUDIT})
+            TargetPrincipal=standalone.target_account_id, TaskPolicyArn={"arn": AUDIT}
+        )
     assert error_code(exc) == "AccessDenied"
 
 
@@ -79,7 +83,8 @@ def test_root_credentials_cannot_call_assume_root(sandbox_factory: object) -> No
     info = sandbox_factory("root-access-keys")  # type: ignore[operator]
     with pytest.raises(ClientError) as exc:
         info.client("sts", "root").assume_root(
-            TargetPrincipal=info.target_account_id, TaskPolicyArn={"arn": AUDIT})
+            TargetPrincipal=info.target_account_id, TaskPolicyArn={"arn": AUDIT}
+        )
     assert error_code(exc) == "AccessDenied"
 
 
@@ -96,12 +101,21 @@ def test_session_expires(member: SandboxInfo) -> None:
 @pytest.mark.parametrize(
     ("policy", "allowed", "denied"),
     [
-        (AUDIT, ["list_mfa_devices", "get_account_summary", "get_login_profile"],
-         ["deactivate_mfa_device", "create_login_profile", "list_users"]),
-        (DELETE, ["list_mfa_devices", "get_login_profile", "list_access_keys"],
-         ["get_account_summary", "create_login_profile", "list_users"]),
-        (CREATE_PASSWORD, ["get_login_profile"],
-         ["list_mfa_devices", "deactivate_mfa_device", "get_account_summary"]),
+        (
+            AUDIT,
+            ["list_mfa_devices", "get_account_summary", "get_login_profile"],
+            ["deactivate_mfa_device", "create_login_profile", "list_users"],
+        ),
+        (
+            DELETE,
+            ["list_mfa_devices", "get_login_profile", "list_access_keys"],
+            ["get_account_summary", "create_login_profile", "list_users"],
+        ),
+        (
+            CREATE_PASSWORD,
+            ["get_login_profile"],
+            ["list_mfa_devices", "deactivate_mfa_device", "get_account_summary"],
+        ),
     ],
 )
 def test_task_policy_allows_exactly_its_actions(

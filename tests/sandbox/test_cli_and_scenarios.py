@@ -20,15 +20,17 @@ ORG_SCENARIOS = {"member", "member-no-password", "management", "fleet-3"}
 
 
 def test_list_has_one_line_per_scenario() -> None:
-    out = subprocess.run([*RUNBOOK, "sandbox", "--list"], capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    out = subprocess.run(
+        [*RUNBOOK, "sandbox", "--list"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert [line.split()[0] for line in out] == list(SCENARIOS)
     assert all(len(line.split()) > 3 for line in out)
 
 
 def test_unknown_scenario_is_usage_error_naming_the_choices() -> None:
-    done = subprocess.run([*RUNBOOK, "sandbox", "--scenario", "nope"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [*RUNBOOK, "sandbox", "--scenario", "nope"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "unknown scenario 'nope'" in done.stderr and "standalone" in done.stderr
     assert done.stdout == ""
@@ -36,8 +38,9 @@ def test_unknown_scenario_is_usage_error_naming_the_choices() -> None:
 
 @pytest.mark.parametrize("name", ["fleet-0", "fleet-5001", "fleet-x"])
 def test_fleet_size_is_bounded(name: str) -> None:
-    done = subprocess.run([*RUNBOOK, "sandbox", "--scenario", name], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [*RUNBOOK, "sandbox", "--scenario", name], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "fleet-N" in done.stderr
 
 
@@ -54,8 +57,10 @@ def test_every_scenario_starts_and_answers(scenario: str) -> None:
         assert ("org-admin" in info.principals) == (scenario in ORG_SCENARIOS)
         if scenario in ORG_SCENARIOS:
             features = info.client("iam", "org-admin").list_organizations_features()
-            assert sorted(features["EnabledFeatures"]) == ["RootCredentialsManagement",
-                                                           "RootSessions"]
+            assert sorted(features["EnabledFeatures"]) == [
+                "RootCredentialsManagement",
+                "RootSessions",
+            ]
         state = info.control.state(info.target_account_id)
         expected_devices = {"no-mfa": 0, "member": 2}.get(scenario, 1)
         assert len(state["devices"]) == expected_devices
@@ -66,12 +71,16 @@ def test_every_scenario_starts_and_answers(scenario: str) -> None:
 def test_fleet_5000_has_all_member_accounts_and_mixed_roots() -> None:
     with sandbox_process("fleet-5000") as info:
         orgs = info.client("organizations", "org-admin")
-        ids = [a["Id"] for page in orgs.get_paginator("list_accounts").paginate()
-               for a in page["Accounts"]]
+        ids = [
+            a["Id"]
+            for page in orgs.get_paginator("list_accounts").paginate()
+            for a in page["Accounts"]
+        ]
         assert len(ids) == 5001
         members = [i for i in ids if i != info.principals["org-admin"]["account_id"]]
-        kinds = {tuple(d["kind"] for d in info.control.state(acct)["devices"])
-                 for acct in members[:10]}
+        kinds = {
+            tuple(d["kind"] for d in info.control.state(acct)["devices"]) for acct in members[:10]
+        }
         assert () in kinds and ("virtual",) in kinds and ("fido", "virtual") in kinds
 
 
@@ -84,8 +93,9 @@ def _free_port() -> int:
 @pytest.fixture
 def raw_sandbox() -> Iterator[subprocess.Popen[bytes]]:
     port = _free_port()
-    proc = subprocess.Popen([*RUNBOOK, "sandbox", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*RUNBOOK, "sandbox", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         yield proc
     finally:

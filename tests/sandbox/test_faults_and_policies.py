@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from runbook_lib.sandbox import ControlApiError, SandboxInfo
 
-from .helpers import error_code, root_virtual_serials
+from .helpers import AUDIT, error_code, root_virtual_serials
 
 
 def test_throttle_for_n_calls_then_recovers(standalone: SandboxInfo) -> None:
@@ -76,8 +76,9 @@ READ_ONLY = {
 def test_principal_with_policies_is_limited_to_them(standalone: SandboxInfo) -> None:
     keys = standalone.control.add_principal("reader", standalone.target_account_id, [READ_ONLY])
     assert keys["arn"].endswith(":user/runbook-reader")
-    info = SandboxInfo.from_json({**standalone.__dict__,
-                                  "principals": {**standalone.principals, "reader": keys}})
+    info = SandboxInfo.from_json(
+        {**standalone.__dict__, "principals": {**standalone.principals, "reader": keys}}
+    )
     iam = info.client("iam", "reader")
     assert iam.get_account_summary()["SummaryMap"]["AccountMFAEnabled"] == 1
     with pytest.raises(ClientError) as exc:
@@ -95,37 +96,50 @@ def test_principal_with_policies_is_limited_to_them(standalone: SandboxInfo) -> 
 def test_assume_root_condition_on_task_policy(member: SandboxInfo) -> None:
     audit_only = {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow", "Action": "sts:AssumeRoot", "Resource": "*",
-            "Condition": {"StringEquals": {
-                "sts:TaskPolicyArn": "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
-            }},
-        }],
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRoot",
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "sts:TaskPolicyArn": AUDIT
+                    }
+                },
+            }
+        ],
     }
     management = member.principals["org-admin"]["account_id"]
     keys = member.control.add_principal("auditor", management, [audit_only])
-    info = SandboxInfo.from_json({**member.__dict__,
-                                  "principals": {**member.principals, "auditor": keys}})
+    info = SandboxInfo.from_json(
+        {**member.__dict__, "principals": {**member.principals, "auditor": keys}}
+    )
     sts = info.client("sts", "auditor")
     ok = sts.assume_root(
         TargetPrincipal=member.target_account_id,
-        TaskPolicyArn={"arn": "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"})
+        TaskPolicyArn={"arn": "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"},
+    )
     assert ok["Credentials"]["AccessKeyId"].startswith("ASIA")
     with pytest.raises(ClientError) as exc:
         sts.assume_root(
             TargetPrincipal=member.target_account_id,
-            TaskPolicyArn={"arn": "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"})
+            TaskPolicyArn={"arn": "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"},
+        )
     assert error_code(exc) == "AccessDenied"
 
 
 def test_explicit_deny_wins(standalone: SandboxInfo) -> None:
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
-        {"Effect": "Deny", "Action": "iam:GetAccountSummary", "Resource": "*"},
-    ]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "iam:GetAccountSummary", "Resource": "*"},
+        ],
+    }
     keys = standalone.control.add_principal("denied", standalone.target_account_id, [policy])
-    info = SandboxInfo.from_json({**standalone.__dict__,
-                                  "principals": {**standalone.principals, "denied": keys}})
+    info = SandboxInfo.from_json(
+        {**standalone.__dict__, "principals": {**standalone.principals, "denied": keys}}
+    )
     with pytest.raises(ClientError) as exc:
         info.client("iam", "denied").get_account_summary()
     assert error_code(exc) == "AccessDenied"
@@ -141,9 +155,19 @@ def test_unsupported_call_is_an_aws_shaped_error(standalone: SandboxInfo) -> Non
 
 
 def test_unknown_access_key_is_invalid_client_token(standalone: SandboxInfo) -> None:
-    fake = SandboxInfo.from_json({**standalone.__dict__, "principals": {"ghost": {
-        "account_id": "123456789012", "arn": "x", "access_key_id": "AKIAGHOSTGHOSTGHOST1",
-        "secret_access_key": "x" * 40}}})
+    fake = SandboxInfo.from_json(
+        {
+            **standalone.__dict__,
+            "principals": {
+                "ghost": {
+                    "account_id": "123456789012",
+                    "arn": "x",
+                    "access_key_id": "AKIAGHOSTGHOSTGHOST1",
+                    "secret_access_key": "x" * 40,
+                }
+            },
+        }
+    )
     with pytest.raises(ClientError) as exc:
         fake.client("sts", "ghost").get_caller_identity()
     assert error_code(exc) == "InvalidClientTokenId"

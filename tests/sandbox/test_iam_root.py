@@ -96,8 +96,12 @@ def test_delete_assigned_iam_user_virtual_device_is_delete_conflict(
     iam.create_user(UserName="alice")
     serial = iam.create_virtual_mfa_device(VirtualMFADeviceName="alice")["VirtualMFADevice"]
     with pytest.raises(ClientError) as exc:
-        iam.enable_mfa_device(UserName="alice", SerialNumber=serial["SerialNumber"],
-                              AuthenticationCode1="123456", AuthenticationCode2="654321")
+        iam.enable_mfa_device(
+            UserName="alice",
+            SerialNumber=serial["SerialNumber"],
+            AuthenticationCode1="123456",
+            AuthenticationCode2="654321",
+        )
     assert error_code(exc) == "InvalidAuthenticationCode"
     assert iam.list_mfa_devices(UserName="alice")["MFADevices"] == []
     import pyotp
@@ -107,8 +111,12 @@ def test_delete_assigned_iam_user_virtual_device_is_delete_conflict(
     import time
 
     now = time.time()
-    iam.enable_mfa_device(UserName="alice", SerialNumber=serial["SerialNumber"],
-                          AuthenticationCode1=totp.at(now - 30), AuthenticationCode2=totp.at(now))
+    iam.enable_mfa_device(
+        UserName="alice",
+        SerialNumber=serial["SerialNumber"],
+        AuthenticationCode1=totp.at(now - 30),
+        AuthenticationCode2=totp.at(now),
+    )
     assert len(iam.list_mfa_devices(UserName="alice")["MFADevices"]) == 1
     with pytest.raises(ClientError) as exc:
         iam.delete_virtual_mfa_device(SerialNumber=serial["SerialNumber"])
