@@ -72,6 +72,7 @@ class Sandbox:
         from . import _cloudtrail, _console, _iam, _s3lock, _sts  # noqa: F401 - registers the handlers
         from ._server import SandboxApp, SandboxServer
 
+        _speed_up_moto_dispatch()
         self._build()
         control = _console.ControlApi(self.world, self.info_dict, self._build)
         app = SandboxApp(self.world, DomainDispatcherApplication(create_backend_app), control)
@@ -102,6 +103,22 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _speed_up_moto_dispatch() -> None:
+    """Moto lists its own package directory on disk twice per request to route it; the list
+    never changes while it runs, so compute it once (about 2 ms saved per call)."""
+    from moto import backends
+
+    if getattr(backends.list_of_moto_modules, "_runbook_cached", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def cached() -> tuple[str, ...]:
+        return modules
+
+    cached._runbook_cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = cached
 
 
 @contextlib.contextmanager

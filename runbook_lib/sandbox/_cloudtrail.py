@@ -199,7 +199,12 @@ def add_event(world: World, account_id: str, region: str, record: dict[str, Any]
     record.setdefault("managementEvent", True)
     record.setdefault("eventCategory", "Management")
     with world.lock:
-        world.events.append({"account": account_id, "region": region, "record": record})
+        when = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=dt.UTC
+        )
+        world.events.append(
+            {"account": account_id, "region": region, "record": record, "when": when}
+        )
 
 
 def record_call(world: World, req: AwsRequest, principal: Principal, response: Response) -> None:
@@ -252,9 +257,7 @@ def _summary(entry: dict[str, Any]) -> dict[str, Any]:
         "EventId": record["eventID"],
         "EventName": record["eventName"],
         "ReadOnly": str(record.get("readOnly", False)).lower(),
-        "EventTime": dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC
-        ),
+        "EventTime": entry["when"],
         "EventSource": record["eventSource"],
         "Resources": resources,
         "CloudTrailEvent": json.dumps(record),
@@ -268,12 +271,19 @@ def _summary(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attribute_value(entry: dict[str, Any], key: str) -> list[str]:
-    summary = _summary(entry)
-    if key == "ResourceType":
-        return [r["ResourceType"] for r in summary["Resources"]]
-    if key == "ResourceName":
-        return [r["ResourceName"] for r in summary["Resources"]]
-    value = summary.get(key)
+    """The values a lookup attribute matches, read straight from the record (cheap: no JSON)."""
+    record = entry["record"]
+    identity = record.get("userIdentity") or {}
+    if key in ("ResourceType", "ResourceName"):
+        return [r[key] for r in record.get("_resources", [])]
+    value = {
+        "EventId": record.get("eventID"),
+        "EventName": record.get("eventName"),
+        "EventSource": record.get("eventSource"),
+        "ReadOnly": str(record.get("readOnly", False)).lower(),
+        "AccessKeyId": identity.get("accessKeyId"),
+        "Username": username_of(identity),
+    }.get(key)
     return [str(value)] if value is not None else []
 
 
@@ -338,25 +348,25 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
         except (ValueError, KeyError, TypeError) as exc:
             raise AwsError("InvalidNextTokenException", "Invalid NextToken.", 400) from exc
     with world.lock:
-        candidates = [
-            e
-            for e in world.events[:snapshot]
-            if e["account"] == principal.account_id and e["region"] == req.region
-        ]
+        stored = world.events[:snapshot]
+    floor = start.replace(microsecond=0) if start else None
+    wanted = offset + max_results + 1  # one more than the page tells whether another follows
     matched = []
-    for entry in reversed(candidates):
-        when = dt.datetime.strptime(entry["record"]["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC
-        )
-        if start and when < start.replace(microsecond=0):
+    for entry in reversed(stored):  # newest first, stop as soon as the page is known
+        if entry["account"] != principal.account_id or entry["region"] != req.region:
             continue
+        when = entry["when"]
         if end and when > end:
             continue
+        if floor and when < floor:
+            break  # events are stored in time order: everything older is out of the window
         if attrs and attrs[0]["AttributeValue"] not in _attribute_value(
             entry, attrs[0]["AttributeKey"]
         ):
             continue
         matched.append(entry)
+        if len(matched) >= wanted:
+            break
     page = matched[offset : offset + max_results]
     result: dict[str, Any] = {"Events": [_summary(e) for e in page]}
     if offset + max_results < len(matched):
