@@ -79,7 +79,8 @@ def remove_root_mfa_device(
     result = ActionResult("remove-root-mfa-device", account_id, device_serial, dry_run, "planned")
     with assume_root(management, account_id, DELETE, duration, region) as root:
         result.request_ids["AssumeRoot"] = root.assume_request_id or ""
-        result.details["session_key_suffix"] = root.access_key_id[-4:]
+        # an access key id is not a secret; it finds the session's events in CloudTrail
+        result.details["session_access_key_id"] = root.access_key_id
         serials = [d.serial for d in read_session_devices(root)]
         result.details["devices_before"] = serials
         chosen = choose_device(serials, device_serial)

@@ -1,9 +1,16 @@
 """The ``runbook`` command line.
 
-  runbook sandbox [--scenario NAME] [--port N] [--list]   serve the local AWS sandbox
-  runbook demo [--scenario NAME]                          the main job on the sandbox
+  runbook plan -f FILE [-p k=v ...]                          print the plan and its digest
+  runbook run -f FILE [-p k=v ...] [--approve D] [--runs-dir DIR]   execute the steps
+  runbook resume RUN_DIR [-p k=v ...] [--approve D]          continue a halted/failed run
+  runbook runs [--runs-dir DIR]                              list runs
+  runbook verify RUN_DIR                                     check a record (exit 0: intact)
+  runbook seal RUN_DIR                                       close a run for good
+  runbook archive RUN_DIR s3://BUCKET/PREFIX --retain-days N upload with S3 Object Lock
+  runbook demo [--scenario S] [--method M] [--runs-dir DIR]  the whole procedure on the sandbox
+  runbook sandbox [--scenario NAME] [--port N] [--list]      serve the local AWS sandbox
 
-Exit codes: 0 success, 1 failure, 2 bad usage.
+Exit codes: 0 succeeded, 1 failed (or refused), 2 bad usage or parameters, 3 halted at a gate.
 """
 
 from __future__ import annotations
@@ -14,9 +21,127 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from . import __version__
+from .errors import ParameterError, RunbookError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
+
+
+def _err(message: str) -> None:
+    print(f"runbook: {message}", file=sys.stderr)
+
+
+def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
+    from .params import load_file, parse_overrides
+
+    raw: dict[str, Any] = load_file(Path(args.file)) if getattr(args, "file", None) else {}
+    raw.update(parse_overrides(args.param or []))
+    if getattr(args, "approve", None):
+        raw["approve"] = args.approve
+    return raw
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import describe
+    from .runner import plan_for
+
+    _, plan = plan_for(_raw_params(args))
+    print(describe(plan))
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    code, run_dir = run(_raw_params(args), Path(args.runs_dir))
+    if run_dir is not None:
+        print(run_dir)
+    return code
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .params import parse_overrides
+    from .runner import resume
+
+    overrides = parse_overrides(args.param or [])
+    if args.approve:
+        overrides["approve"] = args.approve
+    code, run_dir = resume(Path(args.run_dir), overrides)
+    print(run_dir)
+    return code
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .record import list_runs
+    from .runner import lock_held
+
+    runs_dir = Path(args.runs_dir)
+    rows = list_runs(runs_dir) if runs_dir.is_dir() else []
+    if not rows:
+        print(f"no runs in {runs_dir}")
+        return EXIT_OK
+    print(f"{'run id':<26} {'account':<13} {'status':<12} where")
+    for row in rows:
+        status = str(row.get("status"))
+        if (
+            status == "running"
+            and row.get("account_id")
+            and not lock_held(runs_dir, str(row["account_id"]))
+        ):
+            status = "interrupted"
+        halted = row.get("halted_at") or {}
+        where = ""
+        if isinstance(halted, dict) and halted:
+            where = f"{halted.get('step')} {halted.get('gate') or ''}".strip()
+        print(f"{row['run_id']:<26} {str(row.get('account_id')):<13} {status:<12} {where}")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .record import verify
+
+    report = verify(Path(args.run_dir))
+    if report.ok:
+        kind = "final seal" if report.final else "checkpoint seal"
+        print(f"OK: {args.run_dir} is intact ({report.events} events, {kind})")
+        return EXIT_OK
+    print(f"TAMPERED or INCOMPLETE: {args.run_dir}")
+    for problem in report.problems:
+        print(f"  - {problem}")
+    return EXIT_FAILED
+
+
+def _cmd_seal(args: argparse.Namespace) -> int:
+    from .runner import seal_run
+
+    result = seal_run(Path(args.run_dir))
+    print(f"sealed {args.run_dir}: {'intact' if result['ok'] else result['problems']}")
+    return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from .archive import archive_run
+
+    result = archive_run(
+        Path(args.run_dir),
+        args.destination,
+        args.retain_days,
+        profile=args.profile,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.scenario, args.method, Path(args.runs_dir))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -25,12 +150,12 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     if args.list:
         for name, text in SCENARIOS.items():
             print(f"{name:<20} {text}")
-        return 0
+        return EXIT_OK
     try:
         sandbox = Sandbox(args.scenario, args.port)
     except ValueError as err:
-        print(f"runbook sandbox: {err}", file=sys.stderr)
-        return 2
+        _err(f"sandbox: {err}")
+        return EXIT_USAGE
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -51,22 +176,76 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     finally:
         sandbox.stop()
     print("sandbox stopped", file=sys.stderr, flush=True)
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(args.scenario)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runbook",
         description="Executable, auditable runbook: remove and re-bind an AWS root user's MFA.",
+        epilog="Exit codes: 0 succeeded, 1 failed or refused, 2 bad usage, 3 halted at a gate.",
     )
     parser.add_argument("--version", action="version", version=f"runbook {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def params(p: argparse.ArgumentParser, file_required: bool = True) -> None:
+        if file_required:
+            p.add_argument("-f", "--file", required=True, help="YAML parameters file")
+        p.add_argument(
+            "-p",
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="override one parameter (repeatable); values are YAML scalars",
+        )
+
+    plan = sub.add_parser("plan", help="print the plan digest and its gates")
+    params(plan)
+    plan.set_defaults(func=_cmd_plan)
+
+    run = sub.add_parser("run", help="execute the step notebooks in batch")
+    params(run)
+    run.add_argument("--approve", metavar="DIGEST", help="approve the plan with this digest")
+    run.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
+    run.set_defaults(func=_cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a halted or failed run")
+    resume.add_argument("run_dir")
+    params(resume, file_required=False)
+    resume.add_argument("--approve", metavar="DIGEST")
+    resume.set_defaults(func=_cmd_resume)
+
+    runs = sub.add_parser("runs", help="list runs")
+    runs.add_argument("--runs-dir", default="runs")
+    runs.set_defaults(func=_cmd_runs)
+
+    ver = sub.add_parser("verify", help="check a run record; exit 0 when intact")
+    ver.add_argument("run_dir")
+    ver.set_defaults(func=_cmd_verify)
+
+    seal = sub.add_parser("seal", help="seal a run for good")
+    seal.add_argument("run_dir")
+    seal.set_defaults(func=_cmd_seal)
+
+    arc = sub.add_parser("archive", help="upload a sealed record with S3 Object Lock")
+    arc.add_argument("run_dir")
+    arc.add_argument("destination", help="s3://BUCKET/PREFIX")
+    arc.add_argument("--retain-days", type=int, required=True)
+    arc.add_argument("--profile")
+    arc.add_argument("--region", default="us-east-1")
+    arc.add_argument("--endpoint-url")
+    arc.set_defaults(func=_cmd_archive)
+
+    demo = sub.add_parser("demo", help="the whole procedure on the local sandbox")
+    demo.add_argument("--scenario", default="standalone", help="sandbox scenario")
+    demo.add_argument(
+        "--method",
+        choices=("console", "assume-root"),
+        default=None,
+        help="default: assume-root for member scenarios, console otherwise",
+    )
+    demo.add_argument("--runs-dir", default="runs")
+    demo.set_defaults(func=_cmd_demo)
 
     sandbox = sub.add_parser("sandbox", help="serve the local AWS sandbox in the foreground")
     sandbox.add_argument(
@@ -79,17 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--list", action="store_true", help="list the scenarios and exit")
     sandbox.set_defaults(func=_cmd_sandbox)
-
-    demo = sub.add_parser("demo", help="run the main job on the local sandbox")
-    demo.add_argument("--scenario", default="standalone", help="sandbox scenario")
-    demo.set_defaults(func=_cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ParameterError as err:
+        _err(str(err))
+        return EXIT_USAGE
+    except RunbookError as err:
+        _err(str(err))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _err("interrupted; the record stays as it is (resume it, or seal it)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

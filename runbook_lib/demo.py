@@ -1,31 +1,116 @@
-"""``runbook demo``: the main job on the local sandbox.
+"""``runbook demo``: the whole procedure, unattended, on the local sandbox.
 
-Until the step notebooks land (the runbook issue), the demo starts the sandbox, shows the root
-user's MFA state as an operator's read-only principal sees it through the AWS APIs, and stops.
+It starts the sandbox, writes its principals as ordinary AWS profiles into a temporary,
+owner-only credentials file (deleted at the end, never in the record), computes the plan,
+approves exactly that plan, runs the six steps in batch with the simulated console actor doing
+the console steps, verifies the record, and prints a short summary whose last line is the run
+directory. The runbook code it drives is the same as against AWS: profiles + an endpoint URL.
 """
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from .sandbox import sandbox_process
+from .record import verify
+from .runner import EXIT_OK, run
+from .sandbox import SandboxInfo, sandbox_process
+
+ORG_SCENARIOS = ("member", "member-no-password", "management")
 
 
-def run_demo(scenario: str = "standalone") -> int:
-    with sandbox_process(scenario) as info:
-        iam = info.client("iam")
-        sts = info.client("sts")
-        who = sts.get_caller_identity()
-        summary = iam.get_account_summary()["SummaryMap"]
-        devices = iam.list_virtual_mfa_devices(AssignmentStatus="Assigned")["VirtualMFADevices"]
-        root_arn = f"arn:aws:iam::{info.target_account_id}:root"
-        root_virtual = [
-            d["SerialNumber"] for d in devices if d.get("User", {}).get("Arn") == root_arn
-        ]
-        print(f"sandbox      {info.scenario} at {info.endpoint}")
-        print(f"caller       {who['Arn']}")
-        print(f"account      {info.target_account_id}")
-        print(f"root MFA     AccountMFAEnabled={summary.get('AccountMFAEnabled')}")
-        print(f"root virtual {', '.join(root_virtual) or '(none)'}")
-        print("the step notebooks are not there yet: nothing was changed", file=sys.stderr)
-    return 0
+@contextlib.contextmanager
+def sandbox_profiles(info: SandboxInfo) -> Iterator[dict[str, str]]:
+    """AWS profiles (``sandbox-<principal>``) for the sandbox's principals, in a temporary
+    credentials file that AWS_SHARED_CREDENTIALS_FILE points to while the block runs."""
+    names = {name: f"sandbox-{name}" for name in info.principals}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE")
+    }
+    with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
+        creds = Path(tmp) / "credentials"
+        lines = []
+        for name, keys in info.principals.items():
+            lines += [
+                f"[{names[name]}]",
+                f"aws_access_key_id = {keys['access_key_id']}",
+                f"aws_secret_access_key = {keys['secret_access_key']}",
+                "",
+            ]
+        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines))
+        config = Path(tmp) / "config"
+        config.write_text("")
+        os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
+        os.environ["AWS_CONFIG_FILE"] = str(config)
+        os.environ.pop("AWS_PROFILE", None)
+        try:
+            yield names
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def demo_parameters(info: SandboxInfo, method: str, profiles: dict[str, str]) -> dict[str, Any]:
+    """Parameters for an unattended sandbox run of the whole procedure."""
+    target = info.target_account_id
+    params: dict[str, Any] = {
+        "account_id": target,
+        "change_ticket": "DEMO-" + dt.datetime.now(dt.UTC).strftime("%Y%m%d%H%M%S"),
+        "method": method,
+        "rebind": "bind",
+        "mode": "batch",
+        "profile": profiles["admin"],
+        "endpoint_url": info.endpoint,
+        "dry_run": False,
+        "sandbox_actor": True,
+        "verify_timeout": 30,
+        "evidence_timeout": 30,
+    }
+    if "org-admin" in profiles:
+        params["management_profile"] = profiles["org-admin"]
+    devices = info.control.state(target)["devices"]
+    virtual = [d["serial"] for d in devices if d["kind"] == "virtual"]
+    if len(devices) > 1 and virtual:
+        params["device_serial"] = virtual[0]
+    return params
+
+
+def run_demo(
+    scenario: str = "standalone", method: str | None = None, runs_dir: Path = Path("runs")
+) -> int:
+    from .runner import plan_for
+
+    method = method or ("assume-root" if scenario.startswith(("member", "fleet")) else "console")
+    print(f"starting the sandbox ({scenario}) ...")
+    with sandbox_process(scenario) as info, sandbox_profiles(info) as profiles:
+        params = demo_parameters(info, method, profiles)
+        _, plan = plan_for(params)
+        print(
+            f"plan {plan.digest[:16]}… approved for this demo: {len(plan.gates)} gates, "
+            f"method {method}, account {params['account_id']}"
+        )
+        params["approve"] = plan.digest
+        code, run_dir = run(params, runs_dir)
+        now = info.control.state(params["account_id"])
+    if run_dir is None:
+        return code
+    report = verify(run_dir)
+    print("")
+    print(f"result     {'succeeded' if code == EXIT_OK else f'exit code {code}'}")
+    intact = "verified intact" if report.ok else "NOT intact: " + "; ".join(report.problems)
+    print(f"record     {intact}")
+    print(f"root MFA   now {', '.join(d['serial'] for d in now['devices']) or '(none)'}")
+    print(f"inspect    runbook verify {run_dir}   |   {run_dir}/report.html")
+    print(run_dir)
+    return code if report.ok else 1

@@ -69,6 +69,7 @@ class RootMfaSnapshot:
     virtual_devices: tuple[str, ...] | None
     session_devices: tuple[MfaDeviceInfo, ...] | None
     errors: tuple[str, ...] = field(default=())
+    account_password_present: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,10 +84,16 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def read_account_mfa_enabled(aws: AwsContext) -> bool:
-    """``iam:GetAccountSummary``."""
+def read_account_summary(aws: AwsContext) -> dict[str, int]:
+    """``iam:GetAccountSummary``'s SummaryMap (root flags: AccountMFAEnabled,
+    AccountPasswordPresent, AccountAccessKeysPresent)."""
     summary = call(aws.client("iam"), "get_account_summary", "iam:GetAccountSummary")
-    return bool(summary["SummaryMap"].get("AccountMFAEnabled", 0))
+    return dict(summary["SummaryMap"])
+
+
+def read_account_mfa_enabled(aws: AwsContext) -> bool:
+    """``iam:GetAccountSummary`` → AccountMFAEnabled."""
+    return bool(read_account_summary(aws).get("AccountMFAEnabled", 0))
 
 
 def read_root_virtual_devices(aws: AwsContext, account_id: str) -> tuple[str, ...]:
@@ -184,7 +191,13 @@ def collect_snapshot(
             return None
 
     taken = _now().isoformat()
-    enabled = attempt("AccountMFAEnabled", lambda: read_account_mfa_enabled(aws))
+    summary = attempt("AccountMFAEnabled", lambda: read_account_summary(aws))
+    enabled = bool(summary.get("AccountMFAEnabled", 0)) if summary is not None else None
+    password = (
+        bool(summary["AccountPasswordPresent"])
+        if summary is not None and "AccountPasswordPresent" in summary
+        else None
+    )
     report = (
         attempt("credential report", lambda: read_credential_report_root(aws, report_timeout))
         if with_report
@@ -196,7 +209,9 @@ def collect_snapshot(
         if session is not None
         else None
     )
-    return RootMfaSnapshot(account_id, taken, enabled, report, virtual, devices, tuple(errors))
+    return RootMfaSnapshot(
+        account_id, taken, enabled, report, virtual, devices, tuple(errors), password
+    )
 
 
 @dataclass(frozen=True)

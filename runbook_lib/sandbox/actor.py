@@ -1,0 +1,69 @@
+"""The simulated console actor, as the runbook's steps use it when ``sandbox_actor=true``.
+
+It performs the human steps of the procedure in the sandbox's simulated AWS console (sign in
+as root, remove a device, bind a new one) so a whole run can be unattended. It refuses to work
+against anything but the sandbox. It returns what a person would report, never a code or seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ParameterError
+from ._client import ControlApiError, ControlClient
+
+
+class ConsoleActor:
+    def __init__(self, endpoint_url: str | None) -> None:
+        if not endpoint_url:
+            raise ParameterError(
+                [
+                    "sandbox_actor=true needs endpoint_url pointing at the "
+                    "runbook sandbox (`runbook sandbox`)"
+                ]
+            )
+        self.control = ControlClient(endpoint_url, timeout=10)
+        try:
+            self.control.info()
+        except (ControlApiError, OSError, ValueError) as err:
+            raise ParameterError(
+                [
+                    f"sandbox_actor=true, but {endpoint_url} is not the runbook "
+                    f"sandbox ({type(err).__name__}); the simulated console "
+                    "actor exists only there"
+                ]
+            ) from err
+
+    def remove_device(self, account_id: str, serial: str) -> dict[str, Any]:
+        """Sign in as root, Security credentials > MFA > select the device > Remove."""
+        session = self.control.sign_in_fully(account_id)
+        try:
+            removed = self.control.remove_mfa(session, serial)
+        finally:
+            self.control.sign_out(session)
+        return {"removed": removed["removed"], "kind": removed["kind"]}
+
+    def sign_in(self, account_id: str) -> dict[str, Any]:
+        """Sign in as root: with the remaining MFA device, or the e-mailed one-time code."""
+        first = self.control.sign_in(account_id)
+        used = (
+            "mfa"
+            if first["status"] == "mfa_required"
+            else ("email-code" if first["status"] == "email_code_sent" else "password")
+        )
+        session = (
+            self.control.sign_in_fully(account_id)
+            if used != "password"
+            else str(first["session_id"])
+        )
+        self.control.sign_out(session)
+        return {"signed_in": True, "second_factor": used}
+
+    def bind_virtual(self, account_id: str, name: str) -> dict[str, Any]:
+        """Sign in, Assign MFA device > Authenticator app > scan QR > two consecutive codes."""
+        session = self.control.sign_in_fully(account_id)
+        try:
+            serial = self.control.bind_virtual(session, name)
+        finally:
+            self.control.sign_out(session)
+        return {"bound": serial}
