@@ -145,7 +145,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import SCENARIOS, Sandbox
+    from .sandbox import SCENARIOS, Sandbox, write_profiles
 
     if args.list:
         for name, text in SCENARIOS.items():
@@ -164,6 +164,9 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     info = sandbox.start()
+    profiles = Path(args.profiles_file) if args.profiles_file else None
+    if profiles is not None:
+        write_profiles(profiles, info.principals)
     print(json.dumps(info.__dict__), flush=True)
     print(
         f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it",
@@ -175,6 +178,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
             pass
     finally:
         sandbox.stop()
+        if profiles is not None:
+            profiles.unlink(missing_ok=True)
     print("sandbox stopped", file=sys.stderr, flush=True)
     return EXIT_OK
 
@@ -257,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)"
     )
     sandbox.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    sandbox.add_argument(
+        "--profiles-file",
+        metavar="PATH",
+        help="write the principals as AWS profiles sandbox-NAME to this "
+        "credentials file (owner-only; deleted when the sandbox stops)",
+    )
     sandbox.set_defaults(func=_cmd_sandbox)
     return parser
 
@@ -272,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunbookError as err:
         _err(str(err))
         return EXIT_FAILED
+    except BrokenPipeError:  # e.g. `runbook plan ... | head -1`
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         _err("interrupted; the record stays as it is (resume it, or seal it)")
         return EXIT_FAILED

@@ -19,7 +19,7 @@ from typing import Any
 
 from .record import verify
 from .runner import EXIT_OK, run
-from .sandbox import SandboxInfo, sandbox_process
+from .sandbox import SandboxInfo, sandbox_process, write_profiles
 
 ORG_SCENARIOS = ("member", "member-no-password", "management")
 
@@ -35,17 +35,7 @@ def sandbox_profiles(info: SandboxInfo) -> Iterator[dict[str, str]]:
     }
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
         creds = Path(tmp) / "credentials"
-        lines = []
-        for name, keys in info.principals.items():
-            lines += [
-                f"[{names[name]}]",
-                f"aws_access_key_id = {keys['access_key_id']}",
-                f"aws_secret_access_key = {keys['secret_access_key']}",
-                "",
-            ]
-        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("\n".join(lines))
+        write_profiles(creds, info.principals)
         config = Path(tmp) / "config"
         config.write_text("")
         os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._client import ControlApiError, ControlClient, SandboxInfo
+from ._client import ControlApiError, ControlClient, SandboxInfo, write_profiles
 from ._scenarios import SCENARIOS, validate
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Sandbox",
     "SandboxInfo",
     "sandbox_process",
+    "write_profiles",
 ]
 
 START_TIMEOUT = 60.0

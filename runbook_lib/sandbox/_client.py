@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -205,3 +207,19 @@ class SandboxInfo:
         )
         session: Any = self.session(principal, region)
         return session.client(service, endpoint_url=self.endpoint, config=cfg)
+
+
+def write_profiles(path: Path, principals: dict[str, dict[str, str]]) -> None:
+    """An AWS credentials file with one ``sandbox-NAME`` profile per sandbox principal."""
+    lines: list[str] = []
+    for name, keys in principals.items():
+        lines += [
+            f"[sandbox-{name}]",
+            f"aws_access_key_id = {keys['access_key_id']}",
+            f"aws_secret_access_key = {keys['secret_access_key']}",
+            "",
+        ]
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("\n".join(lines))
