@@ -1,4 +1,72 @@
-"""root-mfa-runbook: an executable, auditable runbook for an AWS root user's MFA device."""
+"""root-mfa-runbook: an executable, auditable runbook for an AWS root user's MFA device.
+
+The public surface (guarded by tests/test_exported_members.py). Modules are imported lazily so
+that ``import runbook_lib`` stays cheap inside every notebook kernel and CLI call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+_EXPORTS = {
+    # errors
+    "RunbookError": "errors",
+    "ParameterError": "errors",
+    "PreconditionError": "errors",
+    "AccountMismatchError": "errors",
+    "MethodNotAvailableError": "errors",
+    "AmbiguousDeviceError": "errors",
+    "GateNotApproved": "errors",
+    "AwsActionError": "errors",
+    "AccessDeniedError": "errors",
+    "ThrottledError": "errors",
+    "SessionExpiredError": "errors",
+    "VerificationTimeout": "errors",
+    # AWS access, identity, state, actions, evidence
+    "AwsContext": "aws",
+    "caller_identity": "identity",
+    "guard_account": "identity",
+    "account_context": "identity",
+    "removal_methods": "identity",
+    "assume_root": "privileged",
+    "RootSession": "privileged",
+    "RootMfaSnapshot": "state",
+    "collect_snapshot": "state",
+    "judge": "state",
+    "wait_for_device_removed": "state",
+    "wait_for_new_device": "state",
+    "remove_root_mfa_device": "actions",
+    "ActionResult": "actions",
+    "find_deactivation": "evidence",
+    "find_console_login": "evidence",
+    "find_enable": "evidence",
+    "find_assume_root": "evidence",
+    # the runbook
+    "RunParameters": "params",
+    "validate": "params",
+    "make_plan": "plan",
+    "Plan": "plan",
+    "open_step": "step",
+    "Step": "step",
+    "RunRecord": "record",
+    "verify": "record",
+    "run": "runner",
+    "resume": "runner",
+    "seal_run": "runner",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runbook_lib' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
