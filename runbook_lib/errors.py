@@ -140,7 +140,8 @@ class VerificationTimeout(RunbookError):
         super().__init__(text)
 
 
-_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+# "403"/"Forbidden": S3 answers HEAD requests without a body, so only the status is left
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403", "Forbidden"}
 _THROTTLED = {
     "Throttling",
     "ThrottlingException",

@@ -235,7 +235,9 @@ def judge(snapshot: RootMfaSnapshot, changed_after: str | None = None) -> Judgem
     virtual = snapshot.virtual_devices
     session = snapshot.session_devices
     if report is not None:
-        stale = changed_after is not None and report.generated_at < changed_after
+        stale = changed_after is not None and _instant(report.generated_at) < _instant(
+            changed_after
+        )
         if stale:
             notes.append(
                 f"The credential report was generated at {report.generated_at}, "
@@ -274,6 +276,11 @@ def judge(snapshot: RootMfaSnapshot, changed_after: str | None = None) -> Judgem
         enabled = report.mfa_active if report is not None else None
     devices = tuple(sorted(snapshot.known_serials()))
     return Judgement(enabled, devices, not disagreements, tuple(disagreements), tuple(notes))
+
+
+def _instant(value: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def poll_until(

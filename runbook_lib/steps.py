@@ -227,8 +227,11 @@ def preflight_device(step: Step) -> dict[str, Any]:
         reason = "The root user has no MFA device: there is nothing to remove."
         step.log("precondition.failed", check="device", reason=reason)
         raise PreconditionError(reason + " Nothing was changed.")
-    if wanted and wanted not in known and (complete or not wanted.count(":mfa/") == 0):
-        if complete or device_kind(wanted) == "virtual":
+    if wanted and wanted not in known:
+        # a virtual device would be listed by ListVirtualMFADevices, and an AssumeRoot session
+        # lists every kind: if either view says it is not there, it is not there
+        listed_virtual = snap.virtual_devices is not None and device_kind(wanted) == "virtual"
+        if complete or listed_virtual:
             reason = (
                 f"device_serial {wanted} is not among the root user's devices "
                 f"({', '.join(known) or 'none visible'})"
@@ -236,8 +239,7 @@ def preflight_device(step: Step) -> dict[str, Any]:
             step.log("precondition.failed", check="device", reason=reason)
             raise PreconditionError(reason + ". Nothing was changed.")
     if wanted:
-        serial = wanted
-        how = "named by device_serial"
+        serial, how = wanted, "named by device_serial"
     else:
         if snap.account_mfa_enabled and not known:
             reason = (
@@ -251,7 +253,7 @@ def preflight_device(step: Step) -> dict[str, Any]:
         except PreconditionError as err:
             step.log("precondition.failed", check="device", reason=str(err))
             raise
-        how = "the only device"
+        how = "the only device" if complete else "the only device visible through the API"
     visible = serial in known
     data = {
         "serial": serial,
@@ -260,6 +262,12 @@ def preflight_device(step: Step) -> dict[str, Any]:
         "visible_through_api": visible,
         "devices": known,
     }
+    if not complete:
+        data["note"] = (
+            "Without an AssumeRoot audit session (member accounts with "
+            "management_profile) FIDO keys and hardware tokens are not listed; "
+            "check the console's MFA list before confirming."
+        )
     step.log("decision.device", **data)
     step.record.update_run(device=serial)
     return data

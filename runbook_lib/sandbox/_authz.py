@@ -21,8 +21,35 @@ from ._state import ROOT_TASK_POLICIES, Principal, World
 ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}
 
 
+# S3 API operations whose IAM action has another name (the rest are the same)
+S3_IAM_ACTIONS = {
+    "HeadObject": "GetObject",
+    "HeadBucket": "ListBucket",
+    "ListObjects": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "ListObjectVersions": "ListBucketVersions",
+    "ListBuckets": "ListAllMyBuckets",
+    "GetObjectLockConfiguration": "GetBucketObjectLockConfiguration",
+    "PutObjectLockConfiguration": "PutBucketObjectLockConfiguration",
+    "CopyObject": "PutObject",
+    "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject",
+    "CompleteMultipartUpload": "PutObject",
+    "AbortMultipartUpload": "AbortMultipartUpload",
+    "DeleteObjects": "DeleteObject",
+}
+
+
 def action_name(req: AwsRequest) -> str:
-    return f"{req.service}:{req.action or req.method}"
+    """The IAM action a request needs (``s3:HeadObject`` needs ``s3:GetObject``, ...)."""
+    action = req.action or req.method
+    if req.service == "s3":
+        if action == "DeleteObject" and req.params.get("VersionId"):
+            return "s3:DeleteObjectVersion"
+        if action in ("GetObject", "HeadObject") and req.params.get("VersionId"):
+            return "s3:GetObjectVersion"
+        action = S3_IAM_ACTIONS.get(action, action)
+    return f"{req.service}:{action}"
 
 
 def resource_for(req: AwsRequest, principal: Principal | None) -> str:
@@ -38,10 +65,15 @@ def resource_for(req: AwsRequest, principal: Principal | None) -> str:
 
 
 def access_denied(
-    req: AwsRequest, principal: Principal | None, *, session: bool = False, injected: bool = False
+    req: AwsRequest,
+    principal: Principal | None,
+    *,
+    session: bool = False,
+    injected: bool = False,
+    action: str | None = None,
 ) -> AwsError:
     who = principal.arn if principal else "the caller"
-    action = action_name(req)
+    action = action or action_name(req)
     why = "no session policy" if session else "no identity-based policy"
     if injected:
         why = "an explicit deny in an identity-based policy"
@@ -142,7 +174,12 @@ def authorize(world: World, req: AwsRequest, principal: Principal) -> None:
             # the task policies reach the root user's own credentials only
             raise access_denied(req, principal, session=True)
         return
-    if principal.policies is not None and not policies_allow(
-        principal.policies, action, condition_values(req, principal)
-    ):
-        raise access_denied(req, principal)
+    if principal.policies is None:
+        return
+    needed = [action]
+    if action == "s3:PutObject" and req.params.get("ObjectLockMode"):
+        needed.append("s3:PutObjectRetention")  # AWS asks for both when the upload is locked
+    context = condition_values(req, principal)
+    for name in needed:
+        if not policies_allow(principal.policies, name, context):
+            raise access_denied(req, principal, action=name)
