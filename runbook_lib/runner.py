@@ -84,17 +84,37 @@ class _Kernel:
     def get(self) -> Any:
         from jupyter_client.manager import KernelManager
 
+        class TrackingKernelManager(KernelManager):
+            """Remembers the clients nbclient makes: it does not stop their channels when it
+            does not own the kernel, which would leak zmq sockets."""
+
+            runbook_clients: list[Any]
+
+            def client(self, **kwargs: Any) -> Any:
+                made = super().client(**kwargs)
+                self.runbook_clients.append(made)
+                return made
+
         if self.km is None or not self.km.is_alive():
             self.shutdown()
             # IPC sockets in a private directory: nothing listens on TCP, even on localhost
             self._dir = tempfile.mkdtemp(prefix="runbook-kernel-")
-            self.km = KernelManager(
+            self.km = TrackingKernelManager(
                 kernel_name="python3", transport="ipc", ip=os.path.join(self._dir, "kernel")
             )
+            self.km.runbook_clients = []
             self.km.start_kernel()
         return self.km
 
+    def release_clients(self) -> None:
+        if self.km is not None:
+            for client in self.km.runbook_clients:
+                with contextlib.suppress(RuntimeError, OSError):
+                    client.stop_channels()
+            self.km.runbook_clients.clear()
+
     def shutdown(self) -> None:
+        self.release_clients()
         if self.km is not None:
             with contextlib.suppress(RuntimeError, OSError):
                 self.km.shutdown_kernel(now=True)
@@ -135,6 +155,8 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                 return _failed(record, name, f"{err.ename}: {err.evalue}", progress)
             except (RuntimeError, OSError) as err:  # kernel died or could not start
                 return _failed(record, name, f"{type(err).__name__}: {err}", progress)
+            finally:
+                kernel.release_clients()
             os.chmod(output, 0o600)
             record.update_run(steps={name: {"status": "succeeded", "ended": now_iso()}})
             progress(f"step {name} done")
