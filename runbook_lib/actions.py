@@ -14,7 +14,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from .aws import AwsContext, request_id
-from .errors import AmbiguousDeviceError, PreconditionError, from_client_error
+from .errors import AmbiguousDeviceError, from_client_error
 from .privileged import DEFAULT_DURATION, DELETE, RootSession, assume_root
 from .state import device_kind, read_session_devices, wait_for_device_removed
 
@@ -91,6 +91,16 @@ def remove_root_mfa_device(
                 if device_serial
                 else "The root user has no MFA device; nothing to remove."
             )
+            if (
+                not dry_run
+                and delete_virtual
+                and device_serial
+                and device_kind(device_serial) == "virtual"
+            ):
+                # a re-run after a failed delete: the device object may still exist
+                result.details["virtual_device_deleted"] = _delete_virtual(
+                    root, device_serial, result
+                )
             return result
         result.target = chosen
         result.details["kind"] = device_kind(chosen)
@@ -125,19 +135,32 @@ def _deactivate(root: RootSession, serial: str) -> dict[str, str]:
 
 
 def _delete_virtual(root: RootSession, serial: str, result: ActionResult) -> str:
-    try:
-        answer = root.client("iam").delete_virtual_mfa_device(SerialNumber=serial)
-    except ClientError as err:
-        code = str(err.response.get("Error", {}).get("Code"))
-        if code == "NoSuchEntity":
-            return "already-deleted"
-        if code == "DeleteConflict":
-            raise PreconditionError(
-                f"{serial} is still assigned (DeleteConflict) although it was deactivated; "
-                "IAM may lag. Re-run the step in a minute; nothing else was changed."
-            ) from err
-        raise from_client_error(
-            err, "DeleteVirtualMFADevice", "iam:DeleteVirtualMFADevice"
-        ) from err
-    result.request_ids["DeleteVirtualMFADevice"] = request_id(answer) or ""
-    return "deleted"
+    """Delete the (deactivated) virtual device object. A failure is raised, not hidden: the
+    device is already deactivated, and re-running the step deletes the left-over object."""
+
+    def delete(_: AwsContext) -> str:
+        try:
+            answer = root.client("iam").delete_virtual_mfa_device(SerialNumber=serial)
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code"))
+            if code == "NoSuchEntity":
+                return "already-deleted"
+            if code in ("ExpiredToken", "ExpiredTokenException"):
+                raise
+            failure = from_client_error(err, "DeleteVirtualMFADevice", "iam:DeleteVirtualMFADevice")
+            if code == "DeleteConflict":
+                hint = (
+                    "The device was deactivated but IAM still sees it assigned (eventual "
+                    "consistency). Re-run the step in a minute: it deletes the left-over "
+                    "device object."
+                )
+            else:
+                hint = (
+                    f"{failure.hint}. The device itself was already deactivated; "
+                    "re-running the step deletes the left-over device object."
+                )
+            raise failure.with_hint(hint) from err
+        result.request_ids["DeleteVirtualMFADevice"] = request_id(answer) or ""
+        return "deleted"
+
+    return root.run(delete)

@@ -123,6 +123,24 @@ def _cmd_seal(args: argparse.Namespace) -> int:
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from .lab import prepare_lab, serve_lab
+
+    if args.reopen:
+        if args.file or args.param:
+            _err("lab: --reopen takes no -f/-p (the run keeps its parameters)")
+            return EXIT_USAGE
+        run_dir = Path(args.reopen)
+    elif not args.file:
+        _err("lab: -f FILE is required (or --reopen RUN_DIR)")
+        return EXIT_USAGE
+    else:
+        record = prepare_lab(_raw_params(args), Path(args.runs_dir))
+        print(f"prepared {record.path}", file=sys.stderr, flush=True)
+        run_dir = record.path
+    return serve_lab(run_dir, args.port, out=lambda line: print(line, flush=True))
+
+
 def _cmd_archive(args: argparse.Namespace) -> int:
     from .archive import archive_run
 
@@ -231,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     seal = sub.add_parser("seal", help="seal a run for good")
     seal.add_argument("run_dir")
     seal.set_defaults(func=_cmd_seal)
+
+    lab = sub.add_parser(
+        "lab", help="prepare an interactive run and step through it in JupyterLab (127.0.0.1)"
+    )
+    params(lab, file_required=False)
+    lab.add_argument("-f", "--file", help="YAML parameters file (mode is set to interactive)")
+    lab.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
+    lab.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
+    lab.add_argument("--reopen", metavar="RUN_DIR", help="serve an unsealed interactive run again")
+    lab.set_defaults(func=_cmd_lab)
 
     arc = sub.add_parser("archive", help="upload a sealed record with S3 Object Lock")
     arc.add_argument("run_dir")

@@ -114,6 +114,10 @@ class AwsActionError(RunbookError):
             text += f". {hint}"
         super().__init__(text)
 
+    def with_hint(self, hint: str) -> AwsActionError:
+        """The same error (same type) with another hint."""
+        return type(self)(self.operation, self.code, self.aws_message, self.request_id, hint)
+
 
 class AccessDeniedError(AwsActionError):
     """The caller lacks a permission; ``hint`` names the IAM action to grant."""

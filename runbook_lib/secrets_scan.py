@@ -38,7 +38,7 @@ _MIN_KNOWN = 6
 # string inside a notebook (``\"secret\": \"...``), with an optional opening quote.
 _SEP = r"""[\\"'\s]*[:=][\\"'\s]*"""
 # Labels start at a word's start and are bounded, so a long word cannot make a regex quadratic.
-_SECRET_LABEL = r"(?i:[\w-]*secret[\w-]*)"
+_SECRET_LABEL = r"(?<![\w-])(?i:[\w-]{0,40}secret[\w-]{0,40})"
 _SEED_LABEL = r"(?<![\w-])(?i:[\w-]{0,40}(?:seed|secret)[\w-]{0,40})"
 
 _B64 = r"A-Za-z0-9/+"

@@ -324,6 +324,8 @@ def wait_for_device_removed(
         return collect_snapshot(aws, account_id, session, with_report=False)
 
     def gone(snap: RootMfaSnapshot) -> bool:
+        if device_kind(serial) != "virtual" and snap.session_devices is None:
+            return False  # only an AssumeRoot session lists FIDO keys and hardware tokens
         if snap.virtual_devices is None and snap.session_devices is None:
             return False
         return serial not in snap.known_serials()

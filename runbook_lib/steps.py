@@ -7,7 +7,9 @@ and returns a small dict for the notebook to show.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 from .actions import choose_device, remove_root_mfa_device
@@ -25,12 +27,14 @@ from .identity import (
     removal_methods,
     require_method,
 )
-from .privileged import AUDIT, assume_root
+from .privileged import AUDIT, RootSession, assume_root
 from .state import (
     RootMfaSnapshot,
     collect_snapshot,
     device_kind,
     judge,
+    poll_until,
+    read_account_mfa_enabled,
     wait_for_device_removed,
     wait_for_new_device,
 )
@@ -108,21 +112,33 @@ def _snapshot_dict(snap: RootMfaSnapshot, changed_after: str | None = None) -> d
     return {"snapshot": snap.to_dict(), "judgement": verdict.__dict__}
 
 
-def _audit_snapshot(step: Step, with_report: bool = True) -> RootMfaSnapshot:
-    """Every signal; with an IAMAuditRootUserCredentials session when the account allows."""
-    acct = step.params.account_id
+@contextlib.contextmanager
+def _audit_session(step: Step) -> Iterator[RootSession | None]:
+    """An IAMAuditRootUserCredentials session when the account allows one (a member account
+    with centralised root access, and management credentials); else None."""
     ctx = _context(step)
-    if ctx.get("kind") == "member" and ctx.get("centralised") and step.management is not None:
-        with assume_root(step.management, acct, AUDIT, 120, step.params.region) as session:
-            step.log(
-                "action.assume-root",
-                task_policy="IAMAuditRootUserCredentials",
-                access_key_id=session.access_key_id,
-                request_id=session.assume_request_id,
-                purpose="read every MFA device",
-            )
-            return collect_snapshot(step.target, acct, session, with_report=with_report)
-    return collect_snapshot(step.target, acct, with_report=with_report)
+    if not (ctx.get("kind") == "member" and ctx.get("centralised") and step.management):
+        yield None
+        return
+    with assume_root(
+        step.management, step.params.account_id, AUDIT, 300, step.params.region
+    ) as session:
+        step.log(
+            "action.assume-root",
+            task_policy="IAMAuditRootUserCredentials",
+            access_key_id=session.access_key_id,
+            request_id=session.assume_request_id,
+            purpose="read every MFA device",
+        )
+        yield session
+
+
+def _audit_snapshot(step: Step, with_report: bool = True) -> RootMfaSnapshot:
+    """Every signal; with an audit AssumeRoot session when the account allows one."""
+    with _audit_session(step) as session:
+        return collect_snapshot(
+            step.target, step.params.account_id, session, with_report=with_report
+        )
 
 
 def _context(step: Step) -> dict[str, Any]:
@@ -359,14 +375,14 @@ def verify_removal(step: Step) -> dict[str, Any]:
     if step.params.method == "console":
         step.require("device-removed-in-console")
     removed_at = _when(step, "action.started") or now_iso()
-    snap = wait_for_device_removed(step.target, acct, serial, timeout=step.params.verify_timeout)
+    how = _wait_removed(step, serial)
     full = _audit_snapshot(step)
     step.record.write_json("snapshots/after-removal.json", full.to_dict())
     data = _snapshot_dict(full, removed_at)
     if serial in full.known_serials():
         step.log("verification.failed", check="device removed", serial=serial, **data)
         raise PreconditionError(f"{serial} is still listed after the removal; check the console.")
-    step.log("verification.removed", serial=serial, polled_at=snap.taken_at, **data)
+    step.log("verification.removed", serial=serial, how=how, **data)
     key = None
     action = step.events("action.remove-device")
     if action:
@@ -384,6 +400,35 @@ def verify_removal(step: Step) -> dict[str, Any]:
         "judgement": data["judgement"],
         "evidence": evidence.summary(),
     }
+
+
+def _wait_removed(step: Step, serial: str) -> str:
+    """Poll until the API shows the device gone; say how that was established. A FIDO key or
+    hardware token is listed only in an AssumeRoot session; without one, its removal shows as
+    AccountMFAEnabled=0 only when it was the root user's last device."""
+    acct = step.params.account_id
+    timeout = step.params.verify_timeout
+    with _audit_session(step) as session:
+        if device_kind(serial) == "virtual" or session is not None:
+            snap = wait_for_device_removed(step.target, acct, serial, session, timeout=timeout)
+            return f"no signal lists the device any more ({snap.taken_at})"
+    before = RootMfaSnapshot(**_load_snapshot(step, "before"))
+    if before.known_serials() <= {serial}:
+        poll_until(
+            lambda: read_account_mfa_enabled(step.target),
+            lambda on: not on,
+            timeout=timeout,
+            what="AccountMFAEnabled to become 0",
+            check="Check the console's MFA list: the device should be gone.",
+        )
+        return "AccountMFAEnabled is 0: the root user has no MFA device left"
+    step.log(
+        "verification.limited",
+        serial=serial,
+        reason="a FIDO key or hardware token is not listed by any API this account "
+        "allows (no AssumeRoot session); the CloudTrail event is the evidence",
+    )
+    return "not listable through the API: see the CloudTrail evidence"
 
 
 # ---------------------------------------------------------------------------- 03 first sign-in

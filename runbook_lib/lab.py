@@ -1,0 +1,374 @@
+"""``runbook lab``: step through a run in JupyterLab, with the same record as a batch run.
+
+:func:`prepare_lab` does what ``runbook run`` does before it executes anything: validate the
+parameters (``mode`` forced to ``interactive``), create ``runs/<run-id>/`` with the plan and
+the operator, and write each step notebook, its parameters injected by papermill
+(``prepare_only``: nothing is executed), into ``runs/<run-id>/notebooks/``. :func:`lab_server`
+then starts JupyterLab on 127.0.0.1 with a random token, rooted in that notebooks directory,
+while holding the account's lock (a batch run on the same account is refused meanwhile).
+Every cell the operator runs appends to the run's hash-chained events, exactly as under
+papermill; JupyterLab saves the notebooks into the run.
+
+Gates: halt before the action, never block in place. A confirmation cell shows its control
+and returns at once; the next action calls :meth:`~runbook_lib.step.Step.require`, which halts
+with GateNotApproved unless the record holds the operator's confirmation, and says which cell
+to re-run. So "Run All" can never act past an unconfirmed gate. Blocking in place (polling the
+kernel for the click with jupyter-ui-poll) was rejected: jupyter-ui-poll 1.1.0 receives no
+clicks with ipykernel >= 7.1 (it calls ``Kernel.do_one_iteration``, removed in 7.1, and
+swallows the error), so it would need ipykernel pinned below 7.1, and under papermill or nbval
+a cell waiting for a click hangs until a deadline. Console steps (``Step.human``) follow the
+same rule: the control is shown, the cell halts, and the operator re-runs it after pressing
+"Done", when the control has verified the change through the AWS API.
+
+Checkpoints: JupyterLab's ``.ipynb_checkpoints/`` would land in the run directory and be
+sealed with it (or, written after a seal, break ``runbook verify``). They go to the Lab's
+private temporary directory instead (``FileCheckpoints.checkpoint_dir`` is an absolute path
+there), and any stray checkpoint directory is removed from the run before it is sealed.
+
+Sealing: never while JupyterLab can still autosave. When Lab stops (Ctrl-C, SIGTERM, or the
+File > Shut Down menu), the kernels are shut down, then the run is sealed: final, with
+``run.succeeded``, if 05-close-out finished; otherwise a checkpoint seal, so the record always
+verifies, and ``runbook seal RUN_DIR`` closes it for good later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .errors import RunbookError
+from .params import validate
+from .plan import STEPS, make_plan, notebook_path
+from .record import RunRecord
+from .report import render_html
+from .runner import RunRefused, account_lock, seal_run
+from .step import new_run_info, now_iso
+
+NOTEBOOKS = "notebooks"
+CHECKPOINTS = ".ipynb_checkpoints"
+CLOSE_OUT = STEPS[-1][0]
+
+
+def prepare_lab(raw_params: dict[str, Any], runs_dir: Path) -> RunRecord:
+    """Validate (mode interactive), create the run record and write the step notebooks into
+    ``<run>/notebooks/`` with the run's parameters injected (papermill, prepare-only)."""
+    import papermill
+
+    raw = {k: v for k, v in raw_params.items() if k != "run_dir"}
+    raw["mode"] = "interactive"
+    params = validate(raw)
+    plan = make_plan(params)
+    record = RunRecord.create(Path(runs_dir).resolve(), new_run_info(params, plan))
+    values = params.to_dict()
+    values["run_dir"] = str(record.path)
+    out_dir = record.path / NOTEBOOKS
+    out_dir.mkdir(mode=0o700, exist_ok=True)
+    for name, _ in STEPS:
+        output = out_dir / f"{name}.ipynb"
+        papermill.execute_notebook(
+            str(notebook_path(name)),
+            str(output),
+            parameters=values,
+            prepare_only=True,
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+        )
+        os.chmod(output, 0o600)
+    record.append(
+        "lab.prepared", notebooks=[f"{NOTEBOOKS}/{n}.ipynb" for n, _ in STEPS], mode="interactive"
+    )
+    return record
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LabServer:
+    """A running JupyterLab for one run."""
+
+    run_dir: Path
+    port: int
+    token: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    private_dir: Path  # Jupyter's config, runtime files (kernel connection files), the log
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL the operator opens (it carries the token)."""
+        return f"{self.base}/lab?token={self.token}"
+
+    def api(self, method: str, path: str, timeout: float = 10.0) -> Any:
+        """Call JupyterLab's REST API with the token; the decoded JSON (or None)."""
+        request = urllib.request.Request(
+            f"{self.base}{path}",
+            method=method,
+            headers={"Authorization": f"token {self.token}"},
+            data=b"" if method in ("POST", "PUT") else None,
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def kernels(self) -> list[dict[str, Any]]:
+        return list(self.api("GET", "/api/kernels") or [])
+
+
+def _lab_env(tmp: Path) -> dict[str, str]:
+    """The environment for JupyterLab: the caller's (AWS profiles included), but Jupyter's and
+    IPython's configuration, data, runtime files and workspaces in a fresh directory, so the
+    user's settings, extensions and reopened tabs do not leak in."""
+    env = dict(os.environ)
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("JUPYTERLAB_SETTINGS_DIR", "lab-settings"),
+        ("JUPYTERLAB_WORKSPACES_DIR", "lab-workspaces"),
+        ("IPYTHONDIR", "ipython"),
+    ):
+        path = tmp / sub
+        path.mkdir(mode=0o700, exist_ok=True)
+        env[var] = str(path)
+    # no "receive Jupyter news?" prompt over the notebook; autosave into the run every 10 s
+    for plugin, setting in (
+        ("apputils-extension/notification", '{"fetchNews": "false"}'),
+        ("docmanager-extension/plugin", '{"autosave": true, "autosaveInterval": 10}'),
+    ):
+        path = tmp / "lab-settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(setting + "\n")
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    env.pop("JUPYTER_PATH", None)
+    env.pop("JUPYTER_CONFIG_PATH", None)
+    return env
+
+
+def _lab_command(root: Path, port: int, token: str, checkpoints: Path) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.terminals_enabled=False",
+        f"--FileCheckpoints.checkpoint_dir={checkpoints}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_ready(server: LabServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RunbookError(
+                f"JupyterLab exited with code {server.process.returncode} before it was ready; "
+                f"the end of its log:\n{_log_tail(server.log_path)}"
+            )
+        with contextlib.suppress(OSError, ValueError):
+            server.api("GET", "/api/status", timeout=2.0)
+            return
+        time.sleep(0.2)
+    raise RunbookError(
+        f"JupyterLab was not ready after {timeout:.0f} s; the end of its log:\n"
+        + _log_tail(server.log_path)
+    )
+
+
+def _stop(server: LabServer, timeout: float = 20.0) -> None:
+    """Shut the kernels down, then JupyterLab (REST API first, then SIGTERM, then SIGKILL)."""
+    if server.process.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            for kernel in server.kernels():
+                server.api("DELETE", f"/api/kernels/{kernel['id']}")
+        with contextlib.suppress(OSError, ValueError):
+            server.api("POST", "/api/shutdown")
+        try:
+            server.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+
+
+def _remove_checkpoints(run_dir: Path) -> list[str]:
+    removed = []
+    for path in sorted(run_dir.rglob(CHECKPOINTS)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            removed.append(path.relative_to(run_dir).as_posix())
+    return removed
+
+
+def _tighten(run_dir: Path) -> None:
+    """0600 for what JupyterLab saved into the run (it keeps the umask's modes)."""
+    notebooks = run_dir / NOTEBOOKS
+    if notebooks.is_dir():
+        for path in notebooks.rglob("*"):
+            if path.is_symlink():
+                continue
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+def close_lab_run(record: RunRecord) -> dict[str, Any]:
+    """After JupyterLab stopped: remove stray checkpoints, then seal the run, final if the
+    close-out step finished, else a checkpoint seal. Returns what verify found."""
+    from .record import verify
+
+    removed = _remove_checkpoints(record.path)
+    _tighten(record.path)
+    info = record.load_run()
+    finished = info.get("steps", {}).get(CLOSE_OUT, {}).get("status") == "succeeded"
+    record.append("lab.stopped", removed_checkpoints=removed, close_out_finished=finished)
+    if finished:
+        record.update_run(status="succeeded", halted_at=None)
+        record.append("run.succeeded", via="lab")
+        return seal_run(record.path)
+    record.write_text("report.html", render_html(record.path))
+    record.seal(final=False)
+    return dict(verify(record.path).__dict__)
+
+
+@contextlib.contextmanager
+def lab_server(
+    run_dir: Path, port: int = 0, token: str | None = None, ready_timeout: float = 90.0
+) -> Iterator[LabServer]:
+    """JupyterLab for ``run_dir`` while the block runs, under the account's lock. On exit the
+    kernels and Lab are stopped and the run is sealed (see the module docstring)."""
+    record = RunRecord.open(Path(run_dir).resolve())
+    if record.sealed_final:
+        raise RunRefused(f"Run {record.run_id} is sealed; start a new one with `runbook lab`.")
+    info = record.load_run()
+    if info.get("parameters", {}).get("mode") != "interactive":
+        raise RunRefused(f"Run {record.run_id} is a batch run; continue it with `runbook resume`.")
+    notebooks = record.path / NOTEBOOKS
+    if not notebooks.is_dir():
+        raise RunRefused(f"Run {record.run_id} has no notebooks; prepare it with `runbook lab`.")
+    account_id = info["parameters"]["account_id"]
+    locked = False
+    try:
+        with account_lock(record.runs_dir, account_id):
+            locked = True
+            with _running_lab(record, notebooks, port, token, ready_timeout) as server:
+                yield server
+    finally:
+        if locked:  # after the lock is released: seal_run refuses a run whose lock is held
+            close_lab_run(record)
+
+
+@contextlib.contextmanager
+def _running_lab(
+    record: RunRecord, notebooks: Path, port: int, token: str | None, ready_timeout: float
+) -> Iterator[LabServer]:
+    with tempfile.TemporaryDirectory(prefix="runbook-lab-") as tmp_name:
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o700)
+        checkpoints = tmp / "checkpoints"
+        checkpoints.mkdir(mode=0o700)
+        chosen_port = port or _free_port()
+        secret = token or secrets.token_urlsafe(32)
+        log_path = tmp / "jupyterlab.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                _lab_command(notebooks, chosen_port, secret, checkpoints),
+                cwd=notebooks,
+                env=_lab_env(tmp),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = LabServer(record.path, chosen_port, secret, process, log_path, tmp)
+        try:
+            _wait_ready(server, ready_timeout)
+            record.append(
+                "lab.started",
+                url=f"{server.base}/lab",
+                pid=process.pid,
+                root_dir=str(notebooks),
+                at=now_iso(),
+            )
+            yield server
+        finally:
+            _stop(server)
+            keep = os.environ.get("RUNBOOK_LAB_KEEP_LOG")
+            if keep:
+                shutil.copy(log_path, Path(keep))
+
+
+def serve_lab(
+    run_dir: Path,
+    port: int = 0,
+    open_token: str | None = None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Run JupyterLab for ``run_dir`` in the foreground until Ctrl-C or SIGTERM (or Lab's own
+    File > Shut Down); print the URL on one line; then stop Lab and seal the run."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with lab_server(run_dir, port, open_token) as server:
+            out(server.url)
+            out(
+                f"JupyterLab serves run {server.run_dir.name} on 127.0.0.1:{server.port}. Open "
+                "00-preflight first. Ctrl-C stops Lab and seals the run.",
+            )
+            while not stop.wait(0.5) and server.process.poll() is None:
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    record = RunRecord.open(Path(run_dir))
+    kind = "sealed final" if record.sealed_final else "checkpoint-sealed"
+    out(f"JupyterLab stopped; {record.path} is {kind}.")
+    if not record.sealed_final:
+        out(f"Close it for good with: runbook seal {record.path}")
+    return 0

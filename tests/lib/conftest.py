@@ -1,0 +1,82 @@
+"""Fixtures for the runbook library's tests: AwsContexts for sandbox principals.
+
+Every test reaches the sandbox over HTTP through ``AwsContext`` exactly as the runbook reaches
+AWS. Sandboxes come from ``tests/conftest.py`` (one child process per scenario, reset per test).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import botocore.loaders
+import botocore.session
+import pytest
+
+from .helpers import ContextFactory, make_context
+
+
+class _UniquePaths(list[str]):
+    """boto3 appends its data path to the loader on every Session: keep it once."""
+
+    def append(self, item: str) -> None:
+        if item not in self:
+            super().append(item)
+
+
+_LOADERS: dict[Any, botocore.loaders.Loader] = {}
+
+
+def _shared_loader(data_path: Any = "") -> botocore.loaders.Loader:
+    if data_path not in _LOADERS:
+        loader = botocore.loaders.create_loader(data_path)
+        loader._search_paths = _UniquePaths(loader.search_paths)
+        _LOADERS[data_path] = loader
+    return _LOADERS[data_path]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _parse_service_models_once() -> Iterator[None]:
+    """Speed only: every AwsContext makes a new boto3 Session, which re-parses the same service
+    models; share one botocore loader (read-only model data) across them while tests run."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", _shared_loader)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host's AWS profiles and credentials must not leak into the tests."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_RETRY_MODE",
+        "AWS_MAX_ATTEMPTS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    yield
+
+
+@pytest.fixture
+def aws_for() -> ContextFactory:
+    """``aws_for(info, "org-admin", max_attempts=2)`` -> AwsContext for that principal."""
+    return make_context
+
+
+@pytest.fixture
+def since() -> dt.datetime:
+    """A start time for CloudTrail lookups, taken before the test acts."""
+    return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)
