@@ -5,9 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
+# apt needs root: sudo when not already root
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck pytest sandbox bench lock clean
+.PHONY: help setup demo test lint typecheck chromium pytest sandbox bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,7 +28,7 @@ setup: $(STAMP) ## Create .venv and install the pinned packages (requirements.lo
 demo: setup ## Set up, then run the main job on the local AWS sandbox
 	$(BIN)/runbook demo
 
-test: setup lint typecheck pytest ## Set up, then lint, type-check and run the whole test suite
+test: setup lint typecheck chromium pytest ## Set up, then lint, type-check and run the whole test suite
 
 lint: setup ## ruff lint + format check
 	$(BIN)/ruff check .
@@ -34,6 +36,9 @@ lint: setup ## ruff lint + format check
 
 typecheck: setup ## mypy on runbook_lib
 	$(BIN)/mypy
+
+chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chromium is missing)
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
 pytest: setup ## The test suite only
 	$(BIN)/pytest

@@ -6,6 +6,7 @@
   runbook runs [--runs-dir DIR]                              list runs
   runbook verify RUN_DIR                                     check a record (exit 0: intact)
   runbook seal RUN_DIR                                       close a run for good
+  runbook lab -f FILE [-p k=v ...] [--port N]                the same run, in JupyterLab
   runbook archive RUN_DIR s3://BUCKET/PREFIX --retain-days N upload with S3 Object Lock
   runbook demo [--scenario S] [--method M] [--runs-dir DIR]  the whole procedure on the sandbox
   runbook sandbox [--scenario NAME] [--port N] [--list]      serve the local AWS sandbox

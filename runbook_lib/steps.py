@@ -344,7 +344,8 @@ def remove_device(step: Step) -> dict[str, Any]:
         raise RunbookError("No device was chosen in 00-preflight of this run; run it first.")
     acct = step.params.account_id
     step.require("remove-device")
-    step.log("action.started", action="remove-device", serial=serial, method=step.params.method)
+    if not step.events("action.started", step=step.name):  # a re-run after a halt: once only
+        step.log("action.started", action="remove-device", serial=serial, method=step.params.method)
     if step.params.method == "console":
         result = step.human(
             "device-removed-in-console",

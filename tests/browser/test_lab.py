@@ -1,0 +1,265 @@
+"""`runbook lab` in a real browser: Debian's chromium driven by Playwright.
+
+The member sandbox, method assume-root (the removal is an API action, so "the AWS state changed
+only after the click" is checked through the sandbox's state). JupyterLab runs 00-preflight
+and 01-remove-device; the confirmations are typed and clicked like an operator would.
+Screenshots go to test-artifacts/ (the README's docs/lab-gate.png is copied from there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbook_lib.demo import demo_parameters, sandbox_profiles
+from runbook_lib.lab import LabServer, lab_server, prepare_lab
+from runbook_lib.record import RunRecord, verify
+from runbook_lib.runner import seal_run
+from runbook_lib.sandbox import SandboxInfo
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("CI"),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; "
+        "`make test` installs it); in CI this test always runs",
+    ),
+]
+
+
+def _wait(what: str, ok: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = ok()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _events(run_dir: Path, type: str, gate: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in RunRecord.open(run_dir).events()
+        if e["type"] == type and (gate is None or e["data"].get("gate") == gate)
+    ]
+
+
+def _serials(info: SandboxInfo) -> set[str]:
+    return {d["serial"] for d in info.control.state(info.target_account_id)["devices"]}
+
+
+def _kernel_pids(private_dir: Path) -> list[int]:
+    """Processes whose command line names a file in the Lab's private directory (kernels)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(private_dir) in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=FLAGS, timeout=30_000
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def _open(page: Any, lab: LabServer, name: str) -> Any:
+    """Open a notebook and wait for its kernel to be connected and idle; the locator of the
+    notebook's own panel (Lab may reopen earlier tabs)."""
+    page.goto(f"{lab.base}/lab/tree/{name}?token={lab.token}")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").filter(
+        has=page.locator(f".jp-Cell:has-text('{name.removesuffix('.ipynb')}')")
+    )
+    panel.locator(".jp-Cell").first.wait_for()
+
+    def ready() -> bool:
+        for session in lab.api("GET", "/api/sessions") or []:
+            kernel = session.get("kernel") or {}
+            if session.get("path") == name:
+                return bool(
+                    kernel.get("execution_state") == "idle" and kernel.get("connections", 0) >= 1
+                )
+        return False
+
+    _wait(f"the kernel of {name} to be connected and idle", ready, 60)
+    # the frontend's kernel_info handshake follows the connection
+    panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+    page.wait_for_timeout(1000)
+    return panel
+
+
+def _run_all(page: Any, panel: Any) -> None:
+    """Run > Run All Cells (no default shortcut; the item can be briefly disabled)."""
+    panel.locator(".jp-Cell").first.click()
+    deadline = time.monotonic() + 30
+    while True:
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        item = page.locator(".lm-Menu-item").filter(
+            has=page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))
+        )
+        item.wait_for()
+        if "lm-mod-disabled" not in (item.get_attribute("class") or ""):
+            item.click()
+            return
+        page.keyboard.press("Escape")
+        if time.monotonic() > deadline:
+            raise AssertionError("Run All Cells stayed disabled")
+        time.sleep(0.3)
+
+
+def _confirm(page: Any, panel: Any, account_id: str, shot: str | None = None) -> None:
+    gate = panel.locator(".runbook-gate").last
+    confirm = gate.locator("button.runbook-gate-confirm")
+    confirm.wait_for()
+    assert confirm.is_disabled(), "Confirm must be disabled before the account id is typed"
+    field = gate.locator(".runbook-gate-typed input")
+    field.fill(account_id[:-1])
+    page.wait_for_timeout(300)
+    assert confirm.is_disabled(), "a partial account id must not enable Confirm"
+    field.fill(account_id)
+    _wait("Confirm to be enabled", confirm.is_enabled, 10)
+    if shot:
+        gate.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / shot))
+    confirm.click()
+    _wait(
+        "the control to say Confirmed",
+        lambda: "Confirmed" in gate.locator(".runbook-gate-status").inner_text(),
+        15,
+    )
+
+
+def test_lab_gates_in_chromium(
+    sandbox_factory: Callable[[str], SandboxInfo], tmp_path: Path, browser_page: Any
+) -> None:
+    started = time.monotonic()
+    ARTIFACTS.mkdir(exist_ok=True)
+    info = sandbox_factory("member")
+    acct = info.target_account_id
+    page = browser_page
+    with sandbox_profiles(info) as profiles:
+        raw = demo_parameters(info, "assume-root", profiles)
+        raw.update(mode="interactive", sandbox_actor=False, dry_run=False)
+        serial = raw["device_serial"]
+        record = prepare_lab(raw, tmp_path / "runs")
+        run_dir = record.path
+        with lab_server(run_dir) as lab:
+            private = lab.private_dir
+            try:
+                # ---- 00 preflight: Run All, then confirm the risk acknowledgement
+                panel = _open(page, lab, "00-preflight.ipynb")
+                _run_all(page, panel)
+                _wait(
+                    "00-preflight to finish",
+                    lambda: _events(run_dir, "step.finished") or _events(run_dir, "step.error"),
+                    60,
+                )
+                assert not _events(run_dir, "step.error"), _events(run_dir, "step.error")
+                assert not _events(run_dir, "gate.approved", "risk-acknowledged")
+                _confirm(page, panel, acct)
+                approved = _events(run_dir, "gate.approved", "risk-acknowledged")
+                assert approved and approved[-1]["data"]["typed"] == acct
+                page.screenshot(path=str(ARTIFACTS / "lab-00-preflight-confirmed.png"))
+
+                # ---- 01 remove: Run All before confirming: the action must halt
+                panel = _open(page, lab, "01-remove-device.ipynb")
+                _run_all(page, panel)
+                _wait(
+                    "the removal action to halt",
+                    lambda: _events(run_dir, "gate.halted", "remove-device"),
+                    60,
+                )
+                action = panel.locator(".jp-CodeCell", has_text="steps.remove_device(step)")
+                _wait(
+                    "GateNotApproved in the action cell's output",
+                    lambda: "GateNotApproved" in action.locator(".jp-OutputArea").inner_text(),
+                    20,
+                )
+                assert not _events(run_dir, "action.started")
+                assert serial in _serials(info), "the device must still be there"
+                page.screenshot(path=str(ARTIFACTS / "lab-01-halted.png"))
+
+                _confirm(page, panel, acct, shot="lab-01-gate-typed.png")
+                assert _events(run_dir, "gate.approved", "remove-device")
+                assert serial in _serials(info), "confirming alone must not remove the device"
+
+                # re-run the action cell: now the removal happens
+                action.locator(".jp-InputArea-editor").click()
+                page.keyboard.press("Control+Enter")
+                _wait("the device to be removed", lambda: serial not in _serials(info), 60)
+                _wait(
+                    "the removal to be recorded",
+                    lambda: _events(run_dir, "action.remove-device"),
+                    30,
+                )
+                removed = _events(run_dir, "action.remove-device")[-1]["data"]
+                assert removed.get("serial", serial) == serial
+                halt_seq = _events(run_dir, "gate.halted", "remove-device")[0]["seq"]
+                ok_seq = _events(run_dir, "gate.approved", "remove-device")[0]["seq"]
+                act_seq = _events(run_dir, "action.started")[0]["seq"]
+                assert halt_seq < ok_seq < act_seq
+                page.screenshot(path=str(ARTIFACTS / "lab-01-removed.png"))
+                # let Lab save the notebooks into the run (File > Save would also do)
+                page.keyboard.press("Control+s")
+                page.wait_for_timeout(500)
+                kernels = lab.kernels()
+                assert kernels, "JupyterLab should have started kernels"
+                assert _kernel_pids(private), "kernel processes should be running"
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "lab-failure.png"))
+                raise
+        lab_process = lab.process
+
+    # every process is stopped: JupyterLab and its kernels
+    assert lab_process.poll() is not None
+    _wait("the kernels to exit", lambda: not _kernel_pids(private), 15)
+    # the record: checkpoint-sealed when Lab stopped (close-out not run), then sealed for good
+    assert not list(run_dir.rglob(".ipynb_checkpoints"))
+    report = verify(run_dir)
+    assert report.ok, report.problems
+    saved = json.loads((run_dir / "notebooks" / "01-remove-device.ipynb").read_text())
+    assert any(c.get("outputs") for c in saved["cells"]), "Lab saved the outputs into the run"
+    result = seal_run(run_dir)
+    assert result["ok"] and result["final"], result
+    shutil.copy(ARTIFACTS / "lab-01-gate-typed.png", ARTIFACTS / "lab-gate.png")
+    assert time.monotonic() - started < 120

@@ -1,0 +1,254 @@
+"""`runbook lab` without a browser: the prepared run, the widgets' callbacks, the CLI's
+lifecycle (URL printed, account locked, stopped by SIGTERM, sealed so verify accepts it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from runbook_lib import widgets
+from runbook_lib.errors import GateNotApproved
+from runbook_lib.lab import close_lab_run, prepare_lab
+from runbook_lib.params import validate
+from runbook_lib.plan import STEPS, make_plan
+from runbook_lib.record import RunRecord, verify
+from runbook_lib.runner import lock_held
+from runbook_lib.step import Step, new_run_info
+
+ACCOUNT = "123456789012"
+RAW = {"account_id": ACCOUNT, "change_ticket": "CHG-1234", "dry_run": False}
+
+
+def _step(tmp_path: Path, name: str = "01-remove-device") -> Step:
+    params = validate({**RAW, "mode": "interactive"})
+    plan = make_plan(params)
+    record = RunRecord.create(tmp_path / "runs", new_run_info(params, plan))
+    return Step(name, params, record, plan)
+
+
+def _types(step: Step) -> list[str]:
+    return [e["type"] for e in step.record.events()]
+
+
+# ------------------------------------------------------------------------------ prepare_lab
+def test_prepare_lab_writes_parameterized_notebooks(tmp_path: Path) -> None:
+    record = prepare_lab({**RAW, "mode": "batch", "run_dir": "ignored"}, tmp_path / "runs")
+    run = record.load_run()
+    assert run["parameters"]["mode"] == "interactive"
+    assert record.path.is_absolute() and record.path.parent == (tmp_path / "runs").resolve()
+    for name, _ in STEPS:
+        path = record.path / "notebooks" / f"{name}.ipynb"
+        assert path.stat().st_mode & 0o777 == 0o600
+        nb = nbformat.read(path, as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1, name
+        source = injected[0].source
+        assert 'mode = "interactive"' in source
+        assert f'run_dir = "{record.path}"' in source
+        assert f'account_id = "{ACCOUNT}"' in source
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert [e["type"] for e in record.events()] == ["run.created", "lab.prepared"]
+
+
+def test_closing_removes_checkpoints_and_seals_final_after_close_out(tmp_path: Path) -> None:
+    record = prepare_lab(RAW, tmp_path / "runs")
+    stray = record.path / "notebooks" / ".ipynb_checkpoints"
+    stray.mkdir()
+    (stray / "00-preflight-checkpoint.ipynb").write_text("{}")
+    result = close_lab_run(record)
+    assert result["ok"] and not result["final"] and not stray.exists()
+    record.update_run(steps={"05-close-out": {"status": "succeeded"}})
+    result = close_lab_run(record)
+    assert result["ok"] and result["final"], result
+    assert record.load_run()["status"] == "succeeded"
+    assert verify(record.path).ok
+
+
+# ------------------------------------------------------------------------------ gate control
+def test_confirm_is_enabled_only_by_the_exact_account_id(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    facts = {"account": ACCOUNT, "device": "arn:aws:iam::123456789012:mfa/x"}
+    ctl = widgets.build_confirmation(step, "remove-device", "Remove", facts, ACCOUNT)
+    assert ctl.confirm.disabled
+    for wrong in ("", ACCOUNT[:-1], ACCOUNT + "9", "210987654321"):
+        ctl.typed.value = wrong
+        assert ctl.confirm.disabled, wrong
+        ctl.confirm.click()  # a click on a disabled button records nothing
+    assert not step.approved("remove-device")
+    ctl.typed.value = f" {ACCOUNT} "
+    assert not ctl.confirm.disabled
+    ctl.confirm.click()
+    assert step.approved("remove-device")
+    event = [e for e in step.record.events() if e["type"] == "gate.approved"][-1]
+    assert event["data"]["typed"] == ACCOUNT and event["data"]["mode"] == "interactive"
+    assert event["data"]["facts"] == facts and event["data"]["who"]["os_user"]
+    assert ctl.confirm.disabled and ctl.cancel.disabled and ctl.typed.disabled
+    assert "Confirmed" in ctl.status.value
+    step.require("remove-device")  # passes now
+
+
+def test_cancel_records_a_denial_and_require_halts(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    ctl = widgets.build_confirmation(step, "remove-device", "Remove", {"a": 1}, ACCOUNT)
+    ctl.cancel.click()
+    assert _types(step)[-1] == "gate.denied"
+    assert "Cancelled" in ctl.status.value and ctl.confirm.disabled
+    with pytest.raises(GateNotApproved, match="re-run this cell"):
+        step.require("remove-device")
+    assert _types(step)[-1] == "gate.halted"
+
+
+def test_require_halts_without_approval_and_a_denial_withdraws_one(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    with pytest.raises(GateNotApproved):
+        step.require("remove-device")
+    first = widgets.build_confirmation(step, "remove-device", "Remove", {}, ACCOUNT)
+    first.typed.value = ACCOUNT
+    first.confirm.click()
+    step.require("remove-device")
+    widgets.build_confirmation(step, "remove-device", "Remove", {}, ACCOUNT).cancel.click()
+    with pytest.raises(GateNotApproved):
+        step.require("remove-device")
+
+
+def test_without_a_frontend_the_gate_prints_its_facts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step = _step(tmp_path)
+    facts = {"account": ACCOUNT, "device": "arn:aws:iam::123456789012:mfa/x", "method": "m"}
+    box = widgets.confirmation(step, "remove-device", "Remove the device", facts, ACCOUNT)
+    out = capsys.readouterr().out
+    assert "GATE remove-device: Remove the device" in out
+    for key, value in facts.items():
+        assert f"{key}: {value}" in out
+    assert f"type {ACCOUNT!r}" in out
+    assert "runbook-gate" in box._dom_classes
+    assert not step.approved("remove-device")
+
+
+# ------------------------------------------------------------------------------ console step
+def test_console_step_shows_the_path_then_halts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step = _step(tmp_path)
+    with pytest.raises(GateNotApproved, match="console step"):
+        step.human("device-removed-in-console", "1. Sign in as the root user.\n2. Remove it.")
+    out = capsys.readouterr().out
+    assert "CONSOLE STEP device-removed-in-console" in out and "Sign in as the root user" in out
+    assert _types(step)[-1] == "gate.halted"
+
+
+def test_console_done_records_then_verifies_with_an_indicator(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    seen: list[str] = []
+
+    def verify_fn(indicator: Any) -> bool:
+        indicator("checking ...")
+        seen.append("called")
+        return True
+
+    ctl = widgets.build_console_step(step, "device-removed-in-console", "path", verify_fn)
+    assert ctl.done.disabled
+    ctl.typed.value = "not yet"
+    assert ctl.done.disabled
+    ctl.typed.value = "Done"
+    assert not ctl.done.disabled
+    ctl.done.click()
+    assert seen == ["called"] and step.approved("device-removed-in-console")
+    assert ctl.status.value == "checking ..."
+
+
+def test_console_verification_polls_and_times_out_with_what_to_check(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    polls = iter([False, False, True])
+    check = widgets.ConsoleCheck("the thing", "Look at X.", 30.0, lambda: next(polls), bool)
+    messages: list[str] = []
+    assert widgets.verify_console_step(step, "g", messages.append, check, sleep=lambda s: None)
+    assert any("Checking through the AWS API for the thing" in m for m in messages)
+    assert "Verified" in messages[-1]
+    never = widgets.ConsoleCheck("the other thing", "Look at Y.", 0.0, lambda: False, bool)
+    messages.clear()
+    assert not widgets.verify_console_step(step, "g", messages.append, never, sleep=lambda s: 0)
+    assert "Timed out" in messages[-1] and "Look at Y." in messages[-1]
+    outcomes = [e["data"]["seen"] for e in step.record.events() if e["type"].startswith("verif")]
+    assert outcomes == [True, False]
+
+
+# ------------------------------------------------------------------------------ CLI lifecycle
+@pytest.mark.slow
+def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path: Path) -> None:
+    params = tmp_path / "params.yml"
+    params.write_text(json.dumps(RAW))
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "runbook_lib.cli", "lab", "-f", str(params)]
+    proc = subprocess.Popen(
+        [*cmd, "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url, url
+        base, token = url.split("/lab?token=")
+        request = urllib.request.Request(
+            f"{base}/api/contents", headers={"Authorization": f"token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            names = sorted(item["name"] for item in json.load(response)["content"])
+        assert names == [f"{name}.ipynb" for name, _ in STEPS]
+        with pytest.raises(urllib.error.HTTPError):  # the token is required
+            urllib.request.urlopen(f"{base}/api/contents", timeout=10)  # noqa: S310
+        assert lock_held(runs, ACCOUNT), "the account is locked while Lab runs"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "checkpoint-sealed" in out and "runbook seal" in out
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert not lock_held(runs, ACCOUNT)
+    report = verify(run_dir)
+    assert report.ok and not report.final, report.problems
+    types = [e["type"] for e in RunRecord.open(run_dir).events()]
+    assert types[-2:] == ["lab.started", "lab.stopped"]
+    sealed = subprocess.run(
+        [sys.executable, "-m", "runbook_lib.cli", "seal", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sealed.returncode == 0, sealed.stderr
+    final = verify(run_dir)
+    assert final.ok and final.final
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _processes_naming(run_dir):
+        time.sleep(0.2)
+    assert not _processes_naming(run_dir), "JupyterLab must be gone"
+
+
+def _processes_naming(path: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if str(path) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
