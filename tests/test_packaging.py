@@ -46,8 +46,9 @@ def test_every_package_is_pinned_in_the_lock() -> None:
     lines = lock.splitlines()
     pinned = {_name(line) for line in lines if "==" in line and not line.startswith("#")}
     assert _pyproject() - pinned == set()
-    assert all("==" in line for line in lock.splitlines()
-               if line and not line.startswith(("#", " ")))
+    assert all(
+        "==" in line for line in lock.splitlines() if line and not line.startswith(("#", " "))
+    )
 
 
 def test_slow_optional_import_is_left_out() -> None:

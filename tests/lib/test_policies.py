@@ -213,6 +213,7 @@ CHECKS: dict[tuple[str, str], Callable[[Least], None]] = {
     ),
 }
 
+
 def test_every_action_has_a_check() -> None:
     granted = {(name, a) for name in (READER, ASSUME_ROOT) for a in actions_of(load_policy(name))}
     assert granted == set(CHECKS)

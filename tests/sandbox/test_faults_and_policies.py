@@ -101,11 +101,7 @@ def test_assume_root_condition_on_task_policy(member: SandboxInfo) -> None:
                 "Effect": "Allow",
                 "Action": "sts:AssumeRoot",
                 "Resource": "*",
-                "Condition": {
-                    "StringEquals": {
-                        "sts:TaskPolicyArn": AUDIT
-                    }
-                },
+                "Condition": {"StringEquals": {"sts:TaskPolicyArn": AUDIT}},
             }
         ],
     }
