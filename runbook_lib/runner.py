@@ -100,7 +100,12 @@ class _Kernel:
             # IPC sockets in a private directory: nothing listens on TCP, even on localhost
             self._dir = tempfile.mkdtemp(prefix="runbook-kernel-")
             self.km = TrackingKernelManager(
-                kernel_name="python3", transport="ipc", ip=os.path.join(self._dir, "kernel")
+                kernel_name="python3",
+                transport="ipc",
+                ip=os.path.join(self._dir, "kernel"),
+                # nbclient awaits the client: a blocking client would block its event loop in
+                # get_msg, and the check that notices a dead kernel would never run
+                client_class="jupyter_client.asynchronous.AsyncKernelClient",
             )
             self.km.runbook_clients = []
             self.km.start_kernel()
