@@ -150,6 +150,9 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                     kernel_name="python3",
                     progress_bar=False,
                     log_output=False,
+                    # written once at the end (and on failure), not after every cell: each
+                    # write re-validates the whole notebook
+                    request_save_on_cell_execute=False,
                     km=kernel.get(),
                     cwd=str(Path.cwd()),
                 )

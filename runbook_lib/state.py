@@ -124,7 +124,7 @@ def read_credential_report_root(aws: AwsContext, timeout: float = 60.0) -> Crede
         lambda state: state == "COMPLETE",
         timeout=timeout,
         what="the IAM credential report",
-        interval=0.5,
+        interval=0.1,  # AWS usually has it within a second; poll_until backs off
     )
     report = call(iam, "get_credential_report", "iam:GetCredentialReport")
     content = report["Content"]
