@@ -150,6 +150,16 @@ def validate(raw: dict[str, Any]) -> RunParameters:
             continue
         value = raw[name]
         allowed = _TYPES[name]
+        if name == "account_id" and isinstance(value, int) and not isinstance(value, bool):
+            # -p account_id=123456789012 arrives as a YAML integer; a leading zero would be lost
+            if len(str(value)) == 12:
+                value = str(value)
+            else:
+                problems.append(
+                    f"account_id {value} is not 12 digits; quote it (e.g. "
+                    "account_id='012345678901') so a leading zero is kept"
+                )
+                continue
         if isinstance(value, bool) and bool not in allowed:
             problems.append(f"{name} must be {_type_names(allowed)}, got a boolean")
             continue
@@ -198,6 +208,9 @@ def validate(raw: dict[str, Any]) -> RunParameters:
     confirm = values.get("confirm")
     if isinstance(confirm, list | tuple):
         for item in confirm:
+            if not isinstance(item, str):
+                problems.append(f"confirm items must be console step names, got {item!r}")
+                continue
             if item not in HUMAN_STEPS:
                 problems.append(
                     f"confirm {item!r} is not a console step; known: " + ", ".join(HUMAN_STEPS)

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +49,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-@cache
 def library_fingerprint() -> str:
-    """SHA-256 over the library's Python sources (names and contents, sorted)."""
+    """SHA-256 over the library's Python sources (names and contents, sorted). Not cached: a
+    long-lived process must see the library it would run now."""
     digest = hashlib.sha256()
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         digest.update(str(path.relative_to(PACKAGE_DIR)).encode())

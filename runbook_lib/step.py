@@ -107,8 +107,22 @@ class Step:
                 state = False
         return state
 
+    def _in_plan(self, gate: str) -> None:
+        """Only a gate the approved plan lists can pass: an approval of a dry-run plan (which
+        lists only the risk gate) can never open the removal."""
+        if gate in {g.name for g in self.plan.gates}:
+            return
+        reason = (
+            f"gate {gate} is not part of this plan (dry_run="
+            f"{str(self.params.dry_run).lower()}, method={self.params.method}, "
+            f"rebind={self.params.rebind}); nothing after it may act"
+        )
+        self.log("gate.halted", gate=gate, mode=self.params.mode, reason=reason)
+        raise GateNotApproved(gate, reason)
+
     def require(self, gate: str) -> None:
-        """Call before acting: halt unless ``gate`` was approved."""
+        """Call before acting: halt unless ``gate`` is in the plan and was approved."""
+        self._in_plan(gate)
         if self.approved(gate):
             return
         if self.params.mode == "interactive":
@@ -123,6 +137,7 @@ class Step:
     def gate(self, gate: str, title: str, facts: Mapping[str, Any], expected: str) -> Any:
         """An approval gate. Batch: approved by the plan digest, else halt. Interactive: show
         the confirmation control (the operator types ``expected`` to enable Confirm)."""
+        self._in_plan(gate)
         if self.approved(gate):
             return {"gate": gate, "status": "already approved in this run"}
         if self.params.mode == "interactive":
@@ -163,6 +178,7 @@ class Step:
         otherwise halt. Interactive: a "done" control."""
         if gate not in HUMAN_STEPS:
             raise ValueError(f"unknown console step {gate}")
+        self._in_plan(gate)
         if self.approved(gate):
             return {"gate": gate, "status": "already confirmed in this run"}
         if self.params.mode == "interactive":

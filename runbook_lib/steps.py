@@ -324,6 +324,10 @@ def _load_snapshot(step: Step, which: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- 01 remove
 def removal_gate(step: Step) -> Any:
+    """The approval to remove the device; a dry run skips the whole step instead."""
+    skipped = skip_if_dry_run(step)
+    if skipped is not None:
+        return skipped
     serial = chosen_device(step)
     facts = {
         "account": step.params.account_id,
@@ -339,6 +343,8 @@ def removal_gate(step: Step) -> Any:
 def remove_device(step: Step) -> dict[str, Any]:
     """Console: the operator removes it (the seed's path) and confirms. AssumeRoot: the library
     removes it (member accounts), with request ids recorded."""
+    if step.params.dry_run:
+        return {"step": step.name, "status": "skipped: dry run (nothing was changed)"}
     serial = chosen_device(step)
     if not serial:
         raise RunbookError("No device was chosen in 00-preflight of this run; run it first.")

@@ -1,0 +1,168 @@
+"""End to end: every scenario x method, the six notebooks run by papermill on the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.record import verify
+from runbook_lib.secrets_scan import scan_path
+
+from .helpers import (
+    STEP_NAMES,
+    UUID_RE,
+    Env,
+    code_occurrences,
+    known_secrets,
+    of_type,
+    run_info,
+)
+
+CASES = [
+    ("standalone", "console"),
+    ("root-access-keys", "console"),
+    ("management", "console"),
+    ("member", "assume-root"),
+    ("member", "console"),
+    ("member-no-password", "assume-root"),
+    pytest.param("fleet-3", "assume-root", marks=pytest.mark.slow),
+]
+
+
+def check_who(data: dict[str, object], env: Env) -> None:
+    who = data["who"]
+    assert isinstance(who, dict)
+    assert who["os_user"] and who["host"]
+    assert str(who["caller_arn"]).startswith(f"arn:aws:iam::{env.account}:")
+    assert str(data["at"]).startswith("20")
+    assert data["typed"]
+
+
+def check_record_has_no_secrets(env: Env, run_dir: Path) -> None:
+    keys, codes = known_secrets(env)
+    assert keys and all(len(k) == 40 for k in keys)
+    assert scan_path(run_dir, known=keys) == []
+    assert code_occurrences(run_dir, codes) == []
+
+
+@pytest.mark.parametrize(("scenario", "method"), CASES)
+def test_whole_procedure(env_for: Callable[[str], Env], scenario: str, method: str) -> None:
+    env = env_for(scenario)
+    params = env.approved(method)
+    before = env.serials()
+    code, run_dir = env.run(params)
+    assert code == 0, env.progress
+
+    # the record: sealed final, intact, every notebook executed, every step succeeded
+    report = verify(run_dir)
+    assert report.ok, report.problems
+    assert report.final
+    executed = sorted(p.stem for p in (run_dir / "notebooks").glob("*.ipynb"))
+    assert executed == STEP_NAMES
+    info = run_info(run_dir)
+    assert info["status"] == "succeeded"
+    assert info["halted_at"] is None
+    assert {s: v["status"] for s, v in info["steps"].items()} == dict.fromkeys(
+        STEP_NAMES, "succeeded"
+    )
+    removed = info["device"]
+    assert removed in before
+
+    # approvals: who, what (the digest typed), when
+    approvals = {e["data"]["gate"]: e["data"] for e in of_type(run_dir, "gate.approved")}
+    assert set(approvals) == {"risk-acknowledged", "remove-device"}
+    for data in approvals.values():
+        check_who(data, env)
+        assert data["typed"] == f"--approve {params['approve']}"
+        assert data["facts"]["account"] == env.account
+    confirmed = {e["data"]["gate"]: e["data"] for e in of_type(run_dir, "human.confirmed")}
+    for data in confirmed.values():
+        check_who(data, env)
+        assert data["performed_by"] == "sandbox console actor"
+
+    # the removal and its evidence
+    if method == "assume-root":
+        action = of_type(run_dir, "action.remove-device")[-1]["data"]
+        assert action["outcome"] == "removed"
+        assert action["target"] == removed
+        for op in ("AssumeRoot", "DeactivateMFADevice"):
+            assert UUID_RE.match(action["request_ids"][op]), action["request_ids"]
+        audits = of_type(run_dir, "action.assume-root")
+        assert audits and all(UUID_RE.match(a["data"]["request_id"]) for a in audits)
+        assert "device-removed-in-console" not in confirmed
+    else:
+        assert "device-removed-in-console" in confirmed
+    deactivation = of_type(run_dir, "evidence.deactivation")[-1]["data"]
+    assert deactivation["found"] is True
+    assert deactivation["event_ids"]
+
+    after = env.serials()
+    assert removed not in after
+
+    if scenario == "member-no-password":
+        # removal works; sign-in and rebind are explained as impossible without a password
+        assert of_type(run_dir, "decision.no-root-password")
+        assert of_type(run_dir, "decision.rebind-not-possible")
+        assert not of_type(run_dir, "evidence.console-login")
+        assert not of_type(run_dir, "evidence.enable")
+        assert after == before - {removed}
+    else:
+        left = before - {removed}
+        login = of_type(run_dir, "evidence.console-login")[-1]["data"]
+        assert login["found"] is True
+        assert login["expected_mfa_used"] is bool(left)
+        assert any(f"MFAUsed={'Yes' if left else 'No'}" in f for f in login["facts"])
+        enable = of_type(run_dir, "evidence.enable")[-1]["data"]
+        assert enable["found"] is True
+        new = after - before
+        assert len(new) == 1
+        (serial,) = new
+        kinds = {d["serial"]: d["kind"] for d in env.devices()}
+        assert kinds[serial] == "virtual"
+        assert after == left | new
+        assert of_type(run_dir, "verification.new-device")[-1]["data"]["new_devices"] == [serial]
+        assert set(confirmed) >= {"signed-in-with-email-code", "new-device-bound-in-console"}
+
+    summary = of_type(run_dir, "run.closed-out")[-1]["data"]
+    assert summary["diff"]["removed"] == [removed]
+    check_record_has_no_secrets(env, run_dir)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "method"), [("standalone", "console"), ("member", "assume-root")]
+)
+def test_dry_run_without_approval_changes_nothing(
+    env_for: Callable[[str], Env], scenario: str, method: str
+) -> None:
+    env = env_for(scenario)
+    params = env.params(method, dry_run=True)
+    before = env.devices()
+    code, run_dir = env.run(params)
+    assert code == 3
+    assert run_info(run_dir)["halted_at"]["gate"] == "risk-acknowledged"
+    assert env.devices() == before
+    assert verify(run_dir).ok
+
+
+@pytest.mark.parametrize(
+    ("scenario", "method"), [("standalone", "console"), ("member", "assume-root")]
+)
+def test_approved_dry_run_changes_nothing(
+    env_for: Callable[[str], Env], scenario: str, method: str
+) -> None:
+    env = env_for(scenario)
+    params = env.approved(method, dry_run=True)
+    before = env.devices()
+    code, run_dir = env.run(params)
+    assert verify(run_dir).ok
+    # whatever the outcome, a dry run must not change the root user
+    assert env.devices() == before, "a dry run removed a root MFA device"
+    assert code == 0, env.progress
+    assert not of_type(run_dir, "action.started")
+    assert {e["step"] for e in of_type(run_dir, "step.skipped")} >= {
+        "02-verify-removal",
+        "03-first-sign-in",
+        "04-rebind",
+    }

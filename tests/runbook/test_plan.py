@@ -1,0 +1,108 @@
+"""The plan and its digest: what a batch approval is bound to."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.plan import PACKAGE_DIR
+from runbook_lib.runner import plan_for
+
+from .helpers import cli, edit_cell
+
+BASE = {
+    "account_id": "123456789012",
+    "change_ticket": "CHG-1234",
+    "method": "console",
+    "profile": "sandbox-admin",
+    "dry_run": False,
+}
+
+
+def digest(raw: dict[str, object]) -> str:
+    return str(plan_for(raw)[1].digest)
+
+
+def test_cli_plan_prints_digest_and_gates(tmp_path: Path) -> None:
+    file = tmp_path / "params.yml"
+    file.write_text(json.dumps(BASE))
+    result = cli("plan", "-f", str(file), "-p", "rebind=skip", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected = digest({**BASE, "rebind": "skip"})
+    out = result.stdout
+    assert re.search(rf"^plan digest\s+{expected}$", out, re.M)
+    assert f"approve with: runbook run ... --approve {expected}" in out
+    gates = re.findall(r"^  (\d\d-[a-z-]+)\s+([a-z-]+)\s+(approved by|confirmed by)", out, re.M)
+    assert [(step, gate) for step, gate, _ in gates] == [
+        ("00-preflight", "risk-acknowledged"),
+        ("01-remove-device", "remove-device"),
+        ("01-remove-device", "device-removed-in-console"),
+        ("03-first-sign-in", "signed-in-with-email-code"),
+        ("04-rebind", "skip-rebind"),
+    ]
+    assert "confirmed by -p confirm=[device-removed-in-console]" in out
+    for step in ("00-preflight", "05-close-out"):
+        assert step in out
+
+
+def test_dry_run_plan_has_only_the_risk_gate() -> None:
+    _, plan = plan_for({**BASE, "dry_run": True})
+    assert [g.name for g in plan.gates] == ["risk-acknowledged"]
+    _, plan = plan_for({**BASE, "method": "assume-root", "management_profile": "m"})
+    assert "device-removed-in-console" not in [g.name for g in plan.gates]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("change_ticket", "CHG-9999"),
+        ("method", "assume-root"),
+        ("dry_run", True),
+        ("rebind", "skip"),
+        ("device_serial", "arn:aws:iam::123456789012:mfa/other"),
+        ("profile", "someone-else"),
+        ("endpoint_url", "http://127.0.0.1:1"),
+        ("verify_timeout", 121),
+        ("sandbox_actor", True),
+    ],
+)
+def test_digest_changes_with_a_parameter(name: str, value: object) -> None:
+    raw = {**BASE, "management_profile": "mgmt"}
+    assert digest(raw) != digest({**raw, name: value})
+
+
+def test_digest_changes_with_the_target_account() -> None:
+    assert digest(BASE) != digest({**BASE, "account_id": "210987654321"})
+
+
+def test_digest_ignores_approval_confirmations_and_run_dir() -> None:
+    base = digest(BASE)
+    assert digest({**BASE, "approve": "0" * 64}) == base
+    assert digest({**BASE, "confirm": ["device-removed-in-console"]}) == base
+    assert digest({**BASE, "run_dir": "runs/somewhere"}) == base
+
+
+def test_digest_is_stable() -> None:
+    assert digest(BASE) == digest(dict(reversed(list(BASE.items()))))
+
+
+def test_digest_changes_with_a_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "notebooks"
+    shutil.copytree(PACKAGE_DIR.parent / "notebooks", copy)
+    monkeypatch.setenv("RUNBOOK_NOTEBOOKS", str(copy))
+    same = digest(BASE)
+    monkeypatch.delenv("RUNBOOK_NOTEBOOKS")
+    assert same == digest(BASE)  # an identical copy is the same plan
+    monkeypatch.setenv("RUNBOOK_NOTEBOOKS", str(copy))
+    edit_cell(copy / "03-first-sign-in.ipynb")
+    changed = plan_for(BASE)[1]
+    assert changed.digest != same
+    monkeypatch.delenv("RUNBOOK_NOTEBOOKS")
+    original = plan_for(BASE)[1]
+    assert [s for s in original.notebooks if original.notebooks[s] != changed.notebooks[s]] == [
+        "03-first-sign-in"
+    ]
