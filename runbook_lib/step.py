@@ -184,7 +184,8 @@ class Step:
         if self.params.mode == "interactive":
             from .widgets import console_step
 
-            return console_step(self, gate, instructions)
+            sandbox = actor if self.params.sandbox_actor else None
+            return console_step(self, gate, instructions, actor=sandbox)
         if gate in self.params.confirm:
             self.log(
                 "human.confirmed",

@@ -289,8 +289,11 @@ def build_console_step(
     gate: str,
     instructions: str,
     verify: Callable[[Callable[[str], None]], bool] | None = None,
+    actor: Callable[[], dict[str, Any]] | None = None,
 ) -> ConsoleControls:
-    """Build a "done in the console" control and wire its callbacks."""
+    """Build a "done in the console" control and wire its callbacks. With ``actor`` (the
+    sandbox only: ``sandbox_actor=true``) a second button lets the simulated console actor do
+    the step, so a whole procedure can be walked through in JupyterLab on the sandbox."""
     import ipywidgets as w
 
     from .step import now_iso
@@ -335,10 +338,40 @@ def build_console_step(
 
     typed.observe(on_type, names="value")
     done.on_click(on_done)
+    if actor is not None:
+        simulate = w.Button(description="Sandbox: let the console actor do it")
+        simulate.add_class("runbook-console-actor")
+
+        def on_simulate(_: Any) -> None:
+            simulate.disabled = done.disabled = typed.disabled = True
+            show("The sandbox console actor is doing it ...")
+            try:
+                result = actor()
+                step.log(
+                    "human.confirmed",
+                    gate=gate,
+                    mode="interactive",
+                    who=step.operator(),
+                    typed="sandbox_actor=true",
+                    performed_by="sandbox console actor",
+                    actor_result=result,
+                    at=now_iso(),
+                )
+            except (RunbookError, OSError, RuntimeError) as err:
+                show(f"The console actor failed: {err}")
+                simulate.disabled = False
+                return
+            check = verify or (lambda indicator: verify_console_step(step, gate, indicator))
+            check(show)
+
+        simulate.on_click(on_simulate)
+        controls.box.children = (*controls.box.children, simulate)
     return controls
 
 
-def console_step(step: Step, gate: str, instructions: str) -> Any:
+def console_step(
+    step: Step, gate: str, instructions: str, actor: Callable[[], dict[str, Any]] | None = None
+) -> Any:
     """Show a console step's control, then halt the cell (GateNotApproved): the operator does
     it in the console, presses Done (the control verifies it), and re-runs the cell."""
     from IPython.display import display
@@ -347,7 +380,8 @@ def console_step(step: Step, gate: str, instructions: str) -> Any:
         f"CONSOLE STEP {gate}:\n{instructions}\n  When it is done, type done, press "
         "'Done in the console', wait until the control has verified it, and re-run this cell."
     )
-    display(build_console_step(step, gate, instructions).box)  # type: ignore[no-untyped-call]
+    controls = build_console_step(step, gate, instructions, actor=actor)
+    display(controls.box)  # type: ignore[no-untyped-call]
     reason = (
         "it is a console step: do it in the console, type done and press the button above, "
         "then re-run this cell"

@@ -169,6 +169,31 @@ def test_console_done_records_then_verifies_with_an_indicator(tmp_path: Path) ->
     assert ctl.status.value == "checking ..."
 
 
+def test_sandbox_actor_button_does_the_step_records_it_and_verifies(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    calls: list[str] = []
+
+    def actor() -> dict[str, Any]:
+        calls.append("actor")
+        return {"removed": "arn:aws:iam::123456789012:mfa/x"}
+
+    def verify_fn(indicator: Any) -> bool:
+        calls.append("verify")
+        return True
+
+    ctl = widgets.build_console_step(step, "device-removed-in-console", "path", verify_fn, actor)
+    (button,) = [c for c in ctl.box.children if "runbook-console-actor" in c._dom_classes]
+    assert not step.approved("device-removed-in-console")
+    button.click()
+    assert calls == ["actor", "verify"]
+    confirmed = [e for e in step.record.events() if e["type"] == "human.confirmed"]
+    assert confirmed[-1]["data"]["performed_by"] == "sandbox console actor"
+    assert step.approved("device-removed-in-console")
+    # without an actor (a real account) there is no such button
+    plain = widgets.build_console_step(step, "device-removed-in-console", "path", verify_fn)
+    assert not [c for c in plain.box.children if "runbook-console-actor" in c._dom_classes]
+
+
 def test_console_verification_polls_and_times_out_with_what_to_check(tmp_path: Path) -> None:
     step = _step(tmp_path)
     polls = iter([False, False, True])
