@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from runbook_lib.sandbox import SandboxInfo, sandbox_process
+from runbook_lib.secrets_scan import scan_path
+
+# every secret key any sandbox of this session handed out (the scanner's exact strings)
+SEEN_SECRETS: set[str] = set()
 
 
 @pytest.fixture(scope="session")
@@ -30,11 +34,12 @@ def sandbox_factory(_sandbox_pool: dict[str, SandboxInfo]) -> Callable[[str], Sa
 
     def get(scenario: str) -> SandboxInfo:
         if scenario not in _sandbox_pool:
-            _sandbox_pool[scenario] = stack.enter_context(sandbox_process(scenario))
-            return _sandbox_pool[scenario]
-        fresh = SandboxInfo.from_json(_sandbox_pool[scenario].control.reset())
-        _sandbox_pool[scenario] = fresh
-        return fresh
+            info = stack.enter_context(sandbox_process(scenario))
+        else:
+            info = SandboxInfo.from_json(_sandbox_pool[scenario].control.reset())
+        _sandbox_pool[scenario] = info
+        SEEN_SECRETS.update(p["secret_access_key"] for p in info.principals.values())
+        return info
 
     return get
 
@@ -52,3 +57,17 @@ def member(sandbox_factory: Callable[[str], SandboxInfo]) -> SandboxInfo:
 @pytest.fixture
 def management(sandbox_factory: Callable[[str], SandboxInfo]) -> SandboxInfo:
     return sandbox_factory("management")
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_any_record(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every run record a test leaves behind is scanned: no secret key of any sandbox, and
+    nothing that looks like a secret key, session token, TOTP seed or one-time code."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    tmp = request.getfixturevalue("tmp_path")
+    yield
+    for events in sorted(tmp.rglob("events.jsonl")):
+        findings = scan_path(events.parent, known=SEEN_SECRETS)
+        assert not findings, f"secrets in the record {events.parent}: {findings}"
