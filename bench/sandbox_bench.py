@@ -22,7 +22,6 @@ import os
 import platform
 import select
 import shlex
-import signal
 import socket
 import statistics
 import subprocess
@@ -37,6 +36,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from runbook_lib.sandbox import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -88,19 +89,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child, wait, kill if it lingers; close its pipe."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def read_start_line(proc: subprocess.Popen[bytes], what: str) -> dict[str, Any]:

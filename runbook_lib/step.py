@@ -107,6 +107,13 @@ class Step:
                 state = False
         return state
 
+    def decide(self, kind: str, gate: str, mode: str, typed: str, **extra: Any) -> dict[str, Any]:
+        """Record a decision at a gate (``gate.approved``, ``gate.denied``,
+        ``human.confirmed``): who (caller ARN, OS user, host), what they typed, and when."""
+        return self.log(
+            kind, gate=gate, mode=mode, who=self.operator(), typed=typed, at=now_iso(), **extra
+        )
+
     def _in_plan(self, gate: str) -> None:
         """Only a gate the approved plan lists can pass: an approval of a dry-run plan (which
         lists only the risk gate) can never open the removal."""
@@ -157,15 +164,7 @@ class Step:
                 "review `runbook plan` again"
             )
         else:
-            self.log(
-                "gate.approved",
-                gate=gate,
-                mode="batch",
-                who=self.operator(),
-                typed=f"--approve {approve}",
-                facts=dict(facts),
-                at=now_iso(),
-            )
+            self.decide("gate.approved", gate, "batch", f"--approve {approve}", facts=dict(facts))
             return {"gate": gate, "status": "approved (plan digest matches)"}
         self.log("gate.halted", gate=gate, mode="batch", reason=reason, facts=dict(facts))
         raise GateNotApproved(gate, reason)
@@ -187,26 +186,17 @@ class Step:
             sandbox = actor if self.params.sandbox_actor else None
             return console_step(self, gate, instructions, actor=sandbox)
         if gate in self.params.confirm:
-            self.log(
-                "human.confirmed",
-                gate=gate,
-                mode="batch",
-                who=self.operator(),
-                typed=f"confirm={gate}",
-                at=now_iso(),
-            )
+            self.decide("human.confirmed", gate, "batch", f"confirm={gate}")
             return {"gate": gate, "status": "confirmed by the operator (parameter confirm)"}
         if self.params.sandbox_actor and actor is not None:
             done = actor()
-            self.log(
+            self.decide(
                 "human.confirmed",
-                gate=gate,
-                mode="batch",
-                who=self.operator(),
-                typed="sandbox_actor=true",
+                gate,
+                "batch",
+                "sandbox_actor=true",
                 performed_by="sandbox console actor",
                 actor_result=done,
-                at=now_iso(),
             )
             return {"gate": gate, "status": "done by the sandbox console actor", **done}
         reason = (

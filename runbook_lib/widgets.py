@@ -98,15 +98,7 @@ def build_confirmation(
 
     def decide(kind: str) -> bool:
         try:
-            step.log(
-                kind,
-                gate=gate,
-                mode="interactive",
-                who=step.operator(),
-                typed=typed.value.strip(),
-                facts=facts,
-                at=now_iso(),
-            )
+            step.decide(kind, gate, "interactive", typed.value.strip(), facts=facts)
         except RunbookError as err:  # sealed run, refused secret, ...: say so, change nothing
             status.value = f"Not recorded: {err}"
             return False
@@ -296,8 +288,6 @@ def build_console_step(
     the step, so a whole procedure can be walked through in JupyterLab on the sandbox."""
     import ipywidgets as w
 
-    from .step import now_iso
-
     text = w.HTML(f"<pre style='white-space:pre-wrap'>{html.escape(instructions)}</pre>")
     typed = w.Text(placeholder="type done when it is done", description="Status:")
     done = w.Button(description="Done in the console", button_style="warning", disabled=True)
@@ -320,14 +310,7 @@ def build_console_step(
         done.disabled = typed.disabled = True
         if not step.approved(gate):
             try:
-                step.log(
-                    "human.confirmed",
-                    gate=gate,
-                    mode="interactive",
-                    who=step.operator(),
-                    typed=typed.value.strip(),
-                    at=now_iso(),
-                )
+                step.decide("human.confirmed", gate, "interactive", typed.value.strip())
             except RunbookError as err:
                 show(f"Not recorded: {err}")
                 done.disabled = typed.disabled = False
@@ -347,15 +330,13 @@ def build_console_step(
             show("The sandbox console actor is doing it ...")
             try:
                 result = actor()
-                step.log(
+                step.decide(
                     "human.confirmed",
-                    gate=gate,
-                    mode="interactive",
-                    who=step.operator(),
-                    typed="sandbox_actor=true",
+                    gate,
+                    "interactive",
+                    "sandbox_actor=true",
                     performed_by="sandbox console actor",
                     actor_result=result,
-                    at=now_iso(),
                 )
             except (RunbookError, OSError, RuntimeError) as err:
                 show(f"The console actor failed: {err}")

@@ -18,13 +18,12 @@ import contextlib
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._client import ControlApiError, ControlClient, SandboxInfo, write_profiles
+from ._client import ControlApiError, ControlClient, SandboxInfo, stop_process, write_profiles
 from ._scenarios import SCENARIOS, validate
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "Sandbox",
     "SandboxInfo",
     "sandbox_process",
+    "stop_process",
     "write_profiles",
 ]
 
@@ -142,12 +142,4 @@ def sandbox_process(scenario: str = "standalone", port: int = 0) -> Iterator[San
             raise RuntimeError(f"the sandbox ({scenario}) did not start; see its stderr above")
         yield SandboxInfo.from_json(json.loads(line))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc)

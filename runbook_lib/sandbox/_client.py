@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -223,3 +225,16 @@ def write_profiles(path: Path, principals: dict[str, dict[str, str]]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a child (a sandbox), wait, kill it if it lingers; close its stdout pipe."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
