@@ -9,11 +9,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from runbook_lib.sandbox import SandboxInfo, sandbox_process
 from runbook_lib.secrets_scan import scan_path
+
+# the host's AWS settings that must never reach a test (nor a kernel it starts)
+HOST_AWS_VARS = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_RETRY_MODE",
+    "AWS_MAX_ATTEMPTS",
+    "RUNBOOK_NOTEBOOKS",
+)
+
+
+def isolate_aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear the host's AWS settings; point the AWS config and credentials files into tmp."""
+    for name in HOST_AWS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
 
 # every secret key any sandbox of this session handed out (the scanner's exact strings)
 SEEN_SECRETS: set[str] = set()

@@ -15,6 +15,8 @@ import botocore.loaders
 import botocore.session
 import pytest
 
+from tests.conftest import isolate_aws_env
+
 from .helpers import ContextFactory, make_context
 
 
@@ -49,24 +51,7 @@ def _parse_service_models_once() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _isolated_aws_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The host's AWS profiles and credentials must not leak into the tests."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_STS",
-        "AWS_STS_REGIONAL_ENDPOINTS",
-        "AWS_RETRY_MODE",
-        "AWS_MAX_ATTEMPTS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws_env(tmp_path, monkeypatch)
     yield
 
 

@@ -15,34 +15,15 @@ import pytest
 
 from runbook_lib.demo import sandbox_profiles
 from runbook_lib.sandbox import SandboxInfo
+from tests.conftest import isolate_aws_env
 
 from .helpers import Env
-
-_AWS_VARS = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_STS",
-    "AWS_STS_REGIONAL_ENDPOINTS",
-    "AWS_RETRY_MODE",
-    "AWS_MAX_ATTEMPTS",
-    "RUNBOOK_NOTEBOOKS",
-)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The host's AWS configuration must not reach the runs (nor their kernels)."""
-    for name in _AWS_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws_env(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     yield
 
