@@ -268,7 +268,7 @@ def close_lab_run(record: RunRecord) -> dict[str, Any]:
         record.update_run(status="succeeded", halted_at=None)
         record.append("run.succeeded", via="lab")
         return seal_run(record.path)
-    record.write_text("report.html", render_html(record.path))
+    record.write_text("report.html", render_html(record.path, for_seal=True))
     record.seal(final=False)
     return dict(verify(record.path).__dict__)
 

@@ -314,8 +314,21 @@ def _integrity(report: VerifyReport, manifest: Any, manifest_err: str | None) ->
     return out + _table(["File", "Size", "sha256"], rows, "The manifest lists no files.")
 
 
-def render_html(run_dir: Path) -> str:
-    """The auditor's page for the run in ``run_dir`` (works for partial and broken runs)."""
+def _sealing_note(events: list[dict[str, Any]]) -> str:
+    head = events[-1].get("hash") if events else None
+    return (
+        '<p class="ok">This page is part of the sealed record: it is listed, with its SHA-256, '
+        "in <code>manifest.json</code>, so a page cannot state its own integrity. Check the "
+        "record (this page included) with <code>runbook verify RUN_DIR</code>. At sealing the "
+        f"event log held {len(events)} events, head <code>{_e(head)}</code>.</p>"
+    )
+
+
+def render_html(run_dir: Path, *, for_seal: bool = False) -> str:
+    """The auditor's page for the run in ``run_dir`` (works for partial and broken runs).
+
+    ``for_seal``: the page is written into the record just before it is sealed; it then
+    points to ``runbook verify`` instead of a verification that would predate the seal."""
     run_dir = Path(run_dir)
     run_doc, run_err = _load_json(run_dir / RUN_FILE)
     run: dict[str, Any] = run_doc if isinstance(run_doc, dict) else {}
@@ -328,13 +341,18 @@ def render_html(run_dir: Path) -> str:
     sections = [
         f"<h1>{_e(title)}: root MFA change record</h1>",
         f"<p>Report generated {_e(generated)} from <code>{_e(str(run_dir))}</code>. "
-        f"Record integrity: "
         + (
-            '<span class="ok">verified</span>'
-            if report.ok
-            else '<span class="bad">NOT verified</span>'
-        )
-        + " (details at the end).</p>",
+            "Written when the record was sealed; check it with <code>runbook verify</code> "
+            "(details at the end).</p>"
+            if for_seal
+            else "Record integrity: "
+            + (
+                '<span class="ok">verified</span>'
+                if report.ok
+                else '<span class="bad">NOT verified</span>'
+            )
+            + " (details at the end).</p>"
+        ),
         "<h2>Summary</h2>",
         (f'<p class="missing">{RUN_FILE}: {html.escape(run_err)}</p>' if run_err else "")
         + _summary(run, run_dir),
@@ -367,7 +385,7 @@ def render_html(run_dir: Path) -> str:
             "No events (events.jsonl is missing or empty).",
         ),
         "<h2>Record integrity</h2>",
-        _integrity(report, manifest, manifest_err),
+        _sealing_note(events) if for_seal else _integrity(report, manifest, manifest_err),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

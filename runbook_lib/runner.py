@@ -206,7 +206,7 @@ def _failed(record: RunRecord, step: str, message: str, progress: Progress) -> i
 
 
 def _seal(record: RunRecord, final: bool) -> None:
-    record.write_text("report.html", render_html(record.path))
+    record.write_text("report.html", render_html(record.path, for_seal=True))
     record.seal(final=final)
 
 

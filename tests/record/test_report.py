@@ -54,3 +54,15 @@ def test_tampered_and_broken_runs_still_render(tmp_path: Path) -> None:
     (broken.path / EVENTS_FILE).unlink()
     page = render_html(broken.path)
     assert "run.json: missing" in page and "No events" in page and "NOT VERIFIED" in page
+
+
+def test_page_written_into_the_record_at_sealing_points_to_verify(tmp_path: Path) -> None:
+    """The page is in the manifest, so it cannot verify itself: written for the seal it says
+    how to check the record instead of showing a verification that predates the seal."""
+    rec = make_run(tmp_path / "runs")
+    page = render_html(rec.path, for_seal=True)
+    assert "NOT verified" not in page and "NOT VERIFIED" not in page
+    assert "runbook verify" in page and rec.events()[-1]["hash"] in page
+    rec.write_text("report.html", page)
+    rec.seal()
+    assert "NOT verified" in render_html(tmp_path / "runs" / "missing")  # a real check still
