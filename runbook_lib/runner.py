@@ -33,6 +33,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 Progress = Callable[[str], None]
 
 
+# what `runbook resume -p` may change: the approval, the operator's confirmations of console
+# steps, and how long to wait; everything else belongs to the plan the earlier steps executed
+RESUMABLE_CHANGES = frozenset({"approve", "confirm", "verify_timeout", "evidence_timeout"})
+
+
 class RunRefused(RunbookError):
     """The run cannot start or continue (another run holds the account, a sealed run, ...)."""
 
@@ -255,11 +260,19 @@ def resume(
     if plan_before.get("library", {}).get("sha256") != library_fingerprint():
         raise RunRefused(f"runbook_lib changed since run {record.run_id} started; start a new run.")
     raw = dict(run_info["parameters"])
-    unknown_override = [
-        k for k in overrides if k == "account_id" and overrides[k] != raw["account_id"]
-    ]
-    if unknown_override:
-        raise ParameterError(["account_id cannot change on resume"])
+    fixed = sorted(
+        k for k, v in overrides.items() if k not in RESUMABLE_CHANGES and raw.get(k) != v
+    )
+    if fixed:
+        # what the earlier steps decided (the device, the account guard, the method) was
+        # decided under the old parameters; approving a new plan must not reuse those decisions
+        raise ParameterError(
+            [
+                f"{name} cannot change on resume (it was {raw.get(name)!r}); start a new run with "
+                "the new value"
+                for name in fixed
+            ]
+        )
     raw.update(overrides)
     raw["run_dir"] = str(record.path)
     params = validate(raw)

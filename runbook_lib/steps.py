@@ -348,6 +348,11 @@ def remove_device(step: Step) -> dict[str, Any]:
     serial = chosen_device(step)
     if not serial:
         raise RunbookError("No device was chosen in 00-preflight of this run; run it first.")
+    if step.params.device_serial and step.params.device_serial != serial:
+        raise PreconditionError(
+            f"00-preflight of this run chose {serial}, but device_serial is now "
+            f"{step.params.device_serial}; nothing was changed. Start a new run."
+        )
     acct = step.params.account_id
     step.require("remove-device")
     if not step.events("action.started", step=step.name):  # a re-run after a halt: once only

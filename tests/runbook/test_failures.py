@@ -23,6 +23,7 @@ from .helpers import (
     STEP_NAMES,
     Env,
     cli,
+    digest_of,
     edit_cell,
     events,
     of_type,
@@ -413,3 +414,25 @@ def test_resume_cannot_change_the_account(env_for: Callable[[str], Env]) -> None
 
     with pytest.raises(ParameterError, match="account_id cannot change on resume"):
         runner.resume(run_dir, {"account_id": "210987654321"})
+
+
+def test_resume_cannot_swap_the_device_under_a_new_approval(
+    env_for: Callable[[str], Env],
+) -> None:
+    """Preflight chose a device; a resume with another device_serial and an approval of the
+    new plan must not remove the device preflight chose (nor any other)."""
+    from runbook_lib.errors import ParameterError
+
+    env = env_for("member")
+    params = env.params("assume-root")  # names the virtual device
+    fido = next(d["serial"] for d in env.devices() if d["kind"] == "fido")
+    code, run_dir = env.run({**params, "approve": None})
+    assert code == 3 and run_info(run_dir)["halted_at"]["gate"] == "risk-acknowledged"
+    before = env.devices()
+    swapped = {**params, "device_serial": fido}
+    with pytest.raises(ParameterError, match="device_serial cannot change on resume"):
+        runner.resume(run_dir, {"device_serial": fido, "approve": digest_of(swapped)})
+    with pytest.raises(ParameterError, match="dry_run cannot change on resume"):
+        runner.resume(run_dir, {"dry_run": True})
+    assert env.devices() == before
+    assert verify(run_dir).ok
