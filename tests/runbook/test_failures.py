@@ -436,3 +436,31 @@ def test_resume_cannot_swap_the_device_under_a_new_approval(
         runner.resume(run_dir, {"dry_run": True})
     assert env.devices() == before
     assert verify(run_dir).ok
+
+
+@pytest.mark.parametrize(
+    ("scenario", "fragment"),
+    [
+        ("management", "assume-root is not possible for the management account"),
+        ("member", "missing: RootSessions"),
+    ],
+)
+def test_assume_root_where_aws_does_not_allow_it_stops_in_preflight(
+    env_for: Callable[[str], Env], scenario: str, fragment: str
+) -> None:
+    """The management account, or a member whose organization turned RootSessions off: the
+    run stops in 00-preflight with the reason and the alternative, nothing changed."""
+    env = env_for(scenario)
+    if scenario == "member":
+        env.info.client("iam", "org-admin").disable_organizations_root_sessions()
+    before = env.devices()
+    code, run_dir = env.run(env.approved("assume-root"))
+    assert code == 1
+    info = run_info(run_dir)
+    assert info["status"] == "failed" and info["halted_at"]["step"] == "00-preflight"
+    assert fragment in info["halted_at"]["error"] and "method=console" in info["halted_at"]["error"]
+    failed = of_type(run_dir, "precondition.failed")
+    assert failed and failed[-1]["data"]["check"] == "removal method"
+    assert not of_type(run_dir, "action.remove-device")
+    assert env.devices() == before
+    assert verify(run_dir).ok
