@@ -575,6 +575,7 @@ def close_out(step: Step) -> dict[str, Any]:
                     "what": event["data"].get("claim")
                     or event["data"].get("gate")
                     or event["data"].get("action")
+                    or event["data"].get("purpose")
                     or "",
                     "event_ids": event["data"].get("event_ids", []),
                 }

@@ -263,3 +263,112 @@ def test_lab_gates_in_chromium(
     assert result["ok"] and result["final"], result
     shutil.copy(ARTIFACTS / "lab-01-gate-typed.png", ARTIFACTS / "lab-gate.png")
     assert time.monotonic() - started < 120
+
+
+def _step_events(run_dir: Path, type: str, step: str) -> list[dict[str, Any]]:
+    return [e for e in RunRecord.open(run_dir).events() if e["type"] == type and e["step"] == step]
+
+
+def _finish(run_dir: Path, step: str, timeout: float = 60) -> None:
+    _wait(
+        f"{step} to finish",
+        lambda: (
+            _step_events(run_dir, "step.finished", step)
+            or _step_events(run_dir, "step.error", step)
+        ),
+        timeout,
+    )
+    assert not _step_events(run_dir, "step.error", step), _step_events(run_dir, "step.error", step)
+
+
+def _console_step_by_actor(page: Any, panel: Any, run_dir: Path, gate: str, cell: str) -> None:
+    """A console step in the sandbox: the cell halted and shows its control; the engineer lets
+    the simulated console actor do it, waits for the API check, then re-runs the cell."""
+    _wait(f"{gate} to halt", lambda: _events(run_dir, "gate.halted", gate), 60)
+    control = panel.locator(".runbook-console").last
+    control.locator("button.runbook-console-actor").click()
+    _wait(
+        f"{gate} to be verified through the API",
+        lambda: "Verified" in control.locator(".runbook-console-status").inner_text(),
+        60,
+    )
+    assert _events(run_dir, "human.confirmed", gate)
+    action = panel.locator(".jp-CodeCell", has_text=cell)
+    action.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+
+
+def test_whole_procedure_in_chromium(
+    sandbox_factory: Callable[[str], SandboxInfo], tmp_path: Path, browser_page: Any
+) -> None:
+    """An engineer does the whole procedure in JupyterLab on the sandbox: every notebook, every
+    gate typed and clicked, the console steps done by the sandbox's console actor from their
+    controls; stopping Lab seals the record for good and it verifies."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    info = sandbox_factory("member")
+    acct = info.target_account_id
+    page = browser_page
+    with sandbox_profiles(info) as profiles:
+        raw = demo_parameters(info, "assume-root", profiles)
+        raw.update(mode="interactive", sandbox_actor=True, dry_run=False)
+        serial = raw["device_serial"]
+        record = prepare_lab(raw, tmp_path / "runs")
+        run_dir = record.path
+        with lab_server(run_dir) as lab:
+            try:
+                panel = _open(page, lab, "00-preflight.ipynb")
+                _run_all(page, panel)
+                _finish(run_dir, "00-preflight")
+                _confirm(page, panel, acct)
+
+                panel = _open(page, lab, "01-remove-device.ipynb")
+                _run_all(page, panel)
+                _wait("the removal to halt", lambda: _events(run_dir, "gate.halted"), 60)
+                _confirm(page, panel, acct)
+                action = panel.locator(".jp-CodeCell", has_text="steps.remove_device(step)")
+                action.locator(".jp-InputArea-editor").click()
+                page.keyboard.press("Control+Enter")
+                _wait("the device to be removed", lambda: serial not in _serials(info), 60)
+                page.keyboard.press("Control+s")
+
+                for name in ("02-verify-removal",):
+                    panel = _open(page, lab, f"{name}.ipynb")
+                    _run_all(page, panel)
+                    _finish(run_dir, name)
+                    page.keyboard.press("Control+s")
+
+                panel = _open(page, lab, "03-first-sign-in.ipynb")
+                _run_all(page, panel)
+                _console_step_by_actor(
+                    page, panel, run_dir, "signed-in-with-email-code", "steps.first_sign_in(step)"
+                )
+                _wait(
+                    "the sign-in evidence",
+                    lambda: _events(run_dir, "evidence.console-login"),
+                    60,
+                )
+                page.keyboard.press("Control+s")
+
+                panel = _open(page, lab, "04-rebind.ipynb")
+                _run_all(page, panel)
+                _console_step_by_actor(
+                    page, panel, run_dir, "new-device-bound-in-console", "steps.rebind(step)"
+                )
+                _wait("the EnableMFADevice evidence", lambda: _events(run_dir, "evidence.enable"))
+                page.keyboard.press("Control+s")
+
+                panel = _open(page, lab, "05-close-out.ipynb")
+                _run_all(page, panel)
+                _finish(run_dir, "05-close-out")
+                page.keyboard.press("Control+s")
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(ARTIFACTS / "lab-05-closed-out.png"))
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "lab-whole-failure.png"))
+                raise
+    after = _serials(info)
+    assert serial not in after and len(after) == 2  # the FIDO key and the new virtual device
+    report = verify(run_dir)
+    assert report.ok and report.final, report.problems
+    types = [e["type"] for e in RunRecord.open(run_dir).events()]
+    assert "run.succeeded" in types
