@@ -174,7 +174,9 @@ class Step:
     ) -> Any:
         """A step a person does in the AWS console. Batch: confirmed by naming it in
         ``confirm``; or done by the sandbox's simulated console actor when ``sandbox_actor``;
-        otherwise halt. Interactive: a "done" control."""
+        otherwise halt. Interactive: a "done" control (plus, with ``sandbox_actor``, a button
+        for the simulated console actor), then halt: the operator re-runs the cell once the
+        control has recorded and verified the step."""
         if gate not in HUMAN_STEPS:
             raise ValueError(f"unknown console step {gate}")
         self._in_plan(gate)

@@ -381,6 +381,9 @@ def remove_device(step: Step) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- 02 verify
 def verify_removal(step: Step) -> dict[str, Any]:
+    skipped = skip_if_dry_run(step)
+    if skipped is not None:
+        return skipped
     serial = chosen_device(step) or ""
     acct = step.params.account_id
     step.require("remove-device")
@@ -445,6 +448,9 @@ def _wait_removed(step: Step, serial: str) -> str:
 
 # ---------------------------------------------------------------------------- 03 first sign-in
 def first_sign_in(step: Step) -> dict[str, Any]:
+    skipped = skip_if_dry_run(step)
+    if skipped is not None:
+        return skipped
     acct = step.params.account_id
     after = RootMfaSnapshot(**_load_snapshot(step, "after-removal"))
     if after.account_password_present is False:
@@ -478,6 +484,9 @@ def first_sign_in(step: Step) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- 04 rebind
 def rebind_gate(step: Step) -> Any:
+    skipped = skip_if_dry_run(step)
+    if skipped is not None:
+        return skipped
     if step.params.rebind != "skip":
         return {"rebind": "bind: a console step follows"}
     facts = {
@@ -491,6 +500,8 @@ def rebind_gate(step: Step) -> Any:
 
 
 def rebind(step: Step) -> dict[str, Any]:
+    if step.params.dry_run:  # rebind_gate already recorded the skip
+        return {"step": step.name, "status": "skipped: dry run (nothing was changed)"}
     acct = step.params.account_id
     removed = chosen_device(step)
     after = RootMfaSnapshot(**_load_snapshot(step, "after-removal"))

@@ -7,6 +7,9 @@ Public surface::
     SandboxInfo.client(service, principal)            boto3 client pointed at the sandbox
     ControlClient                                     the simulated console actor and test knobs
     SCENARIOS                                         name -> one-line description
+    write_profiles(path, principals)                  the principals as AWS profiles sandbox-NAME
+    stop_process(proc)                                SIGTERM, wait, kill a sandbox child
+    actor.ConsoleActor                                the console steps, for sandbox_actor=true
 
 Nothing outside this package may ask whether it talks to the sandbox: the runbook reaches it
 over HTTP like AWS, through an ``endpoint_url``.

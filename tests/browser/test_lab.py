@@ -169,6 +169,15 @@ def _confirm(page: Any, panel: Any, account_id: str, shot: str | None = None) ->
     )
 
 
+def _member_lab_run(
+    info: SandboxInfo, profiles: dict[str, str], tmp_path: Path, sandbox_actor: bool
+) -> tuple[dict[str, Any], Path]:
+    """A prepared lab run on the member sandbox: assume-root, interactive, not a dry run."""
+    raw = demo_parameters(info, "assume-root", profiles)
+    raw.update(mode="interactive", sandbox_actor=sandbox_actor, dry_run=False)
+    return raw, prepare_lab(raw, tmp_path / "runs").path
+
+
 def test_lab_gates_in_chromium(
     sandbox_factory: Callable[[str], SandboxInfo], tmp_path: Path, browser_page: Any
 ) -> None:
@@ -178,11 +187,8 @@ def test_lab_gates_in_chromium(
     acct = info.target_account_id
     page = browser_page
     with sandbox_profiles(info) as profiles:
-        raw = demo_parameters(info, "assume-root", profiles)
-        raw.update(mode="interactive", sandbox_actor=False, dry_run=False)
+        raw, run_dir = _member_lab_run(info, profiles, tmp_path, sandbox_actor=False)
         serial = raw["device_serial"]
-        record = prepare_lab(raw, tmp_path / "runs")
-        run_dir = record.path
         with lab_server(run_dir) as lab:
             private = lab.private_dir
             try:
@@ -309,11 +315,8 @@ def test_whole_procedure_in_chromium(
     acct = info.target_account_id
     page = browser_page
     with sandbox_profiles(info) as profiles:
-        raw = demo_parameters(info, "assume-root", profiles)
-        raw.update(mode="interactive", sandbox_actor=True, dry_run=False)
+        raw, run_dir = _member_lab_run(info, profiles, tmp_path, sandbox_actor=True)
         serial = raw["device_serial"]
-        record = prepare_lab(raw, tmp_path / "runs")
-        run_dir = record.path
         with lab_server(run_dir) as lab:
             try:
                 panel = _open(page, lab, "00-preflight.ipynb")
