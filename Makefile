@@ -47,7 +47,7 @@ pytest: setup ## The test suite only
 sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)
 	$(BIN)/runbook sandbox --scenario $(or $(SCENARIO),standalone) --port $(or $(PORT),0)
 
-bench: setup ## Benchmarks (not tests); figures go to bench/RESULTS.md
+bench: setup ## Benchmarks (not tests); figures go to bench/RESULTS.md and bench/RUNBOOK_RESULTS.md
 	$(BIN)/python bench/sandbox_bench.py
 	$(BIN)/python bench/runbook_bench.py
 
