@@ -49,13 +49,15 @@ _EXPORTS = {
     "validate": "params",
     "make_plan": "plan",
     "Plan": "plan",
-    "open_step": "step",
-    "Step": "step",
+    "open_step": "procedure.context",
+    "Step": "procedure.context",
     "RunRecord": "record",
     "verify": "record",
     "run": "runner",
     "resume": "runner",
     "seal_run": "runner",
+    "abandon": "runner",
+    "RunRefused": "errors",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

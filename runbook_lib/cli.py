@@ -1,11 +1,12 @@
 """The ``runbook`` command line.
 
-  runbook plan -f FILE [-p k=v ...]                          print the plan and its digest
+  runbook plan -f FILE [-p k=v ...] | --run RUN_DIR         print (and store) a plan, its digest
   runbook run -f FILE [-p k=v ...] [--approve D] [--runs-dir DIR]   execute the steps
   runbook resume RUN_DIR [-p k=v ...] [--approve D]          continue a halted/failed run
-  runbook runs [--runs-dir DIR]                              list runs
+  runbook runs [--runs-dir DIR]                              list runs and their status
   runbook verify RUN_DIR                                     check a record (exit 0: intact)
-  runbook seal RUN_DIR                                       close a run for good
+  runbook seal RUN_DIR                                       seal a run whose every step succeeded
+  runbook abandon RUN_DIR --reason TEXT                      end a run on purpose; frees the account
   runbook lab -f FILE [-p k=v ...] [--port N]                the same run, in JupyterLab
   runbook archive RUN_DIR s3://BUCKET/PREFIX --retain-days N upload with S3 Object Lock
   runbook demo [--scenario S] [--method M] [--runs-dir DIR]  the whole procedure on the sandbox
@@ -48,9 +49,18 @@ def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .plan import describe
-    from .runner import plan_for
+    from .runner import describe_run, plan_for
 
-    _, plan = plan_for(_raw_params(args))
+    if args.run:
+        if args.file or args.param:
+            _err("plan: --run takes no -f/-p (a run keeps its parameters)")
+            return EXIT_USAGE
+        print(describe_run(Path(args.run)))
+        return EXIT_OK
+    if not args.file:
+        _err("plan: -f FILE is required (or --run RUN_DIR)")
+        return EXIT_USAGE
+    _, plan = plan_for(_raw_params(args), save=True)
     print(describe(plan))
     return EXIT_OK
 
@@ -77,28 +87,19 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .record import list_runs
-    from .runner import lock_held
+    from .runner import list_run_states
 
     runs_dir = Path(args.runs_dir)
-    rows = list_runs(runs_dir) if runs_dir.is_dir() else []
+    rows = list_run_states(runs_dir) if runs_dir.is_dir() else []
     if not rows:
         print(f"no runs in {runs_dir}")
         return EXIT_OK
-    print(f"{'run id':<26} {'account':<13} {'status':<12} where")
+    print(f"{'run id':<26} {'account':<13} {'status':<11} {'kind':<8} where")
     for row in rows:
-        status = str(row.get("status"))
-        if (
-            status == "running"
-            and row.get("account_id")
-            and not lock_held(runs_dir, str(row["account_id"]))
-        ):
-            status = "interrupted"
-        halted = row.get("halted_at") or {}
-        where = ""
-        if isinstance(halted, dict) and halted:
-            where = f"{halted.get('step')} {halted.get('gate') or ''}".strip()
-        print(f"{row['run_id']:<26} {str(row.get('account_id')):<13} {status:<12} {where}")
+        print(
+            f"{row['run_id']:<26} {str(row.get('account_id')):<13} {row['status']:<11} "
+            f"{'DRY RUN' if row.get('dry_run') else 'change':<8} {row.get('where') or ''}".rstrip()
+        )
     return EXIT_OK
 
 
@@ -121,6 +122,17 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 
     result = seal_run(Path(args.run_dir))
     print(f"sealed {args.run_dir}: {'intact' if result['ok'] else result['problems']}")
+    return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def _cmd_abandon(args: argparse.Namespace) -> int:
+    from .runner import abandon
+
+    result = abandon(Path(args.run_dir), args.reason)
+    print(
+        f"abandoned {args.run_dir}: sealed final, the account's lease released; record "
+        f"{'intact' if result['ok'] else 'NOT intact: ' + '; '.join(result['problems'])}"
+    )
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
@@ -223,8 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="override one parameter (repeatable); values are YAML scalars",
         )
 
-    plan = sub.add_parser("plan", help="print the plan digest and its gates")
-    params(plan)
+    plan = sub.add_parser(
+        "plan",
+        help="make a plan, store it for --approve, print its digest and gates",
+        description="Make a new plan (a new identity: an approval approves one plan, for one "
+        "run, until it expires) and store it so `runbook run --approve DIGEST` runs exactly it; "
+        "or, with --run, show the plan a run executes.",
+    )
+    params(plan, file_required=False)
+    plan.add_argument("-f", "--file", help="YAML parameters file")
+    plan.add_argument("--run", metavar="RUN_DIR", help="show the plan of an existing run")
     plan.set_defaults(func=_cmd_plan)
 
     run = sub.add_parser("run", help="execute the step notebooks in batch")
@@ -247,9 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("run_dir")
     ver.set_defaults(func=_cmd_verify)
 
-    seal = sub.add_parser("seal", help="seal a run for good")
+    seal = sub.add_parser("seal", help="seal a run whose every step succeeded")
     seal.add_argument("run_dir")
     seal.set_defaults(func=_cmd_seal)
+
+    aban = sub.add_parser(
+        "abandon",
+        help="end a run on purpose (recorded with the reason, sealed final, lease released)",
+    )
+    aban.add_argument("run_dir")
+    aban.add_argument("--reason", required=True, help="why the run ends here (one line)")
+    aban.set_defaults(func=_cmd_abandon)
 
     lab = sub.add_parser(
         "lab", help="prepare an interactive run and step through it in JupyterLab (127.0.0.1)"
@@ -258,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("-f", "--file", help="YAML parameters file (mode is set to interactive)")
     lab.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
     lab.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
-    lab.add_argument("--reopen", metavar="RUN_DIR", help="serve an unsealed interactive run again")
+    lab.add_argument(
+        "--reopen",
+        metavar="RUN_DIR",
+        help="serve an unsealed interactive run again, where it stopped",
+    )
     lab.set_defaults(func=_cmd_lab)
 
     arc = sub.add_parser("archive", help="upload a sealed record with S3 Object Lock")

@@ -85,7 +85,7 @@ def run_demo(
     print(f"starting the sandbox ({scenario}) ...")
     with sandbox_process(scenario) as info, sandbox_profiles(info) as profiles:
         params = demo_parameters(info, method, profiles)
-        _, plan = plan_for(params)
+        _, plan = plan_for(params, save=True)
         print(
             f"plan {plan.digest[:16]}… approved for this demo: {len(plan.gates)} gates, "
             f"method {method}, account {params['account_id']}"

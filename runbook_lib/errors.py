@@ -9,6 +9,7 @@
     │   ├── MethodNotAvailableError   e.g. assume-root on a standalone account
     │   └── AmbiguousDeviceError      several root MFA devices and none was named
     ├── GateNotApproved               a confirmation gate was not approved: the run halts
+    ├── RunRefused                    the run cannot start or continue (nothing was changed)
     ├── AwsActionError                an AWS call failed (operation, code, request id, hint)
     │   ├── AccessDeniedError         the caller lacks a permission; ``hint`` names it
     │   ├── ThrottledError            still throttled after the SDK's retries
@@ -34,6 +35,7 @@ __all__ = [
     "MethodNotAvailableError",
     "ParameterError",
     "PreconditionError",
+    "RunRefused",
     "RunbookError",
     "SessionExpiredError",
     "ThrottledError",
@@ -88,9 +90,14 @@ class GateNotApproved(RunbookError):
     """A confirmation gate was not approved, so the run halts before acting."""
 
     def __init__(self, gate: str, reason: str) -> None:
-        self.gate = gate
+        self.gate = gate = str(gate)
         self.reason = reason
         super().__init__(f"Gate {gate!r} is not approved: {reason}. Nothing after it was run.")
+
+
+class RunRefused(RunbookError):
+    """The run cannot start or continue (another run holds the account, a consumed approval, a
+    sealed run, ...); nothing was changed."""
 
 
 class AwsActionError(RunbookError):

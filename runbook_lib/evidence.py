@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,14 +180,22 @@ class Evidence:
     event_ids: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)
     events: list[TrailEvent] = field(default_factory=list)
+    # for a finder that filters by access key: the keys looked for (None: any caller) and the
+    # keys of the events found (access key ids are not secrets)
+    access_key_ids: list[str] | None = None
+    matched_access_key_ids: list[str] | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "claim": self.claim,
             "found": self.found,
             "event_ids": self.event_ids,
             "facts": self.facts,
         }
+        if self.matched_access_key_ids is not None:
+            out["access_key_ids"] = self.access_key_ids
+            out["matched_access_key_ids"] = self.matched_access_key_ids
+        return out
 
 
 def _is_root(event: TrailEvent, account_id: str) -> bool:
@@ -200,16 +208,41 @@ def _serial_of(event: TrailEvent) -> str | None:
     return params.get("serialNumber")
 
 
+def _wanted_keys(
+    access_key_id: str | None, access_key_ids: Collection[str] | None
+) -> list[str] | None:
+    """The keys an event may be made by, in the order given (None: any caller)."""
+    if access_key_id is None and access_key_ids is None:
+        return None
+    if isinstance(access_key_ids, str):
+        raise TypeError("access_key_ids takes a collection of keys, not one key: use access_key_id")
+    keys = [] if access_key_id is None else [access_key_id]
+    keys += [k for k in access_key_ids or () if k not in keys]
+    if not keys:
+        raise ValueError(
+            "access_key_ids is empty: no event could match; pass None to accept any caller"
+        )
+    return keys
+
+
 def find_deactivation(
     aws: AwsContext,
     account_id: str,
     serial: str,
     since: dt.datetime,
     access_key_id: str | None = None,
+    *,
+    access_key_ids: Collection[str] | None = None,
 ) -> Evidence:
-    """``DeactivateMFADevice`` of ``serial`` by the root user (console, or the AssumeRoot
-    session's access key), after ``since``. Permission: ``cloudtrail:LookupEvents``."""
+    """``DeactivateMFADevice`` of ``serial`` by the root user (console, or an AssumeRoot
+    session's access key), after ``since``. Permission: ``cloudtrail:LookupEvents``.
+
+    ``access_key_id`` / ``access_key_ids``: accept only events made by one of these keys (both
+    together: any of them), e.g. every session key ``remove_root_mfa_device`` reported through
+    ``on_session``; a re-assumed session deactivates with another key than the first. Both
+    None: any caller. The summary names the keys looked for and the keys that matched."""
     claim = f"root deactivated {serial}"
+    wanted = _wanted_keys(access_key_id, access_key_ids)
     events = lookup(aws, event_name="DeactivateMFADevice", start=since)
     hits = [
         e
@@ -217,17 +250,29 @@ def find_deactivation(
         if _serial_of(e) == serial
         and _is_root(e, account_id)
         and not e.error_code
-        and (access_key_id is None or e.access_key_id == access_key_id)
+        and (wanted is None or e.access_key_id in wanted)
     ]
-    return _evidence(
+    found = _evidence(
         claim,
         hits,
         lambda e: (
             f"{e.event_time}: DeactivateMFADevice of {serial} by Root"
             + (" in an AssumeRoot session" if _assumed_root(e) else " (console)")
             + (f", access key ...{e.access_key_id[-4:]}" if e.access_key_id else "")
+            + (
+                f" (key {wanted.index(e.access_key_id) + 1} of the {len(wanted)} looked for)"
+                if wanted is not None and len(wanted) > 1 and e.access_key_id
+                else ""
+            )
         ),
     )
+    found.access_key_ids = wanted
+    matched: list[str] = []
+    for e in hits:
+        if e.access_key_id and e.access_key_id not in matched:
+            matched.append(e.access_key_id)
+    found.matched_access_key_ids = matched
+    return found
 
 
 def find_enable(

@@ -9,26 +9,36 @@ while holding the account's lock (a batch run on the same account is refused mea
 Every cell the operator runs appends to the run's hash-chained events, exactly as under
 papermill; JupyterLab saves the notebooks into the run.
 
-Gates: halt before the action, never block in place. A confirmation cell shows its control
-and returns at once; the next action calls :meth:`~runbook_lib.step.Step.require`, which halts
-with GateNotApproved unless the record holds the operator's confirmation, and says which cell
-to re-run. So "Run All" can never act past an unconfirmed gate. Blocking in place (polling the
+Gates: halt before the action, never block in place. A confirmation cell shows its control and
+returns at once; the next action calls :meth:`~runbook_lib.procedure.gates.Gates.require`,
+which halts with GateNotApproved unless the record holds the operator's confirmation, and says
+which cell to re-run; a step's ``finish()`` does the same for every gate of the step. So "Run
+All" can never finish a step or act past an unconfirmed gate. Blocking in place (polling the
 kernel for the click with jupyter-ui-poll) was rejected: jupyter-ui-poll 1.1.0 receives no
 clicks with ipykernel >= 7.1 (it calls ``Kernel.do_one_iteration``, removed in 7.1, and
 swallows the error), so it would need ipykernel pinned below 7.1, and under papermill or nbval
-a cell waiting for a click hangs until a deadline. Console steps (``Step.human``) follow the
-same rule: the control is shown, the cell halts, and the operator re-runs it after pressing
-"Done", when the control has verified the change through the AWS API.
+a cell waiting for a click hangs until a deadline. Console steps (``Gates.console_step``)
+follow the same rule: the control is shown, the cell halts, and the operator re-runs it after
+pressing "Done", when the control has verified the change through the AWS API.
 
 Checkpoints: JupyterLab's ``.ipynb_checkpoints/`` would land in the run directory and be
 sealed with it (or, written after a seal, break ``runbook verify``). They go to the Lab's
 private temporary directory instead (``FileCheckpoints.checkpoint_dir`` is an absolute path
 there), and any stray checkpoint directory is removed from the run before it is sealed.
 
+Life cycle: the run takes the account's lease when it is prepared and keeps it until it is
+sealed final or abandoned. The steps run in plan order; a finished step's notebook refuses to
+run again (its evidence is write-once), so ``--reopen`` tells the operator which notebook to
+open next. Before it serves a run again, ``--reopen`` checks the record like ``resume`` does
+(chain, ledger, manifest, modes, no symlinks, run.json as the chain says); only the notebooks
+themselves, the operator's working copies, may differ from their last recorded version (Lab
+may have been killed before it could record them).
+
 Sealing: never while JupyterLab can still autosave. When Lab stops (Ctrl-C, SIGTERM, or the
-File > Shut Down menu), the kernels are shut down, then the run is sealed: final, with
-``run.succeeded``, if 05-close-out finished; otherwise a checkpoint seal, so the record always
-verifies, and ``runbook seal RUN_DIR`` closes it for good later.
+File > Shut Down menu), the kernels are shut down, the notebooks are recorded on the event
+chain, then the run is sealed: final, with ``run.succeeded``, if every step succeeded;
+otherwise a checkpoint seal, so the record always verifies; ``--reopen`` continues it, and
+``runbook abandon RUN_DIR --reason ...`` ends it.
 """
 
 from __future__ import annotations
@@ -53,13 +63,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .errors import RunbookError
+from . import lease
+from .errors import RunbookError, RunRefused
 from .params import validate
 from .plan import STEPS, make_plan, notebook_path
+from .procedure.context import now_iso
+from .procedure.vocabulary import Event
 from .record import RunRecord
-from .report import render_html
-from .runner import RunRefused, account_lock, seal_run
-from .step import new_run_info, now_iso
+from .runner import _project, _refuse_unless_intact, _seal, create_run, run_state, seal_run
 
 NOTEBOOKS = "notebooks"
 CHECKPOINTS = ".ipynb_checkpoints"
@@ -75,7 +86,7 @@ def prepare_lab(raw_params: dict[str, Any], runs_dir: Path) -> RunRecord:
     raw["mode"] = "interactive"
     params = validate(raw)
     plan = make_plan(params)
-    record = RunRecord.create(Path(runs_dir).resolve(), new_run_info(params, plan))
+    record = create_run(params, Path(runs_dir).resolve(), plan)
     values = params.to_dict()
     values["run_dir"] = str(record.path)
     out_dir = record.path / NOTEBOOKS
@@ -91,10 +102,13 @@ def prepare_lab(raw_params: dict[str, Any], runs_dir: Path) -> RunRecord:
             progress_bar=False,
             log_output=False,
         )
-        os.chmod(output, 0o600)
+        record.record_file(f"{NOTEBOOKS}/{name}.ipynb", step=name)
     record.append(
-        "lab.prepared", notebooks=[f"{NOTEBOOKS}/{n}.ipynb" for n, _ in STEPS], mode="interactive"
+        Event.LAB_PREPARED,
+        notebooks=[f"{NOTEBOOKS}/{n}.ipynb" for n, _ in STEPS],
+        mode="interactive",
     )
+    _project(record)
     return record
 
 
@@ -254,23 +268,39 @@ def _tighten(run_dir: Path) -> None:
             os.chmod(path, 0o700 if path.is_dir() else 0o600)
 
 
+def _record_notebooks(record: RunRecord) -> None:
+    """Put what JupyterLab saved into the run on the event chain."""
+    for name, _ in STEPS:
+        rel = f"{NOTEBOOKS}/{name}.ipynb"
+        if (record.path / rel).is_file():
+            record.record_file(rel, step=name)
+
+
 def close_lab_run(record: RunRecord) -> dict[str, Any]:
-    """After JupyterLab stopped: remove stray checkpoints, then seal the run, final if the
-    close-out step finished, else a checkpoint seal. Returns what verify found."""
+    """After JupyterLab stopped: remove stray checkpoints, record the notebooks, then seal the
+    run: final if every step succeeded, else a checkpoint seal. Returns what verify found."""
     from .record import verify
 
     removed = _remove_checkpoints(record.path)
     _tighten(record.path)
-    info = record.load_run()
-    finished = info.get("steps", {}).get(CLOSE_OUT, {}).get("status") == "succeeded"
-    record.append("lab.stopped", removed_checkpoints=removed, close_out_finished=finished)
-    if finished:
-        record.update_run(status="succeeded", halted_at=None)
-        record.append("run.succeeded", via="lab")
+    _record_notebooks(record)
+    state = run_state(record)
+    record.append(
+        Event.LAB_STOPPED,
+        removed_checkpoints=removed,
+        complete=state.complete,
+        next_step=state.next_step(),
+    )
+    if state.complete:
         return seal_run(record.path)
-    record.write_text("report.html", render_html(record.path, for_seal=True))
-    record.seal(final=False)
+    _project(record)
+    _seal(record, final=False)
     return dict(verify(record.path).__dict__)
+
+
+def next_notebook(record: RunRecord) -> str | None:
+    """The notebook the operator opens next (None when every step finished)."""
+    return run_state(record).next_step()
 
 
 @contextlib.contextmanager
@@ -279,24 +309,35 @@ def lab_server(
 ) -> Iterator[LabServer]:
     """JupyterLab for ``run_dir`` while the block runs, under the account's lock. On exit the
     kernels and Lab are stopped and the run is sealed (see the module docstring)."""
+    from .procedure.facts import RunFacts
+
     record = RunRecord.open(Path(run_dir).resolve())
     if record.sealed_final:
-        raise RunRefused(f"Run {record.run_id} is sealed; start a new one with `runbook lab`.")
-    info = record.load_run()
-    if info.get("parameters", {}).get("mode") != "interactive":
+        raise RunRefused(
+            f"Run {record.run_id} is sealed ({run_state(record).status()}); start a new one "
+            "with `runbook lab`."
+        )
+    facts = RunFacts(record.events())
+    params = facts.parameters()
+    if params.get("mode") != "interactive":
         raise RunRefused(f"Run {record.run_id} is a batch run; continue it with `runbook resume`.")
     notebooks = record.path / NOTEBOOKS
     if not notebooks.is_dir():
         raise RunRefused(f"Run {record.run_id} has no notebooks; prepare it with `runbook lab`.")
-    account_id = info["parameters"]["account_id"]
-    locked = False
+    _refuse_unless_intact(record, "reopened", (f"{NOTEBOOKS}/*",))
+    account_id = str(params["account_id"])
+    holder = lease.holder(account_id)
+    if holder is None or holder.get("run_id") != record.run_id:
+        lease.acquire(account_id, record.run_id, record.path)  # LeaseHeld if another run
+        record.append(Event.LEASE_ACQUIRED, account_id=account_id, again=True)
+    served = False
     try:
-        with account_lock(record.runs_dir, account_id):
-            locked = True
+        with lease.executing(record.run_id):
+            served = True
             with _running_lab(record, notebooks, port, token, ready_timeout) as server:
                 yield server
     finally:
-        if locked:  # after the lock is released: seal_run refuses a run whose lock is held
+        if served:  # after the execution lock is released: seal_run refuses a busy run
             close_lab_run(record)
 
 
@@ -326,7 +367,7 @@ def _running_lab(
         try:
             _wait_ready(server, ready_timeout)
             record.append(
-                "lab.started",
+                Event.LAB_STARTED,
                 url=f"{server.base}/lab",
                 pid=process.pid,
                 root_dir=str(notebooks),
@@ -357,9 +398,15 @@ def serve_lab(
     try:
         with lab_server(run_dir, port, open_token) as server:
             out(server.url)
+            nxt = next_notebook(RunRecord.open(server.run_dir))
+            where = (
+                f"Open {nxt}.ipynb (the steps run in order; finished ones are closed)."
+                if nxt
+                else "Every step has finished."
+            )
             out(
-                f"JupyterLab serves run {server.run_dir.name} on 127.0.0.1:{server.port}. Open "
-                "00-preflight first. Ctrl-C stops Lab and seals the run.",
+                f"JupyterLab serves run {server.run_dir.name} on 127.0.0.1:{server.port}. "
+                f"{where} Ctrl-C stops Lab and seals the run.",
             )
             while not stop.wait(0.5) and server.process.poll() is None:
                 pass
@@ -370,5 +417,9 @@ def serve_lab(
     kind = "sealed final" if record.sealed_final else "checkpoint-sealed"
     out(f"JupyterLab stopped; {record.path} is {kind}.")
     if not record.sealed_final:
-        out(f"Close it for good with: runbook seal {record.path}")
+        nxt = next_notebook(record)
+        out(
+            f"It stopped before {nxt}. Continue: runbook lab --reopen {record.path}   |   end it: "
+            f'runbook abandon {record.path} --reason "..."'
+        )
     return 0

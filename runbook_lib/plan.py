@@ -2,21 +2,32 @@
 
 The digest is SHA-256 over a canonical JSON of: the parameters (less the approval, the console
 confirmations and the run directory), the SHA-256 of every step notebook, the library version
-and a hash of its source, and the target account. Change any of them and an approval given for
-the old plan no longer matches: the run halts at its first gate.
+and a hash of its source, the target account, and the plan's own **identity** (a random id, when
+it was issued and when it expires). Change any of them and an approval given for the old plan no
+longer matches: the run halts at its first gate.
+
+The identity makes an approval single-use: two plans with the same parameters have different
+digests, so an approval names one plan, and the run that consumes it (``runbook_lib.lease``)
+is the only one it approves. Re-planning after an abandoned run gives a new plan, which needs a
+new approval. A plan expires (24 h by default): an approval is not a standing permission.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .params import RunParameters
+from .procedure.vocabulary import Gate
+
+DEFAULT_VALIDITY = dt.timedelta(hours=24)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -72,37 +83,36 @@ class GateInfo:
 
 
 def gates_for(params: RunParameters) -> list[GateInfo]:
-    """The gates this plan will meet, in order."""
+    """The gates this plan will meet, in order. A dry run meets none: it changes nothing, so
+    there is nothing to approve (and no dry-run digest that could be mistaken for a change's)."""
+    if params.dry_run:
+        return []
     gates = [
         GateInfo(
-            "risk-acknowledged",
+            Gate.RISK,
             "00-preflight",
             "approval",
             "The operator acknowledges the risk and the change ticket.",
-        )
-    ]
-    if params.dry_run:
-        return gates
-    gates.append(
+        ),
         GateInfo(
-            "remove-device",
+            Gate.REMOVE,
             "01-remove-device",
             "approval",
             f"Remove the root MFA device by method {params.method}.",
-        )
-    )
+        ),
+    ]
     if params.method == "console":
         gates.append(
             GateInfo(
-                "device-removed-in-console",
+                Gate.REMOVED_IN_CONSOLE,
                 "01-remove-device",
                 "console",
-                "The operator removed the device in the console.",
+                "The operator removed the device in the console (claimed, then verified).",
             )
         )
     gates.append(
         GateInfo(
-            "signed-in-with-email-code",
+            Gate.SIGNED_IN,
             "03-first-sign-in",
             "console",
             "Root signed in again (with the e-mailed code if no MFA is left).",
@@ -111,16 +121,16 @@ def gates_for(params: RunParameters) -> list[GateInfo]:
     if params.rebind == "bind":
         gates.append(
             GateInfo(
-                "new-device-bound-in-console",
+                Gate.BOUND_IN_CONSOLE,
                 "04-rebind",
                 "console",
-                "The operator bound a new MFA device in the console.",
+                "The operator bound a new MFA device in the console (claimed, then verified).",
             )
         )
     else:
         gates.append(
             GateInfo(
-                "skip-rebind",
+                Gate.SKIP_REBIND,
                 "04-rebind",
                 "approval",
                 "The operator decides to leave the root user without this MFA "
@@ -128,6 +138,31 @@ def gates_for(params: RunParameters) -> list[GateInfo]:
             )
         )
     return gates
+
+
+@dataclass(frozen=True)
+class PlanIdentity:
+    """What makes a plan one plan: a random id, when it was issued and until when it holds."""
+
+    plan_id: str
+    issued_at: str
+    expires_at: str
+
+    @classmethod
+    def new(cls, valid_for: dt.timedelta = DEFAULT_VALIDITY) -> PlanIdentity:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        return cls(secrets.token_hex(8), now.isoformat(), (now + valid_for).isoformat())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanIdentity:
+        return cls(str(data["plan_id"]), str(data["issued_at"]), str(data["expires_at"]))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"plan_id": self.plan_id, "issued_at": self.issued_at, "expires_at": self.expires_at}
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        now = now or dt.datetime.now(dt.UTC)
+        return now >= dt.datetime.fromisoformat(self.expires_at)
 
 
 @dataclass(frozen=True)
@@ -139,10 +174,19 @@ class Plan:
     library_version: str
     library_sha256: str
     gates: tuple[GateInfo, ...]
+    identity: PlanIdentity
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.parameters.get("dry_run"))
+
+    def gate(self, name: str) -> GateInfo | None:
+        return next((g for g in self.gates if g.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "digest": self.digest,
+            "identity": self.identity.to_dict(),
             "account_id": self.account_id,
             "parameters": self.parameters,
             "notebooks": self.notebooks,
@@ -151,7 +195,10 @@ class Plan:
         }
 
 
-def make_plan(params: RunParameters) -> Plan:
+def make_plan(params: RunParameters, identity: PlanIdentity | None = None) -> Plan:
+    """The plan for ``params``; a new identity unless ``identity`` is given (a run's own plan,
+    recomputed by its steps and by resume, keeps the identity it was created with)."""
+    identity = identity or PlanIdentity.new()
     parameters = params.plan_view()
     notebooks = notebook_hashes()
     content: dict[str, Any] = {
@@ -159,6 +206,7 @@ def make_plan(params: RunParameters) -> Plan:
         "notebooks": notebooks,
         "library": {"version": __version__, "sha256": library_fingerprint()},
         "account_id": params.account_id,
+        "identity": identity.to_dict(),
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256(canonical).hexdigest()
@@ -170,22 +218,31 @@ def make_plan(params: RunParameters) -> Plan:
         __version__,
         library_fingerprint(),
         tuple(gates_for(params)),
+        identity,
     )
 
 
 def describe(plan: Plan) -> str:
     """The text `runbook plan` prints."""
-    lines = [
+    p = plan.parameters
+    lines = []
+    if plan.dry_run:
+        lines.append(
+            "DRY RUN: this plan looks and records; it changes nothing and needs no approval."
+        )
+    lines += [
         f"plan digest   {plan.digest}",
+        f"plan id       {plan.identity.plan_id}   issued {plan.identity.issued_at}   "
+        f"expires {plan.identity.expires_at}",
         f"account       {plan.account_id}",
-        f"method        {plan.parameters['method']}   rebind {plan.parameters['rebind']}   "
-        f"dry_run {str(plan.parameters['dry_run']).lower()}   mode {plan.parameters['mode']}",
-        f"change ticket {plan.parameters['change_ticket']}",
+        f"method        {p['method']}   rebind {p['rebind']}   "
+        f"dry_run {str(p['dry_run']).lower()}   mode {p['mode']}",
+        f"change ticket {p['change_ticket']}",
         f"library       root-mfa-runbook {plan.library_version} ({plan.library_sha256[:12]})",
         "notebooks:",
     ]
     lines += [f"  {step:<20} {sha[:12]}" for step, sha in plan.notebooks.items()]
-    lines.append("gates:")
+    lines.append("gates:" if plan.gates else "gates:        none (dry run)")
     for gate in plan.gates:
         how = (
             "approved by --approve DIGEST"
@@ -194,5 +251,11 @@ def describe(plan: Plan) -> str:
         )
         lines.append(f"  {gate.step:<20} {gate.name:<28} {how}")
         lines.append(f"  {'':<20} {gate.description}")
-    lines.append(f"approve with: runbook run ... --approve {plan.digest}")
+    if plan.dry_run:
+        lines.append("run with:     runbook run -f FILE   (a dry run needs no approval)")
+    else:
+        lines.append(
+            f"approve with: runbook run ... --approve {plan.digest}   "
+            "(one run only, until the plan expires)"
+        )
     return "\n".join(lines)

@@ -4,6 +4,12 @@ A :class:`RootSession` holds temporary credentials for one task policy. It never
 (``repr`` shows the access key id's last four characters only), tracks their expiry, and
 re-assumes once when AWS answers ``ExpiredToken``.
 
+Every session it assumes is listed in :attr:`RootSession.sessions` as a :class:`SessionInfo`
+(access key id, request id, expiry: no secret), and handed to ``on_assume`` right after
+``AssumeRoot`` answers and before the session is used, so a caller can write it to its record
+before any action happens: after a crash, the record still names every key whose CloudTrail
+events may show what was done.
+
 Permissions (management account or IAM delegated administrator): ``sts:AssumeRoot``, best
 restricted with the ``sts:TaskPolicyArn`` condition (``policies/runbook-assume-root.json``).
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -37,8 +44,39 @@ DEFAULT_DURATION = 300  # long enough for list + deactivate + verify; shorter is
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """One AssumeRoot session, as a run record may keep it: no secret key, no session token.
+
+    ``reassumed`` is 0 for the first session of a :class:`RootSession`, 1 for the session
+    assumed after ``ExpiredToken``. ``expires_at`` is ISO 8601 (None if AWS gave none)."""
+
+    access_key_id: str
+    request_id: str | None
+    expires_at: str | None
+    task_policy: str
+    purpose: str | None
+    account_id: str
+    reassumed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 class RootSession:
-    """Temporary root credentials for one member account and one task policy."""
+    """Temporary root credentials for one member account and one task policy.
+
+    ``on_assume`` (optional) is called with the :class:`SessionInfo` of every session assumed
+    (the first and the one after ``ExpiredToken``) before the session is used for anything.
+    If it raises, the new credentials are forgotten and the error propagates: a session the
+    caller could not record is not used. ``purpose`` is a free text copied into each
+    SessionInfo (e.g. "remove root MFA device")."""
 
     def __init__(
         self,
@@ -47,6 +85,9 @@ class RootSession:
         task_policy: str,
         duration: int,
         region: str | None,
+        *,
+        on_assume: Callable[[SessionInfo], None] | None = None,
+        purpose: str | None = None,
     ) -> None:
         if task_policy not in TASK_POLICIES:
             raise ParameterError([f"task policy {task_policy!r} is not one of {TASK_POLICIES}"])
@@ -63,6 +104,9 @@ class RootSession:
         self.expires_at: dt.datetime | None = None
         self.assume_request_id: str | None = None
         self.reassumed = 0
+        self.on_assume = on_assume
+        self.purpose = purpose
+        self.sessions: list[SessionInfo] = []
         self._context: AwsContext | None = None
 
     def __repr__(self) -> str:
@@ -77,7 +121,8 @@ class RootSession:
         return self.task_policy.rsplit("/", 1)[-1]
 
     def assume(self) -> None:
-        """Call AssumeRoot on the regional STS endpoint; keep the credentials in memory only."""
+        """Call AssumeRoot on the regional STS endpoint; keep the credentials in memory only.
+        Record the session in :attr:`sessions` and tell ``on_assume`` before returning."""
         sts = self.management.sts_regional(self.region)
         try:
             answer = sts.assume_root(
@@ -94,6 +139,22 @@ class RootSession:
         self._context = self.management.with_credentials(
             creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
         )
+        info = SessionInfo(
+            access_key_id=self.access_key_id,
+            request_id=self.assume_request_id,
+            expires_at=_iso(self.expires_at),
+            task_policy=self.task_policy_name,
+            purpose=self.purpose,
+            account_id=self.account_id,
+            reassumed=self.reassumed,
+        )
+        self.sessions.append(info)
+        if self.on_assume is not None:
+            try:
+                self.on_assume(info)
+            except BaseException:
+                self._context = None  # not recorded by the caller: never used
+                raise
 
     @property
     def aws(self) -> AwsContext:
@@ -137,11 +198,24 @@ def assume_root(
     task_policy: str,
     duration: int = DEFAULT_DURATION,
     region: str | None = None,
+    *,
+    on_assume: Callable[[SessionInfo], None] | None = None,
+    purpose: str | None = None,
 ) -> Iterator[RootSession]:
-    """``with assume_root(mgmt, "222233334444", DELETE) as root: root.client("iam")...``"""
-    session = RootSession(management, account_id, task_policy, duration, region)
-    session.assume()
+    """``with assume_root(mgmt, "222233334444", DELETE) as root: root.client("iam")...``
+
+    ``on_assume`` and ``purpose``: see :class:`RootSession`."""
+    session = RootSession(
+        management,
+        account_id,
+        task_policy,
+        duration,
+        region,
+        on_assume=on_assume,
+        purpose=purpose,
+    )
     try:
+        session.assume()
         yield session
     finally:
         session.close()

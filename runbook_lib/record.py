@@ -2,45 +2,71 @@
 
 Layout (every directory 0700, every file 0600, whatever the umask)::
 
-    runs/                       runs_dir
+    runs/                       runs_dir: yours, not group/other-writable, not a symlink
     ├── ledger.jsonl            one hash-chained entry per seal, for every run
     └── 20261126T051500Z-3f9a/  one run
         ├── run.json            parameters, status, steps (rewritten atomically)
-        ├── run.json.lock       lock file for run.json and seals (empty)
+        ├── run.json.lock       lock file for run.json, files and seals (empty)
         ├── events.jsonl        hash-chained events, append-only
-        ├── snapshots/...       anything written with write_json / write_text
+        ├── snapshots/...       evidence: write_json / write_text, each on the event chain
+        ├── notebooks/...       written by papermill or JupyterLab, then record_file()
         └── manifest.json       sha256 and size of every other file, written by seal()
 
 Each event's ``hash`` is the sha256 of its canonical JSON without ``hash``, and its ``prev`` is
 the previous event's hash, so editing, deleting, inserting or reordering an event breaks the
-chain. ``seal()`` lists every file with its digest in ``manifest.json`` and appends the
-manifest's digest to the ledger, itself a chain, in the runs directory: rewriting a manifest to
-match a tampered file leaves the ledger pointing at the old one. :func:`verify` checks all of it
-and names every problem.
+chain. The first event, ``run.created``, carries what the run was created with
+(:meth:`RunRecord.created_info`): the chain, not the rewritable run.json, is the authority on it.
+
+Every file the record holds is on the chain too. ``write_json`` / ``write_text`` append
+``file.written`` (path, sha256, size) as they write (``once=True`` refuses to overwrite
+evidence); a file someone else wrote into the run (an executed notebook) is taken in with
+``record_file`` (``file.recorded``), and an earlier attempt's file is kept under a new name with
+``move_aside`` (``file.moved``). So between seals too, a file added, edited or deleted behind
+the record's back disagrees with the chain: :func:`verify` names it, ``seal()`` refuses to seal
+over it, and :func:`check_integrity` (run it before continuing a run that may have been
+interrupted) names it along with links, foreign owners, loose modes and rewritten events.
+
+``seal()`` lists every file with its digest in ``manifest.json`` and appends the manifest's
+digest to the ledger, itself a chain, in the runs directory: rewriting a manifest to match a
+tampered file leaves the ledger pointing at the old one. :func:`verify` checks all of it and
+names every problem.
 
 Two processes (the runner and the notebook kernel) write to one run: appends hold ``flock`` on
-the events file, run.json updates and seals hold it on ``run.json.lock``.
+the events file, run.json updates, file writes and seals hold it on ``run.json.lock`` (then the
+events file). ``append(..., guard=)`` checks the chain and appends under one lock. The events,
+lock and ledger files are opened with O_NOFOLLOW, and a run directory, its run.json or
+events.jsonl being a symbolic link is refused, so a planted link is never written through.
+
+A write that fails (disk full, file too large, read-only, permission) raises
+:class:`RecordIOError` and leaves the record as it was: a half-written event is cut off, a
+temporary file removed, a ledger entry whose manifest could not be put in place taken back.
 
 Nothing that looks like a secret is written: events, run.json and files are scanned with
 :func:`runbook_lib.secrets_scan.find_secrets` first, and refused with :class:`SecretRefused`
-naming the field, never the value.
+naming the field, never the value. ``record_file`` does not scan (the file is already written):
+scan it with :func:`runbook_lib.secrets_scan.scan_path` before recording it.
 
-What this does not protect against: someone who can rewrite the ledger from its first entry.
-Anchor the ledger's last hash somewhere they cannot write (a WORM bucket, the change ticket).
+What this does not protect against: someone who can rewrite the ledger from its first entry, or
+the events chain and the files together after the last seal (check_integrity sees only what
+disagrees with the chain); a process killed between an event and its file (the next check names
+the file); another user with write access to the runs directory's parents; root. Anchor the
+ledger's last hash somewhere they cannot write (a WORM bucket, the change ticket).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
+import stat
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -54,12 +80,15 @@ __all__ = [
     "LOCK_FILE",
     "MANIFEST_FILE",
     "RUN_FILE",
+    "EvidenceExists",
     "NotARunError",
     "RecordError",
+    "RecordIOError",
     "RunRecord",
     "RunSealedError",
     "SecretRefused",
     "VerifyReport",
+    "check_integrity",
     "list_runs",
     "verify",
 ]
@@ -73,8 +102,18 @@ LOCK_FILE = "run.json.lock"
 ZERO_HASH = "0" * 64
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+# the record's own files: never written through write_json & co., not on the file chain
 _RESERVED = {RUN_FILE, EVENTS_FILE, MANIFEST_FILE, LOCK_FILE}
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+RUN_CREATED = "run.created"
+FILE_WRITTEN = "file.written"
+FILE_RECORDED = "file.recorded"
+FILE_MOVED = "file.moved"
+_FILE_EVENTS = {FILE_WRITTEN, FILE_RECORDED, FILE_MOVED}
+_OWN_EVENTS = _FILE_EVENTS | {RUN_CREATED}  # only the record itself appends these
+
+Guard = Callable[[list[dict[str, Any]]], None]
 
 
 class RecordError(RunbookError):
@@ -87,6 +126,26 @@ class NotARunError(RecordError):
 
 class RunSealedError(RecordError):
     """The run is sealed final: nothing can be added to it."""
+
+
+class EvidenceExists(RecordError):
+    """A write-once file (``once=True``) or a move's target already exists; nothing was written."""
+
+
+class RecordIOError(RecordError):
+    """Writing the record failed (disk full, file too large, read-only, permission denied).
+
+    The record is as it was before the write; ``__cause__`` is the OSError, ``errno`` its errno.
+    """
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = path
+        self.errno = error.errno
+        reason = " ".join(str(error.strerror or error or type(error).__name__).split())
+        super().__init__(
+            f"Could not write the run record {path}: {reason}. The record is as it was before "
+            "this write; fix the cause (free space, permissions), then resume the run."
+        )
 
 
 class SecretRefused(RecordError):
@@ -140,14 +199,43 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
-def _sha256_file(path: Path) -> tuple[str, int]:
+def _sha256_fd(fd: int) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
+    while block := os.pread(fd, 1 << 20, size):
+        digest.update(block)
+        size += len(block)
     return digest.hexdigest(), size
+
+
+def _sha256_file(path: Path) -> tuple[str, int]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return _sha256_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``; OSError for a link (ELOOP) or anything else."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        chunks: list[bytes] = []
+        pos = 0
+        while block := os.pread(fd, 1 << 20, pos):
+            chunks.append(block)
+            pos += len(block)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -170,23 +258,45 @@ def _mkdir(path: Path) -> bool:
     return True
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``; mode 0600."""
+def _makedirs(path: Path) -> None:
+    """Create ``path`` and its missing parents, each 0700 whatever the umask."""
+    missing: list[Path] = []
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        _mkdir(directory)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with suppress(OSError):
+        os.unlink(path)
+
+
+def _stage(path: Path, data: bytes) -> Path:
+    """A temporary file beside ``path`` holding ``data`` (0600, fsynced), to ``os.replace``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
+        try:
+            os.fchmod(fd, FILE_MODE)
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _unlink_quietly(Path(tmp))
+        raise
+    return Path(tmp)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``; mode 0600."""
+    tmp = _stage(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
-        if fd != -1:
-            os.close(fd)
-        with _suppress_missing():
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
     _fsync_dir(path.parent)
 
@@ -199,13 +309,32 @@ def _suppress_missing() -> Iterator[None]:
         pass
 
 
+def _open_nofollow(path: Path, flags: int, what: str) -> int:
+    """``os.open`` that never follows a symbolic link at ``path``: RecordError instead."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, FILE_MODE)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RecordError(
+                f"Refused to {what} {path}: it is a symbolic link (the record never writes or "
+                "reads through one; remove it and find out who put it there)"
+            ) from err
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordError(f"Refused to {what} {path}: not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[int]:
     """Hold an exclusive ``flock`` on ``path`` (created 0600 if missing); yields the fd.
 
-    The fd is opened with O_APPEND, so it can be written to as the append-only file itself.
+    The fd is opened with O_APPEND, so it can be written to as the append-only file itself, and
+    with O_NOFOLLOW: a symbolic link planted at ``path`` is refused, never written through.
     """
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    fd = _open_nofollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "write")
     try:
         os.fchmod(fd, FILE_MODE)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -295,21 +424,48 @@ def _append_chained(
     path: Path,
     body: dict[str, Any],
     check: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    guard: Guard | None = None,
+    commit: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Append ``body`` + seq/time/prev/hash to the chain file at ``path``, under flock."""
+    """Append ``body`` + seq/time/prev/hash to the chain file at ``path``, under flock.
+
+    ``guard`` sees the chain's entries before anything is written; ``check`` sees the new entry.
+    Either raising appends nothing. ``commit`` runs after the entry is written and fsynced,
+    still under the lock (it puts the file the entry describes in place). If the write, the
+    fsync or ``commit`` fails, the file is cut back to its size before the write: no torn line,
+    no entry for a change that did not happen.
+    """
     with _locked(path) as fd:
+        if guard is not None:
+            guard(_parse_chain(_read_fd(fd), path.name).entries)
         last = _last_entry(fd)
         seq = int(last["seq"]) + 1 if last else 1
         entry = {"seq": seq, "time": _now(), **body, "prev": last["hash"] if last else ZERO_HASH}
         entry["hash"] = entry_hash(entry)
         if check is not None:
             check(entry)
-        data = (canonical(entry) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            _write_all(fd, (canonical(entry) + "\n").encode("utf-8"))
+            os.fsync(fd)
+            if commit is not None:
+                commit()
+        except BaseException:
+            with suppress(OSError):  # the original error is the one to report
+                os.ftruncate(fd, size)
+                os.fsync(fd)
+            raise
     return entry
+
+
+def _read_fd(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    pos = 0
+    while block := os.pread(fd, 1 << 20, pos):
+        chunks.append(block)
+        pos += len(block)
+    return b"".join(chunks)
 
 
 @dataclass
@@ -322,12 +478,18 @@ class _Chain:
 
 
 def _read_chain(path: Path, name: str) -> _Chain:
-    chain = _Chain()
     try:
-        raw = path.read_bytes()
+        raw = _read_regular(path)
     except FileNotFoundError:
-        chain.problems.append(f"{name}: missing")
-        return chain
+        return _Chain(problems=[f"{name}: missing"])
+    except OSError as err:
+        why = "a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
+        return _Chain(problems=[f"{name}: not read ({why}); it must be a regular file"])
+    return _parse_chain(raw, name)
+
+
+def _parse_chain(raw: bytes, name: str) -> _Chain:
+    chain = _Chain()
     parts = raw.split(b"\n")
     torn = parts[-1] != b""
     for n, line in enumerate(parts, start=1):
@@ -387,6 +549,178 @@ def _check_links(chain: _Chain, name: str) -> None:
         prev_hash = str(entry.get("hash"))
 
 
+# --- files on the event chain -----------------------------------------------------------------
+
+
+@dataclass
+class _FileState:
+    """What the event chain last said about one file."""
+
+    sha256: str
+    size: int | None  # None after a move whose source the chain never described
+    seq: Any
+    type: str
+
+
+def _file_states(entries: Sequence[dict[str, Any]]) -> tuple[dict[str, _FileState], list[str]]:
+    """Each file's latest state per the chain's file events, and malformed file events."""
+    states: dict[str, _FileState] = {}
+    problems: list[str] = []
+    for entry in entries:
+        kind = entry.get("type")
+        if kind not in _FILE_EVENTS:
+            continue
+        seq = entry.get("seq")
+        data = entry.get("data")
+        data = data if isinstance(data, dict) else {}
+        sha = data.get("sha256")
+        if kind == FILE_MOVED:
+            src, dst = data.get("from"), data.get("to")
+            if not (isinstance(src, str) and isinstance(dst, str) and isinstance(sha, str)):
+                problems.append(f"{EVENTS_FILE} seq {seq}: {kind} without from, to and sha256")
+                continue
+            old = states.pop(src, None)
+            states[dst] = _FileState(sha, old.size if old else None, seq, str(kind))
+            continue
+        rel, size = data.get("path"), data.get("size")
+        if not (
+            isinstance(rel, str)
+            and isinstance(sha, str)
+            and isinstance(size, int)
+            and not isinstance(size, bool)
+        ):
+            problems.append(f"{EVENTS_FILE} seq {seq}: {kind} without path, sha256 and size")
+            continue
+        states[rel] = _FileState(sha, size, seq, str(kind))
+    return states, problems
+
+
+def _check_files(
+    run_dir: Path,
+    entries: Sequence[dict[str, Any]],
+    skip: Collection[str] = (),
+    *,
+    report_irregular: bool = True,
+    digests: dict[str, tuple[str, int]] | None = None,
+) -> list[str]:
+    """Every file of the run (the record's own four aside) against its latest file event."""
+    states, problems = _file_states(entries)
+    digests = {} if digests is None else digests
+    present: set[str] = set()
+    for rel, path in _walk(run_dir):
+        irregular = path.is_symlink() or not path.is_file()
+        if irregular and report_irregular:
+            problems.append(f"{rel}: not a regular file")
+        if rel in _RESERVED:
+            continue
+        present.add(rel)
+        if irregular or rel in skip:
+            continue
+        state = states.get(rel)
+        if state is None:
+            problems.append(f"{rel}: not recorded in the event chain (added outside the record)")
+            continue
+        sha, size = _digest(digests, rel, path)
+        if sha != state.sha256 or (state.size is not None and size != state.size):
+            problems.append(f"{rel}: differs from what the event chain recorded (edited)")
+    for rel, state in sorted(states.items()):
+        if rel not in present and rel not in skip:
+            problems.append(
+                f"{rel}: missing, though the event chain recorded it (seq {state.seq}, "
+                f"{state.type}) and no file.moved took it away (deleted or moved behind the "
+                "record's back)"
+            )
+    return problems
+
+
+def _digest(cache: dict[str, tuple[str, int]], rel: str, path: Path) -> tuple[str, int]:
+    if rel not in cache:
+        cache[rel] = _sha256_file(path)
+    return cache[rel]
+
+
+def _runs_dir_problems(runs_dir: Path) -> list[str]:
+    """Why ``runs_dir`` (if it exists) is not safe to keep runs in: a sentence per problem."""
+    try:
+        st = os.lstat(runs_dir)
+    except FileNotFoundError:
+        return []
+    if stat.S_ISLNK(st.st_mode):
+        return [
+            f"the runs directory {runs_dir} is a symbolic link: check where it points and who "
+            "controls that, then use the real directory (a link can redirect every run and the "
+            "ledger)"
+        ]
+    if not stat.S_ISDIR(st.st_mode):
+        return [f"the runs directory {runs_dir} is not a directory"]
+    problems: list[str] = []
+    uid = os.getuid()
+    if st.st_uid != uid:
+        problems.append(
+            f"the runs directory {runs_dir} is owned by uid {st.st_uid}, not by you (uid {uid}): "
+            "check who controls it, and keep runs in a directory of your own (`chmod 700 DIR`)"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        problems.append(
+            f"the runs directory {runs_dir} is group- or other-writable (mode {mode:04o}), so "
+            "others could add, replace or delete runs and the ledger: check who else can write "
+            f"there, then `chmod 700 {runs_dir}`"
+        )
+    return problems
+
+
+def _tree_problems(run_dir: Path) -> list[str]:
+    """Links, foreign owners and loose modes in ``run_dir`` (itself included); never follows."""
+    uid = os.getuid()
+    problems: list[str] = []
+
+    def check(path: Path, rel: str, st: os.stat_result) -> bool:
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(
+                f"{rel}: a symbolic link (the record never follows links; remove it and find "
+                "out who put it there)"
+            )
+            return False
+        if st.st_uid != uid:
+            problems.append(
+                f"{rel}: owned by uid {st.st_uid}, not by you (uid {uid}): someone else wrote "
+                "into the run"
+            )
+        if stat.S_ISDIR(st.st_mode):
+            want = DIR_MODE
+        elif stat.S_ISREG(st.st_mode):
+            want = FILE_MODE
+        else:
+            problems.append(f"{rel}: neither a regular file nor a directory")
+            return False
+        mode = stat.S_IMODE(st.st_mode)
+        if mode != want:
+            fix = (
+                f"; `chmod {want:o} {path}` fixes it"
+                if st.st_uid == uid
+                else "; it is not yours, so find out who made it before changing it"
+            )
+            problems.append(f"{rel}: mode {mode:04o}, should be {want:04o}{fix}")
+        return stat.S_ISDIR(st.st_mode)
+
+    def walk(directory: Path, prefix: str) -> None:
+        try:
+            children = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as err:
+            problems.append(f"{prefix or directory}: cannot be listed ({err.strerror})")
+            return
+        for child in children:
+            rel = f"{prefix}{child.name}"
+            path = Path(child.path)
+            if check(path, rel, child.stat(follow_symlinks=False)):
+                walk(path, rel + "/")
+
+    if check(run_dir, str(run_dir), os.lstat(run_dir)):
+        walk(run_dir, "")
+    return problems
+
+
 # --- the run record ---------------------------------------------------------------------------
 
 
@@ -419,42 +753,81 @@ class RunRecord:
     def ledger_path(self) -> Path:
         return self.runs_dir / LEDGER_FILE
 
+    @contextmanager
+    def _io_errors(self, passthrough: Sequence[BaseException] = ()) -> Iterator[None]:
+        """OSError (disk full, EFBIG, EROFS, EACCES) as RecordIOError; a caller's own errors
+        (``passthrough``: what a guard raised) as they are."""
+        try:
+            yield
+        except OSError as err:
+            if any(err is p for p in passthrough):
+                raise
+            raise RecordIOError(self.path, err) from err
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
     def create(cls, runs_dir: Path, run: dict[str, Any], run_id: str | None = None) -> RunRecord:
-        """Create ``runs_dir/<run_id>/`` with run.json and the first event, ``run.created``."""
+        """Create ``runs_dir/<run_id>/`` with run.json and the first event, ``run.created``,
+        whose data holds what run.json was created with (less ``status``).
+
+        ``runs_dir`` must be yours, not a symbolic link and not group/other-writable; it is
+        checked before anything is created. A new one (and its missing parents) is made 0700.
+        """
         run_id = run_id or new_run_id()
         if not _RUN_ID.fullmatch(run_id):
             raise RecordError(f"Invalid run id {run_id!r}: use letters, digits, '.', '_', '-'")
         runs_dir = Path(runs_dir)
-        if not runs_dir.exists():
-            runs_dir.parent.mkdir(parents=True, exist_ok=True)
-        _mkdir(runs_dir)
+        unsafe = _runs_dir_problems(runs_dir)
+        if unsafe:
+            raise RecordError(
+                "Refused to create a run: " + "; ".join(unsafe) + ". Nothing was created."
+            )
+        doc = _plain({**run, "run_id": run_id, "created_at": _now(), "status": "running"}, "run")
+        record = cls(runs_dir / run_id, run_id)
+        _scan(doc, "run.json", record.known_secrets)
+        _makedirs(runs_dir)
         run_dir = runs_dir / run_id
         if not _mkdir(run_dir):
             raise RecordError(f"Run directory {run_dir} already exists; use a new run id")
-        record = cls(run_dir, run_id)
-        doc = _plain({**run, "run_id": run_id, "created_at": _now(), "status": "running"}, "run")
-        _scan(doc, "run.json", record.known_secrets)
         _atomic_write(run_dir / RUN_FILE, _json_bytes(doc))
         with _locked(run_dir / LOCK_FILE):
             pass
-        record.append("run.created", None, run_id=run_id)
+        info = {k: v for k, v in doc.items() if k != "status"}
+        record._append(RUN_CREATED, None, {"run_id": run_id, "info": info})
         _fsync_dir(run_dir)
         return record
 
     @classmethod
     def open(cls, run_dir: Path) -> RunRecord:
-        """Reopen an existing run directory (RecordError if it is not one)."""
+        """Reopen an existing run directory (RecordError if it is not one, or if it, its
+        run.json or its events.jsonl is a symbolic link)."""
         run_dir = Path(run_dir)
-        if not run_dir.is_dir():
+        try:
+            st = os.lstat(run_dir)
+        except OSError:
+            raise NotARunError(f"{run_dir} is not a directory") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise RecordError(
+                f"Refused to open {run_dir}: it is a symbolic link; open the real run directory "
+                "(check where the link points and who made it)"
+            )
+        if not stat.S_ISDIR(st.st_mode):
             raise NotARunError(f"{run_dir} is not a directory")
         for name in (RUN_FILE, EVENTS_FILE):
-            if not (run_dir / name).is_file():
+            try:
+                mode = os.lstat(run_dir / name).st_mode
+            except OSError:
+                raise NotARunError(f"{run_dir} is not a run directory: no {name}") from None
+            if stat.S_ISLNK(mode):
+                raise RecordError(
+                    f"Refused to open {run_dir}: its {name} is a symbolic link (the record never "
+                    "writes through one; find out who replaced the file)"
+                )
+            if not stat.S_ISREG(mode):
                 raise NotARunError(f"{run_dir} is not a run directory: no {name}")
         try:
-            run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+            run = json.loads(_read_regular(run_dir / RUN_FILE).decode("utf-8"))
         except (OSError, ValueError) as err:
             raise NotARunError(f"{run_dir / RUN_FILE} is unreadable: {err}") from err
         run_id = run.get("run_id") if isinstance(run, dict) else None
@@ -466,10 +839,59 @@ class RunRecord:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def append(self, type: str, step: str | None = None, **data: Any) -> dict[str, Any]:
-        """Append one event and return it. Refused if it holds a secret or the run is final."""
+    def append(
+        self,
+        type: str,
+        step: str | None = None,
+        *,
+        guard: Guard | None = None,
+        **data: Any,
+    ) -> dict[str, Any]:
+        """Append one event and return it. Refused if it holds a secret or the run is final.
+
+        ``guard``, if given, is called with the chain's current entries under the events lock,
+        before anything is written; if it raises, nothing is appended and its exception
+        propagates as it is. That makes check-and-append atomic across processes ("start step
+        01 only if 00 finished"). The guard must not write to this record (it would wait for
+        its own lock). A ``guard=`` that is not callable is event data, as it always was.
+
+        The record's own event types (``run.created``, ``file.*``) are refused here: they are
+        appended by :meth:`create`, :meth:`write_json`, :meth:`record_file` & co.
+        """
         if not type or not isinstance(type, str):
             raise RecordError("An event needs a type, e.g. 'step.started'")
+        if type in _OWN_EVENTS:
+            raise RecordError(
+                f"Event type {type!r} is the record's own: create(), write_json(), write_text(), "
+                "record_file() and move_aside() append it, with the digest they computed"
+            )
+        if guard is not None and not callable(guard):
+            data = {"guard": guard, **data}
+            guard = None
+        raised: list[BaseException] = []
+        checked: Guard | None = None
+        if guard is not None:
+            user_guard = guard
+
+            def checked(entries: list[dict[str, Any]]) -> None:
+                try:
+                    user_guard(entries)
+                except BaseException as err:
+                    raised.append(err)
+                    raise
+
+        with self._io_errors(raised):
+            return self._append(type, step, data, guard=checked)
+
+    def _append(
+        self,
+        type: str,
+        step: str | None,
+        data: dict[str, Any],
+        *,
+        guard: Guard | None = None,
+        commit: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         body = {"type": type, "step": step, "data": _plain(data, f"event {type!r}")}
 
         def check(entry: dict[str, Any]) -> None:
@@ -479,18 +901,45 @@ class RunRecord:
                 )
             _scan(entry, f"event {type!r}", self.known_secrets)
 
-        return _append_chained(self._events_path, body, check)
+        return _append_chained(self._events_path, body, check, guard=guard, commit=commit)
 
     def events(self) -> list[dict[str, Any]]:
         """Every parseable event in file order. Torn or edited lines are skipped here; verify()
         reports them."""
         return _read_chain(self._events_path, EVENTS_FILE).entries
 
+    def created_info(self) -> dict[str, Any]:
+        """What the run was created with, from the first event (``run.created``): run.json as
+        it was at creation, less ``status``. RecordError if the first event is not an intact
+        ``run.created``."""
+        entries = self.events()
+        first = entries[0] if entries else None
+        if (
+            first is None
+            or first.get("type") != RUN_CREATED
+            or first.get("seq") != 1
+            or first.get("prev") != ZERO_HASH
+            or entry_hash(first) != first.get("hash")
+        ):
+            raise RecordError(
+                f"{self._events_path}: the first event is not an intact {RUN_CREATED}, so what "
+                f"the run was created with cannot be read from the chain; run `runbook verify "
+                f"{self.path}`"
+            )
+        data = first.get("data")
+        info = data.get("info") if isinstance(data, dict) else None
+        if not isinstance(info, dict):
+            raise RecordError(
+                f"{self._events_path}: {RUN_CREATED} carries no creation info (a record made "
+                "before the chain held it)"
+            )
+        return info
+
     # -- run.json -------------------------------------------------------------------------------
 
     def load_run(self) -> dict[str, Any]:
         try:
-            run = json.loads((self.path / RUN_FILE).read_text(encoding="utf-8"))
+            run = json.loads(_read_regular(self.path / RUN_FILE).decode("utf-8"))
         except (OSError, ValueError) as err:
             raise RecordError(f"{self.path / RUN_FILE} is unreadable: {err}") from err
         if not isinstance(run, dict):
@@ -508,7 +957,7 @@ class RunRecord:
             if key in changes:
                 raise RecordError(f"run.json's {key} cannot be changed")
         changes = _plain(changes, "run.json changes")
-        with _locked(self.path / LOCK_FILE):
+        with self._io_errors(), _locked(self.path / LOCK_FILE):
             self._refuse_if_final("run.json was not changed")
             run = self.load_run()
             for key, value in changes.items():
@@ -528,36 +977,152 @@ class RunRecord:
             _atomic_write(self.path / RUN_FILE, _json_bytes(run))
         return run
 
-    # -- other files ----------------------------------------------------------------------------
+    # -- other files: each on the event chain ---------------------------------------------------
 
-    def write_json(self, relpath: str, obj: Any) -> Path:
-        """Write ``obj`` as JSON to ``relpath`` inside the run dir (atomic, 0600)."""
+    def write_json(
+        self, relpath: str, obj: Any, *, step: str | None = None, once: bool = False
+    ) -> Path:
+        """Write ``obj`` as JSON to ``relpath`` inside the run dir (atomic, 0600) and append
+        ``file.written`` (path, sha256, size). ``once``: EvidenceExists if it already exists."""
         doc = _plain(obj, relpath)
         _scan(doc, relpath, self.known_secrets)
-        return self._write_file(relpath, _json_bytes(doc))
+        return self._write_file(relpath, _json_bytes(doc), step, once)
 
-    def write_text(self, relpath: str, text: str) -> Path:
-        """Write ``text`` (UTF-8) to ``relpath`` inside the run dir (atomic, 0600)."""
+    def write_text(
+        self, relpath: str, text: str, *, step: str | None = None, once: bool = False
+    ) -> Path:
+        """Write ``text`` (UTF-8) to ``relpath`` inside the run dir (atomic, 0600) and append
+        ``file.written``. ``once``: EvidenceExists if it already exists."""
         findings = find_secrets(text, self.known_secrets)
         if findings:
             raise SecretRefused(relpath, findings)
-        return self._write_file(relpath, text.encode("utf-8"))
+        return self._write_file(relpath, text.encode("utf-8"), step, once)
 
-    def _write_file(self, relpath: str, data: bytes) -> Path:
+    def _write_file(self, relpath: str, data: bytes, step: str | None, once: bool) -> Path:
         parts = self._safe_parts(relpath)
-        with _locked(self.path / LOCK_FILE):
+        rel = "/".join(parts)
+        with self._io_errors(), _locked(self.path / LOCK_FILE):
             self._refuse_if_final(f"{relpath} was not written")
-            parent = self.path
-            for part in parts[:-1]:
-                parent = parent / part
-                if parent.is_symlink():
-                    raise RecordError(f"Refused to write {relpath}: {part} is a symbolic link")
-                _mkdir(parent)
-            target = parent / parts[-1]
+            if once:
+                self._refuse_existing(rel, self.path.joinpath(*parts), f"write {rel}")
+            target = self._make_parents(relpath, parts) / parts[-1]
             if target.is_symlink() or (target.exists() and not target.is_file()):
                 raise RecordError(f"Refused to write {relpath}: not a regular file")
-            _atomic_write(target, data)
+            tmp = _stage(target, data)
+            try:
+                self._append(
+                    FILE_WRITTEN,
+                    step,
+                    {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)},
+                    commit=lambda: os.replace(tmp, target),
+                )
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            _fsync_dir(target.parent)
         return target
+
+    def record_file(self, relpath: str, *, step: str | None = None) -> dict[str, Any]:
+        """Take a file someone else wrote into the run dir (papermill's executed notebook,
+        JupyterLab's saves) onto the chain: chmod it 0600 and append ``file.recorded`` (path,
+        sha256, size); return that event. Refused for a symbolic link, anything but a regular
+        file, or a path outside the run dir. Not scanned for secrets: scan it first."""
+        parts = self._safe_parts(relpath)
+        rel = "/".join(parts)
+        with self._io_errors(), _locked(self.path / LOCK_FILE):
+            self._refuse_if_final(f"{rel} was not recorded")
+            path = self._existing_file(rel, parts, "record")
+            fd = _open_nofollow(path, os.O_RDONLY, "record")
+            try:
+                os.fchmod(fd, FILE_MODE)
+                sha, size = _sha256_fd(fd)
+            finally:
+                os.close(fd)
+            return self._append(FILE_RECORDED, step, {"path": rel, "sha256": sha, "size": size})
+
+    def move_aside(
+        self, relpath: str, new_relpath: str, *, step: str | None = None
+    ) -> dict[str, Any]:
+        """Rename a recorded file to ``new_relpath`` inside the run dir (e.g. to keep an earlier
+        attempt's notebook rather than overwrite it) and append ``file.moved`` (from, to,
+        sha256); return that event. Refused if the file is not on the chain or differs from it
+        (a move must not launder an edit), or if ``new_relpath`` exists (EvidenceExists)."""
+        parts = self._safe_parts(relpath)
+        new_parts = self._safe_parts(new_relpath)
+        rel, new_rel = "/".join(parts), "/".join(new_parts)
+        if rel == new_rel:
+            raise RecordError(f"Refused to move {rel} onto itself")
+        with self._io_errors(), _locked(self.path / LOCK_FILE):
+            self._refuse_if_final(f"{rel} was not moved")
+            source = self._existing_file(rel, parts, "move")
+            state = _file_states(self.events())[0].get(rel)
+            if state is None:
+                raise RecordError(
+                    f"Refused to move {rel}: it is not recorded in the event chain (record it "
+                    "with record_file first, or find out who put it there)"
+                )
+            sha, size = _sha256_file(source)
+            if sha != state.sha256 or (state.size is not None and size != state.size):
+                raise RecordError(
+                    f"Refused to move {rel}: it differs from what the event chain recorded "
+                    f"(seq {state.seq}); moving it would hide the edit"
+                )
+            self._refuse_existing(
+                new_rel, self.path.joinpath(*new_parts), f"move {rel} to {new_rel}"
+            )
+            target = self._make_parents(new_relpath, new_parts) / new_parts[-1]
+            event = self._append(
+                FILE_MOVED,
+                step,
+                {"from": rel, "to": new_rel, "sha256": sha},
+                commit=lambda: os.rename(source, target),
+            )
+            _fsync_dir(target.parent)
+            if source.parent != target.parent:
+                _fsync_dir(source.parent)
+        return event
+
+    def _refuse_existing(self, rel: str, target: Path, what: str) -> None:
+        """EvidenceExists if ``rel`` exists, or the chain says it should (deleted evidence)."""
+        if os.path.lexists(target):
+            raise EvidenceExists(
+                f"Refused to {what}: {rel} already exists and evidence is write-once. Nothing "
+                "was written."
+            )
+        state = _file_states(self.events())[0].get(rel)
+        if state is not None:
+            raise EvidenceExists(
+                f"Refused to {what}: the event chain recorded {rel} (seq {state.seq}) and "
+                "evidence is write-once; it is missing from the run directory (deleted?). "
+                "Nothing was written."
+            )
+
+    def _make_parents(self, relpath: str, parts: list[str]) -> Path:
+        parent = self.path
+        for part in parts[:-1]:
+            parent = parent / part
+            if parent.is_symlink():
+                raise RecordError(f"Refused to write {relpath}: {part} is a symbolic link")
+            _mkdir(parent)
+        return parent
+
+    def _existing_file(self, rel: str, parts: list[str], what: str) -> Path:
+        """The regular file at ``rel``, reached through real directories only."""
+        path = self.path
+        for i, part in enumerate(parts):
+            path = path / part
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                raise RecordError(f"Refused to {what} {rel}: it does not exist") from None
+            if stat.S_ISLNK(mode):
+                raise RecordError(f"Refused to {what} {rel}: {part} is a symbolic link")
+            last = i == len(parts) - 1
+            if last and not stat.S_ISREG(mode):
+                raise RecordError(f"Refused to {what} {rel}: not a regular file")
+            if not last and not stat.S_ISDIR(mode):
+                raise RecordError(f"Refused to {what} {rel}: {part} is not a directory")
+        return path
 
     @staticmethod
     def _safe_parts(relpath: str) -> list[str]:
@@ -580,7 +1145,7 @@ class RunRecord:
     def sealed_final(self) -> bool:
         """True once a final seal was written; the run then refuses appends and writes."""
         try:
-            manifest = json.loads((self.path / MANIFEST_FILE).read_text(encoding="utf-8"))
+            manifest = json.loads(_read_regular(self.path / MANIFEST_FILE).decode("utf-8"))
         except FileNotFoundError:
             return False
         except (OSError, ValueError):
@@ -595,15 +1160,24 @@ class RunRecord:
         """Write manifest.json and chain its digest into the ledger; return the manifest.
 
         A run can be sealed several times (checkpoints); after a final seal nothing more can be
-        appended, written or sealed.
+        appended, written or sealed. Refused (nothing written) while any file disagrees with
+        the event chain: added, edited or deleted outside the record.
         """
-        with _locked(self.path / LOCK_FILE), _locked(self._events_path):
+        with self._io_errors(), _locked(self.path / LOCK_FILE), _locked(self._events_path):
             self._refuse_if_final("it cannot be sealed again")
+            chain = _read_chain(self._events_path, EVENTS_FILE)
+            disagree = _check_files(self.path, chain.entries)
+            if disagree:
+                raise RecordError(
+                    f"Refused to seal run {self.run_id}: {len(disagree)} file problem(s) against "
+                    "the event chain: " + "; ".join(disagree) + ". Nothing was written (no "
+                    "ledger entry, no manifest). Take files others wrote in with record_file(); "
+                    "find out who changed or removed the others."
+                )
             manifest_path = self.path / MANIFEST_FILE
             previous: str | None = None
-            if manifest_path.exists():
-                previous = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
-            chain = _read_chain(self._events_path, EVENTS_FILE)
+            if os.path.lexists(manifest_path):
+                previous = hashlib.sha256(_read_regular(manifest_path)).hexdigest()
             manifest = {
                 "run_id": self.run_id,
                 "sealed_at": _now(),
@@ -616,17 +1190,25 @@ class RunRecord:
                 "previous_manifest_sha256": previous,
             }
             data = _json_bytes(manifest)
-            # Ledger first: a crash between the two leaves a ledger entry without its manifest,
-            # which verify() reports and a new seal repairs (the reverse would block it).
-            _append_chained(
-                self.ledger_path,
-                {
-                    "run_id": self.run_id,
-                    "manifest_sha256": hashlib.sha256(data).hexdigest(),
-                    "final": bool(final),
-                },
-            )
-            _atomic_write(manifest_path, data)
+            # The manifest is staged first and put in place only once its ledger entry is
+            # written, under the ledger's lock; if that fails the entry is cut off again. A
+            # crash between the two leaves a ledger entry without its manifest, which verify()
+            # reports and a new seal repairs (the reverse would block it).
+            tmp = _stage(manifest_path, data)
+            try:
+                _append_chained(
+                    self.ledger_path,
+                    {
+                        "run_id": self.run_id,
+                        "manifest_sha256": hashlib.sha256(data).hexdigest(),
+                        "final": bool(final),
+                    },
+                    commit=lambda: os.replace(tmp, manifest_path),
+                )
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            _fsync_dir(self.path)
         return manifest
 
 
@@ -688,7 +1270,7 @@ def verify(run_dir: Path) -> VerifyReport:
 
     run_id = run_dir.name
     try:
-        run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        run = json.loads(_read_regular(run_dir / RUN_FILE).decode("utf-8"))
         if isinstance(run, dict) and isinstance(run.get("run_id"), str):
             run_id = run["run_id"]
             if run_id != run_dir.name:
@@ -703,15 +1285,20 @@ def verify(run_dir: Path) -> VerifyReport:
     chain = _read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
     problems.extend(chain.problems)
     head = chain.entries[-1].get("hash") if chain.entries else ZERO_HASH
+    digests: dict[str, tuple[str, int]] = {}
+    problems.extend(_check_files(run_dir, chain.entries, digests=digests))
 
     sealed = final = False
     manifest_path = run_dir / MANIFEST_FILE
     manifest_sha: str | None = None
     manifest: Any = None
-    if not manifest_path.exists():
+    if not os.path.lexists(manifest_path):
         problems.append(f"{MANIFEST_FILE}: missing: the run is not sealed")
     else:
-        raw = manifest_path.read_bytes()
+        try:
+            raw = _read_regular(manifest_path)
+        except OSError:
+            raw = b""
         manifest_sha = hashlib.sha256(raw).hexdigest()
         try:
             manifest = json.loads(raw.decode("utf-8"))
@@ -723,7 +1310,9 @@ def verify(run_dir: Path) -> VerifyReport:
     if manifest is not None:
         sealed = True
         final = manifest.get("final") is True
-        problems.extend(_check_manifest(run_dir, run_id, manifest, len(chain.entries), head))
+        problems.extend(
+            _check_manifest(run_dir, run_id, manifest, len(chain.entries), head, digests)
+        )
 
     ledger_problems, entry, previous = _check_ledger(run_dir.parent / LEDGER_FILE, run_id)
     problems.extend(ledger_problems)
@@ -751,8 +1340,14 @@ def verify(run_dir: Path) -> VerifyReport:
 
 
 def _check_manifest(
-    run_dir: Path, run_id: str, manifest: dict[str, Any], count: int, head: Any
+    run_dir: Path,
+    run_id: str,
+    manifest: dict[str, Any],
+    count: int,
+    head: Any,
+    digests: dict[str, tuple[str, int]],
 ) -> list[str]:
+    """The files and events against the manifest (links and the like: :func:`_check_files`)."""
     problems: list[str] = []
     if manifest.get("run_id") != run_id:
         problems.append(f"{MANIFEST_FILE}: run_id {manifest.get('run_id')!r} is not {run_id!r}")
@@ -761,8 +1356,8 @@ def _check_manifest(
     for rel, path in _walk(run_dir):
         present.add(rel)
         if path.is_symlink() or not path.is_file():
-            problems.append(f"{rel}: not a regular file")
-        elif rel not in listed:
+            continue  # named by _check_files
+        if rel not in listed:
             problems.append(f"{rel}: not in the manifest (added after the seal)")
     for rel, meta in sorted(listed.items()):
         path = run_dir / rel
@@ -771,7 +1366,7 @@ def _check_manifest(
             continue
         if path.is_symlink():
             continue
-        sha, size = _sha256_file(path)
+        sha, size = _digest(digests, rel, path)
         if not isinstance(meta, dict) or meta.get("sha256") != sha or meta.get("size") != size:
             problems.append(f"{rel}: changed since the seal (sha256 or size differs)")
     events = manifest.get("events")
@@ -801,6 +1396,85 @@ def _check_ledger(
     latest = mine[-1] if mine else None
     previous = mine[-2] if len(mine) > 1 else None
     return chain.problems, latest, previous
+
+
+def check_integrity(run_dir: Path, allow_unrecorded: Collection[str] = ()) -> list[str]:
+    """What is wrong with a run that is to be continued or sealed; [] when all is well.
+
+    For a run that may have been interrupted (no seal since its last events), where
+    :func:`verify`'s manifest check does not apply yet: symbolic links (never followed), entries
+    not owned by you, directories not 0700 and files not 0600, an unsafe runs directory, broken
+    events or ledger chains, a manifest the ledger does not point at or whose events were
+    rewritten after it, and every file against its latest file event, except the relpaths in
+    ``allow_unrecorded`` (e.g. the notebook of a step about to be re-executed).
+    """
+    run_dir = Path(run_dir)
+    problems = _runs_dir_problems(run_dir.parent)
+    try:
+        st = os.lstat(run_dir)
+    except OSError as err:
+        return [*problems, f"{run_dir}: cannot be read ({err.strerror})"]
+    if stat.S_ISLNK(st.st_mode):
+        return [
+            *problems,
+            f"{run_dir}: a symbolic link, not a run directory (it is not followed; use the real "
+            "directory and find out who made the link)",
+        ]
+    if not stat.S_ISDIR(st.st_mode):
+        return [*problems, f"{run_dir}: not a directory"]
+    problems.extend(_tree_problems(run_dir))
+
+    chain = _read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
+    problems.extend(chain.problems)
+    run_id = run_dir.name
+    ledger_problems, latest, _ = _check_ledger(run_dir.parent / LEDGER_FILE, run_id)
+    problems.extend(ledger_problems)
+
+    manifest_path = run_dir / MANIFEST_FILE
+    if os.path.lexists(manifest_path):
+        problems.extend(_check_checkpoint(manifest_path, run_id, chain, latest))
+    problems.extend(
+        _check_files(run_dir, chain.entries, set(allow_unrecorded), report_irregular=False)
+    )
+    return problems
+
+
+def _check_checkpoint(
+    manifest_path: Path, run_id: str, chain: _Chain, latest: dict[str, Any] | None
+) -> list[str]:
+    """The last seal's manifest against the ledger, and the events it sealed against the chain."""
+    try:
+        raw = _read_regular(manifest_path)
+        manifest = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError):
+        return [f"{MANIFEST_FILE}: unreadable or not valid JSON"]
+    problems: list[str] = []
+    if latest is None:
+        problems.append(f"{LEDGER_FILE}: no entry for run {run_id}: the seal is not recorded")
+    elif latest.get("manifest_sha256") != hashlib.sha256(raw).hexdigest():
+        problems.append(
+            f"{MANIFEST_FILE}: its sha256 differs from the ledger's latest entry for this run "
+            f"(ledger seq {latest.get('seq')}): the manifest was rewritten or replaced"
+        )
+    events = manifest.get("events") if isinstance(manifest, dict) else None
+    if not isinstance(events, dict):
+        return [*problems, f"{MANIFEST_FILE}: no valid events summary"]
+    count = events.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        return [*problems, f"{MANIFEST_FILE}: no valid events summary"]
+    by_seq = {e.get("seq"): e for e in chain.entries}
+    sealed = by_seq.get(count)
+    if count and sealed is None:
+        problems.append(
+            f"{MANIFEST_FILE}: the seal covered {count} events but {EVENTS_FILE} has no event "
+            f"{count} (events before the checkpoint were deleted)"
+        )
+    elif (sealed["hash"] if sealed else ZERO_HASH) != events.get("head"):
+        problems.append(
+            f"{MANIFEST_FILE}: events.head is not the hash of event {count} in {EVENTS_FILE}: "
+            "events before the checkpoint were rewritten"
+        )
+    return problems
 
 
 def list_runs(runs_dir: Path) -> list[dict[str, Any]]:

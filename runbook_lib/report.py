@@ -24,7 +24,16 @@ from .record import EVENTS_FILE, MANIFEST_FILE, RUN_FILE, VerifyReport, _read_ch
 __all__ = ["render_html"]
 
 MISSING = "missing"
-_APPROVAL_TYPES = ("gate.approved", "gate.denied", "gate.halted", "human.confirmed")
+_APPROVAL_TYPES = (
+    "gate.approved",
+    "gate.denied",
+    "gate.halted",
+    "gate.not-needed",
+    "human.claimed",
+    "human.verified",
+    "human.contradicted",
+    "human.unverifiable",
+)
 _REQUEST_ID_KEYS = ("request_id", "request_ids", "RequestId", "aws_request_id")
 
 _STYLE = """
@@ -41,6 +50,9 @@ pre { white-space: pre-wrap; word-break: break-all; margin: 0; }
 .missing { color: #a05a00; font-style: italic; }
 .ok { color: #116611; font-weight: 700; } .bad { color: #b00020; font-weight: 700; }
 .changed { background: #fff4cc; }
+.banner { padding: 0.6em 1em; border: 2px solid; font-weight: 700; font-size: 1.1em; }
+.banner.dry { border-color: #1f5fa8; background: #e8f0fb; color: #1f5fa8; }
+.banner.unfinished { border-color: #a05a00; background: #fff4e0; color: #7a4500; }
 """
 
 
@@ -338,8 +350,22 @@ def render_html(run_dir: Path, *, for_seal: bool = False) -> str:
     title = f"Run {run.get('run_id') or run_dir.name}"
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
+    params = _dict(run.get("parameters"))
+    status = str(run.get("status") or "unknown")
+    banner = ""
+    if params.get("dry_run") or run.get("dry_run"):
+        banner = (
+            '<p class="banner dry">DRY RUN: nothing was changed. This record shows what the run '
+            "saw; it approves and proves no change.</p>"
+        )
+    elif status not in ("succeeded",):
+        banner = (
+            f'<p class="banner unfinished">Status {_e(status)}: this change did not complete '
+            "every step of its plan.</p>"
+        )
     sections = [
-        f"<h1>{_e(title)}: root MFA change record</h1>",
+        f"<h1>{_e(title)}: root MFA {'dry run' if params.get('dry_run') else 'change'} record</h1>",
+        banner,
         f"<p>Report generated {_e(generated)} from <code>{_e(str(run_dir))}</code>. "
         + (
             "Written when the record was sealed; check it with <code>runbook verify</code> "

@@ -1,20 +1,31 @@
-"""Batch runs: the step notebooks executed in order with papermill into a run record.
+"""Batch runs: the step notebooks executed in order with papermill into a run record, and the
+other ends of a run's life (resume, seal, abandon).
 
-``run`` validates the parameters, takes the account's lock (two runs on one account at once:
-the second is refused), creates ``runs/<run-id>/``, executes each notebook into
-``runs/<run-id>/notebooks/``, and stops at the first halt (a gate not approved: exit 3) or
-failure (exit 1). Like papermill, a failing notebook is still written, with the failing cell
-marked. Every ending leaves a verifiable record: a checkpoint seal when it halts or fails (so
-``resume`` can continue it), a final seal when it succeeds.
+This process is the run's orchestrator and the only writer of ``run.json``, a projection of
+the event chain (:mod:`runbook_lib.procedure.lifecycle`); the kernel only appends events.
 
-One kernel serves all six notebooks of a run (a kernel start costs ~0.7 s); each notebook
-re-runs its parameters cell and opens its own step, so no state is shared on purpose.
+``run`` validates the parameters, finds the approved plan (``runbook plan`` stored it under its
+digest) or makes a new one, takes the account's **lease** (held until the run is sealed final
+or abandoned, whatever runs dir or process: :mod:`runbook_lib.lease`), consumes the approval
+(one run per approval), creates ``runs/<run-id>/``, and executes each notebook. A step's outcome
+is what its events say (a halt is recognised by its class in the kernel and recorded as such),
+not what the notebook's exception is called. Like papermill, a failing notebook is still
+written (atomically, 0600), with the failing cell marked; an earlier attempt's notebook is kept
+under ``notebooks/attempts/``, never overwritten.
+
+Every ending leaves a verifiable record: a checkpoint seal when it halts or fails (so
+``resume`` can continue it), a final seal when every step succeeded (status ``succeeded``, or
+``dry-run`` for a dry run) or when the run is abandoned.
+
+``resume``, ``seal_run`` and ``abandon`` check the record first (:func:`check_run`): chain,
+ledger and manifest intact, every file as the chain recorded it, owned by the user with
+0700/0600 modes and no symbolic link, and run.json saying what the chain says. Otherwise they
+refuse, say why, and write nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
@@ -22,63 +33,171 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError, RunbookError
+from . import lease
+from .errors import ParameterError, RunbookError, RunRefused
 from .params import RunParameters, validate
-from .plan import STEPS, library_fingerprint, make_plan, notebook_hashes, notebook_path
-from .record import RunRecord, verify
+from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path
+from .procedure.context import RESUMABLE_CHANGES, new_run_info, now_iso, operator_identity, run_plan
+from .procedure.facts import RunFacts
+from .procedure.lifecycle import RunState, fold
+from .procedure.vocabulary import Event, Status
+from .record import RUN_FILE, RunRecord, check_integrity, new_run_id, verify
 from .report import render_html
-from .step import new_run_info, now_iso
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
+ORDER = [name for name, _ in STEPS]
 Progress = Callable[[str], None]
 
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_HALTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "RESUMABLE_CHANGES",
+    "RunRefused",
+    "abandon",
+    "check_run",
+    "create_run",
+    "plan_for",
+    "resume",
+    "run",
+    "run_state",
+    "seal_run",
+]
 
-# what `runbook resume -p` may change: the approval, the operator's confirmations of console
-# steps, and how long to wait; everything else belongs to the plan the earlier steps executed
-RESUMABLE_CHANGES = frozenset({"approve", "confirm", "verify_timeout", "evidence_timeout"})
+
+# ---------------------------------------------------------------------------- plans
+def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Plan]:
+    """Validate and make a new plan (a new identity); ``save`` stores it for ``--approve``."""
+    params = validate({k: v for k, v in raw.items() if k != "run_dir"})
+    plan = make_plan(params)
+    if save:
+        lease.save_plan(plan.to_dict())
+    return params, plan
 
 
-class RunRefused(RunbookError):
-    """The run cannot start or continue (another run holds the account, a sealed run, ...)."""
+def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
+    """The plan a new run executes, and whether ``approve`` approves it: the stored plan the
+    digest names when these parameters make exactly that plan, else a new plan (whose first
+    gate will say why the approval does not match)."""
+    if params.approve:
+        stored = lease.load_plan(params.approve)
+        if stored is not None and stored.get("identity"):
+            plan = make_plan(params, PlanIdentity.from_dict(stored["identity"]))
+            if plan.digest == params.approve:
+                if plan.identity.expired():
+                    raise RunRefused(
+                        f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}: an "
+                        "approval is not a standing permission. Plan again (runbook plan) and "
+                        "have the new plan approved. Nothing was changed."
+                    )
+                return plan, True
+    plan = make_plan(params)
+    lease.save_plan(plan.to_dict())
+    return plan, False
 
 
-@contextlib.contextmanager
-def account_lock(runs_dir: Path, account_id: str) -> Iterator[None]:
-    """Hold the per-account lock for the duration of a run (released if the process dies)."""
-    lock_dir = runs_dir / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = lock_dir / f"{account_id}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+# ---------------------------------------------------------------------------- creation
+def create_run(
+    params: RunParameters, runs_dir: Path, plan: Plan | None = None, approved: bool = False
+) -> RunRecord:
+    """Take the account's lease, consume the approval (when ``approved``), create the record.
+    Nothing is left behind when any of it is refused."""
+    plan = plan or make_plan(params)
+    lease.save_plan(plan.to_dict())
+    run_id = new_run_id()
+    runs_dir = Path(runs_dir).absolute()
+    held = lease.acquire(params.account_id, run_id, runs_dir / run_id)
     try:
+        consumed = lease.consume_approval(plan.digest, run_id) if approved else None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as err:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            raise RunRefused(
-                f"Another run on account {account_id} is in progress ({holder or 'unknown'}); "
-                "wait for it to end. Nothing was changed."
-            ) from err
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} since {now_iso()}".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+            record = RunRecord.create(runs_dir, new_run_info(params, plan), run_id=run_id)
+        except BaseException:
+            if consumed is not None:
+                _unconsume(plan.digest, run_id)
+            raise
+    except BaseException:
+        lease.release(params.account_id, run_id)
+        raise
+    record.append(Event.LEASE_ACQUIRED, account_id=params.account_id, since=held.get("since"))
+    if consumed is not None:
+        record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
+    _project(record)
+    return record
 
 
-def lock_held(runs_dir: Path, account_id: str) -> bool:
-    path = runs_dir / ".locks" / f"{account_id}.lock"
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
+def _unconsume(digest: str, run_id: str) -> None:
+    """Give back an approval a run consumed but could not be created for."""
+    path = lease.state_dir() / "approvals" / f"{digest}.json"
+    with contextlib.suppress(OSError, ValueError):
+        if lease._read_json(path).get("run_id") == run_id:  # type: ignore[union-attr]
+            path.unlink()
+
+
+# ---------------------------------------------------------------------------- state
+def run_state(record: RunRecord) -> RunState:
+    return fold(record.events(), ORDER)
+
+
+def _project(record: RunRecord, executing: bool = False, **extra: Any) -> dict[str, Any]:
+    """Write run.json from the events: the one place run.json changes after creation."""
+    events = record.events()
+    facts = RunFacts(events)
+    view = fold(events, ORDER).view(executing)
+    return record.update_run(
+        **view,
+        parameters=facts.parameters(),
+        plan_digest=_current_digest(facts),
+        operator=facts.operator,
+        device=facts.device,
+        **extra,
+    )
+
+
+def _current_digest(facts: RunFacts) -> str | None:
+    resumed = facts.last(Event.RUN_RESUMED)
+    if resumed and resumed["data"].get("plan_digest"):
+        return str(resumed["data"]["plan_digest"])
+    return facts.created.get("plan_digest")
+
+
+def check_run(record: RunRecord, allow_unrecorded: tuple[str, ...] = ()) -> list[str]:
+    """Everything that must hold before a run is continued, sealed or abandoned."""
+    problems = check_integrity(record.path, allow_unrecorded=allow_unrecorded)
+    facts = RunFacts(record.events())
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+        info = record.load_run()
+    except RunbookError as err:
+        return [*problems, str(err)]
+    if facts.first(Event.RUN_CREATED) is None:
+        problems.append("events.jsonl: the first event is not run.created")
+        return problems
+    recorded = facts.parameters()
+    for name in sorted(set(recorded) | set(info.get("parameters") or {})):
+        if (info.get("parameters") or {}).get(name) != recorded.get(name):
+            problems.append(
+                f"{RUN_FILE}: parameter {name} is {(info.get('parameters') or {}).get(name)!r}, "
+                f"but the event chain recorded {recorded.get(name)!r} (run.json was edited)"
+            )
+    if info.get("plan_digest") != _current_digest(facts):
+        problems.append(
+            f"{RUN_FILE}: plan_digest differs from the event chain's (run.json was edited)"
+        )
+    return problems
 
 
+def _refuse_unless_intact(record: RunRecord, what: str, allow: tuple[str, ...] = ()) -> None:
+    problems = check_run(record, allow)
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise RunRefused(
+            f"Run {record.run_id} cannot be {what}: its record is not as the run left it:\n"
+            f"{listing}\nNothing was written. Inspect the run directory (runbook verify "
+            f"{record.path}); if the change is yours, restore the file, else treat it as tampering."
+        )
+
+
+# ---------------------------------------------------------------------------- the kernel
 class _Kernel:
     """One python3 kernel for the notebooks of a run."""
 
@@ -134,6 +253,28 @@ class _Kernel:
             self._dir = None
 
 
+@contextlib.contextmanager
+def _private_umask() -> Iterator[None]:
+    """Files papermill and the kernel create are the owner's only, whatever the umask."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _keep_earlier_attempt(record: RunRecord, name: str) -> None:
+    rel = f"notebooks/{name}.ipynb"
+    if not (record.path / rel).exists():
+        return
+    record.record_file(rel, step=name)
+    attempts = record.path / "notebooks" / "attempts"
+    n = 1
+    while (attempts / f"{name}.attempt-{n}.ipynb").exists():
+        n += 1
+    record.move_aside(rel, f"notebooks/attempts/{name}.attempt-{n}.ipynb", step=name)
+
+
 def _execute(record: RunRecord, params: RunParameters, steps: list[str], progress: Progress) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -141,72 +282,147 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
     kernel = _Kernel()
     values = params.to_dict()
     values["run_dir"] = str(record.path)
+    notebooks = record.path / "notebooks"
     try:
-        for name in steps:
-            progress(f"step {name} ...")
-            record.update_run(steps={name: {"status": "running", "started": now_iso()}})
-            output = record.path / "notebooks" / f"{name}.ipynb"
-            output.parent.mkdir(mode=0o700, exist_ok=True)
-            try:
-                papermill.execute_notebook(
-                    str(notebook_path(name)),
-                    str(output),
-                    parameters=values,
-                    kernel_name="python3",
-                    progress_bar=False,
-                    log_output=False,
-                    # written once at the end (and on failure), not after every cell: each
-                    # write re-validates the whole notebook
-                    request_save_on_cell_execute=False,
-                    km=kernel.get(),
-                    cwd=str(Path.cwd()),
-                )
-            except PapermillExecutionError as err:
-                os.chmod(output, 0o600)
-                if err.ename == "GateNotApproved":
-                    return _halted(record, name, err.evalue, progress)
-                return _failed(record, name, f"{err.ename}: {err.evalue}", progress)
-            except (RuntimeError, OSError) as err:  # kernel died or could not start
-                return _failed(record, name, f"{type(err).__name__}: {err}", progress)
-            finally:
-                kernel.release_clients()
-            os.chmod(output, 0o600)
-            record.update_run(steps={name: {"status": "succeeded", "ended": now_iso()}})
-            progress(f"step {name} done")
+        with _private_umask():
+            if not notebooks.is_dir():
+                notebooks.mkdir(mode=0o700)
+            for name in steps:
+                progress(f"step {name} ...")
+                _keep_earlier_attempt(record, name)
+                output = notebooks / f"{name}.ipynb"
+                partial = notebooks / f".{name}.partial.ipynb"
+                error: str | None = None
+                try:
+                    papermill.execute_notebook(
+                        str(notebook_path(name)),
+                        str(partial),
+                        parameters=values,
+                        kernel_name="python3",
+                        progress_bar=False,
+                        log_output=False,
+                        # written once at the end (and on failure), not after every cell
+                        request_save_on_cell_execute=False,
+                        km=kernel.get(),
+                        cwd=str(Path.cwd()),
+                    )
+                except PapermillExecutionError as err:
+                    error = f"{err.ename}: {err.evalue}"
+                except (RuntimeError, OSError) as err:  # kernel died, or could not write
+                    error = f"{type(err).__name__}: {err}"
+                finally:
+                    kernel.release_clients()
+                _store_notebook(record, name, partial, output)
+                step = run_state(record).steps[name]
+                if step.status == "succeeded" and error is None:
+                    _project(record, executing=True)
+                    progress(f"step {name} done" + (" (skipped: dry run)" if step.skipped else ""))
+                    continue
+                if step.status == "halted":
+                    return _halted(record, name, step.gate, step.reason or error or "", progress)
+                return _failed(record, name, error or f"{name} ended without finishing", progress)
     finally:
         kernel.shutdown()
-    record.update_run(status="succeeded", halted_at=None, ended_at=now_iso())
-    record.append("run.succeeded")
-    _seal(record, final=True)
-    progress("run succeeded")
+    return _succeeded(record, params, progress)
+
+
+def _store_notebook(record: RunRecord, name: str, partial: Path, output: Path) -> None:
+    """Move the executed notebook into place atomically and record it; a torn one (a write
+    that failed half-way) is removed, never left looking like evidence."""
+    if not partial.exists():
+        return
+    try:
+        import nbformat
+
+        nbformat.read(str(partial), as_version=4)  # type: ignore[no-untyped-call]
+    except Exception:  # noqa: BLE001 - unreadable = torn: the record says what happened
+        partial.unlink(missing_ok=True)
+        return
+    os.replace(partial, output)
+    record.record_file(f"notebooks/{name}.ipynb", step=name)
+
+
+def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> int:
+    record.append(Event.RUN_SUCCEEDED, dry_run=params.dry_run)
+    _close(record, params.account_id)
+    facts = RunFacts(record.events())
+    if params.dry_run:
+        for line in dry_run_summary(facts):
+            progress(line)
+        progress(
+            "DRY RUN complete: nothing was changed. To make the change, plan it with "
+            "dry_run: false (runbook plan -f FILE -p dry_run=false), have that plan approved, "
+            "and run it with --approve <its digest>."
+        )
+    else:
+        progress("run succeeded")
     return EXIT_OK
 
 
-def _last_gate_halt(record: RunRecord) -> dict[str, Any]:
-    halts = [e for e in record.events() if e["type"] == "gate.halted"]
-    return dict(halts[-1]["data"]) if halts else {}
+def _close(record: RunRecord, account_id: str) -> None:
+    """Final seal, then give the account back."""
+    record.append(Event.LEASE_RELEASED, account_id=account_id)
+    _project(record, ended_at=now_iso())
+    _seal(record, final=True)
+    lease.release(account_id, record.run_id)
 
 
-def _halted(record: RunRecord, step: str, message: str, progress: Progress) -> int:
-    gate = _last_gate_halt(record)
-    where = {"step": step, "gate": gate.get("gate"), "reason": gate.get("reason") or message}
-    record.update_run(
-        status="halted", halted_at=where, steps={step: {"status": "halted", "ended": now_iso()}}
-    )
-    record.append("run.halted", **where)
+def dry_run_summary(facts: RunFacts) -> list[str]:
+    """What a dry run saw: identity, account kind, every MFA signal, the device."""
+    lines = ["DRY RUN: what the run saw (nothing was changed)"]
+    identity = facts.first(Event.OBSERVATION_IDENTITY)
+    if identity:
+        lines.append(f"  caller        {identity['data'].get('arn')}")
+    account = facts.account
+    if account:
+        lines.append(
+            f"  account kind  {account.kind}  centralised root access: {account.centralised}  "
+            f"methods: {', '.join(account.methods) or 'none'}"
+        )
+    snap = facts.snapshot("before")
+    if snap is not None:
+        report = snap.credential_report
+        lines += [
+            f"  AccountMFAEnabled            {snap.account_mfa_enabled}",
+            f"  credential report mfa_active {report.mfa_active if report else 'unavailable'}"
+            + (f" (generated {report.generated_at})" if report else ""),
+            f"  virtual devices              {', '.join(snap.virtual_devices or ()) or 'none'}",
+            "  devices (AssumeRoot session) "
+            + (
+                ", ".join(f"{d.serial} ({d.kind})" for d in snap.session_devices)
+                if snap.session_devices is not None
+                else "not listed (no audit session)"
+            ),
+            f"  root password                {snap.account_password_present}",
+        ]
+    if facts.device:
+        lines.append(f"  device a real run removes    {facts.device}")
+    return lines
+
+
+def _halted(record: RunRecord, step: str, gate: str | None, reason: str, progress: Progress) -> int:
+    halt = RunFacts(record.events()).last(Event.GATE_HALTED, step)
+    data = halt["data"] if halt else {}
+    where = {"step": step, "gate": gate or data.get("gate"), "reason": data.get("reason") or reason}
+    record.append(Event.RUN_HALTED, step, gate=where["gate"], reason=where["reason"])
+    _project(record)
     _seal(record, final=False)
     progress(f"HALTED at {step}, gate {where['gate']}: {where['reason']}")
+    if data.get("instructions"):
+        progress("In the AWS console:\n" + str(data["instructions"]))
+    progress("next: " + str(data.get("next") or f"runbook resume {record.path}"))
     return EXIT_HALTED
 
 
 def _failed(record: RunRecord, step: str, message: str, progress: Progress) -> int:
-    where = {"step": step, "error": message[:2000]}
-    record.update_run(
-        status="failed", halted_at=where, steps={step: {"status": "failed", "ended": now_iso()}}
-    )
-    record.append("run.failed", **where)
+    record.append(Event.RUN_FAILED, step, error=message[:2000])
+    _project(record)
     _seal(record, final=False)
     progress(f"FAILED at {step}: {message[:500]}")
+    progress(
+        f"next: fix the cause, then runbook resume {record.path} (or end it: runbook abandon "
+        f"{record.path} --reason ...)"
+    )
     return EXIT_FAILED
 
 
@@ -215,51 +431,54 @@ def _seal(record: RunRecord, final: bool) -> None:
     record.seal(final=final)
 
 
-def plan_for(raw: dict[str, Any]) -> tuple[RunParameters, Any]:
-    params = validate(raw)
-    return params, make_plan(params)
-
-
+# ---------------------------------------------------------------------------- entry points
 def run(raw: dict[str, Any], runs_dir: Path, progress: Progress = print) -> tuple[int, Path | None]:
-    """Validate, lock the account, create the record, execute every step."""
+    """Validate, find or make the plan, lease the account, create the record, execute."""
     params = validate({k: v for k, v in raw.items() if k != "run_dir"})
-    plan = make_plan(params)
-    runs_dir = Path(runs_dir)
-    with account_lock(runs_dir, params.account_id):
-        record = RunRecord.create(runs_dir, new_run_info(params, plan))
-        progress(
-            f"run {record.run_id} on account {params.account_id} "
-            f"(plan {plan.digest[:12]}, dry_run={str(params.dry_run).lower()})"
+    if params.dry_run and params.approve:
+        raise ParameterError(
+            [
+                "approve: a dry run needs no approval (it changes nothing); drop --approve, or "
+                "plan the real change with dry_run: false and approve that plan"
+            ]
         )
-        code = _execute(record, params, [s for s, _ in STEPS], progress)
+    plan, approved = _plan_to_run(params)
+    record = create_run(params, Path(runs_dir), plan, approved)
+    banner = "DRY RUN " if params.dry_run else ""
+    progress(
+        f"{banner}run {record.run_id} on account {params.account_id} "
+        f"(plan {plan.digest[:12]}, dry_run={str(params.dry_run).lower()})"
+    )
+    with lease.executing(record.run_id):
+        code = _execute(record, params, ORDER, progress)
     return code, record.path
 
 
 def resume(
-    run_dir: Path,
-    overrides: dict[str, Any],
-    progress: Progress = print,
+    run_dir: Path, overrides: dict[str, Any], progress: Progress = print
 ) -> tuple[int, Path]:
     """Continue a halted, failed or interrupted run from the step that did not succeed."""
-    record = RunRecord.open(run_dir)
-    run_info = record.load_run()
-    if record.sealed_final:
+    record = RunRecord.open(Path(run_dir))
+    state = run_state(record)
+    if (
+        state.status() in (Status.SUCCEEDED, Status.DRY_RUN, Status.ABANDONED)
+        or record.sealed_final
+    ):
         raise RunRefused(
-            f"Run {record.run_id} is sealed ({run_info.get('status')}); start a new run instead."
+            f"Run {record.run_id} is sealed ({state.status()}); start a new run instead."
         )
-    plan_before = run_info.get("plan", {})
-    changed = [
-        s for s, sha in notebook_hashes().items() if plan_before.get("notebooks", {}).get(s) != sha
-    ]
-    if changed:
+    nxt = state.next_step() or ORDER[-1]
+    allow: tuple[str, ...] = (f"notebooks/.{nxt}.partial.ipynb",)
+    if not _recorded(record, nxt):  # the runner died between writing it and recording it
+        allow += (f"notebooks/{nxt}.ipynb",)
+    _refuse_unless_intact(record, "resumed", allow)
+    facts = RunFacts(record.events())
+    if facts.parameters().get("mode") == "interactive":
         raise RunRefused(
-            f"The notebooks changed since run {record.run_id} started "
-            f"({', '.join(changed)}); resuming would mix two procedures. Start a "
-            "new run."
+            f"Run {record.run_id} is an interactive run; continue it with runbook lab --reopen "
+            f"{record.path}."
         )
-    if plan_before.get("library", {}).get("sha256") != library_fingerprint():
-        raise RunRefused(f"runbook_lib changed since run {record.run_id} started; start a new run.")
-    raw = dict(run_info["parameters"])
+    raw = facts.parameters()
     fixed = sorted(
         k for k, v in overrides.items() if k not in RESUMABLE_CHANGES and raw.get(k) != v
     )
@@ -269,44 +488,145 @@ def resume(
         raise ParameterError(
             [
                 f"{name} cannot change on resume (it was {raw.get(name)!r}); start a new run with "
-                "the new value"
+                "the new value (end this one with runbook abandon)"
                 for name in fixed
             ]
         )
+    changes = {k: v for k, v in overrides.items() if raw.get(k) != v}
     raw.update(overrides)
-    raw["run_dir"] = str(record.path)
-    params = validate(raw)
-    runs_dir = record.runs_dir
-    with account_lock(runs_dir, params.account_id):
-        steps = [
-            s for s, _ in STEPS if run_info.get("steps", {}).get(s, {}).get("status") != "succeeded"
-        ]
-        changes = {k: v for k, v in overrides.items() if run_info["parameters"].get(k) != v}
-        record.update_run(
-            status="running",
-            halted_at=None,
-            parameters=params.to_dict(),
-            plan_digest=make_plan(params).digest,
-        )
+    params = validate({**raw, "run_dir": str(record.path)})
+    try:
+        plan = run_plan(params, facts)
+    except RunbookError as err:
+        raise RunRefused(str(err).replace("RUN", str(record.path))) from err
+    if params.approve and params.approve == plan.digest:
+        if plan.identity.expired():
+            raise RunRefused(
+                f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}; an approval is "
+                f"not a standing permission. End this run (runbook abandon {record.path} --reason "
+                "...) and plan again. Nothing was changed."
+            )
+        consumed = lease.consume_approval(plan.digest, record.run_id)
+        if facts.first(Event.APPROVAL_CONSUMED) is None:
+            record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
+    holder = lease.holder(params.account_id)
+    if holder is None or holder.get("run_id") != record.run_id:
+        lease.acquire(params.account_id, record.run_id, record.path)  # LeaseHeld if another
+        record.append(Event.LEASE_ACQUIRED, account_id=params.account_id, again=True)
+    with lease.executing(record.run_id):
+        steps = ORDER[ORDER.index(nxt) :]
         record.append(
-            "run.resumed", from_step=steps[0] if steps else None, changed_parameters=changes
+            Event.RUN_RESUMED,
+            from_step=steps[0],
+            changed_parameters=changes,
+            plan_digest=plan.digest,
         )
-        progress(f"resuming run {record.run_id} at {steps[0] if steps else '(nothing left)'}")
+        (record.path / "notebooks" / f".{nxt}.partial.ipynb").unlink(missing_ok=True)
+        _project(record, executing=True)
+        progress(f"resuming run {record.run_id} at {steps[0]}")
         code = _execute(record, params, steps, progress)
     return code, record.path
 
 
+def _recorded(record: RunRecord, name: str) -> bool:
+    rel = f"notebooks/{name}.ipynb"
+    return any(
+        e["type"] in (Event.FILE_RECORDED, Event.FILE_WRITTEN) and e["data"].get("path") == rel
+        for e in record.events()
+    )
+
+
 def seal_run(run_dir: Path) -> dict[str, Any]:
-    """Close a run for good (e.g. after an interactive session, or to abandon a halted run)."""
-    record = RunRecord.open(run_dir)
+    """Seal a run whose every step succeeded (e.g. after an interactive session). A run that
+    stopped before the end is continued (resume, lab --reopen) or ended with :func:`abandon`."""
+    record = RunRecord.open(Path(run_dir))
     if record.sealed_final:
         raise RunRefused(f"Run {record.run_id} is already sealed.")
-    info = record.load_run()
-    if info.get("status") == "running" and lock_held(
-        record.runs_dir, info["parameters"]["account_id"]
-    ):
+    if lease.is_executing(record.run_id):
         raise RunRefused(f"Run {record.run_id} is still running.")
-    record.append("run.sealed", status=info.get("status"))
-    record.update_run(ended_at=now_iso())
-    _seal(record, final=True)
+    _refuse_unless_intact(record, "sealed")
+    state = run_state(record)
+    if not state.complete:
+        where = state.halted_at() or {"step": state.next_step()}
+        raise RunRefused(
+            f"Run {record.run_id} has not finished: it stopped at {where.get('step')}"
+            + (f", gate {where['gate']}" if where.get("gate") else "")
+            + f". Continue it (runbook resume {record.path}, or runbook lab --reopen for an "
+            f'interactive run), or end it: runbook abandon {record.path} --reason "...".'
+        )
+    facts = RunFacts(record.events())
+    if not state.succeeded:
+        record.append(Event.RUN_SUCCEEDED, dry_run=state.dry_run)
+    record.append(Event.RUN_SEALED, status=str(run_state(record).status()))
+    _close(record, str(facts.parameters()["account_id"]))
     return dict(verify(record.path).__dict__)
+
+
+def abandon(run_dir: Path, reason: str) -> dict[str, Any]:
+    """End a run on purpose: recorded with the reason and who, sealed final, lease released."""
+    text = " ".join(str(reason or "").split())
+    if not text or len(text) > 500 or any(not ch.isprintable() for ch in text):
+        raise ParameterError(
+            ["--reason must say why, in one line of printable text (1-500 characters)"]
+        )
+    record = RunRecord.open(Path(run_dir))
+    if record.sealed_final:
+        raise RunRefused(f"Run {record.run_id} is already sealed.")
+    with lease.executing(record.run_id):
+        problems = check_run(record, ("notebooks/*",))
+        state = run_state(record)
+        facts = RunFacts(record.events())
+        record.append(
+            Event.RUN_ABANDONED,
+            reason=text,
+            who=operator_identity(facts.operator.get("caller_arn")),
+            stopped_at=state.halted_at() or {"step": state.next_step()},
+            integrity_problems=problems,
+        )
+        for name in ORDER:
+            rel = f"notebooks/{name}.ipynb"
+            if (record.path / rel).is_file():
+                record.record_file(rel, step=name)
+        _close(record, str(facts.parameters()["account_id"]))
+    return dict(verify(record.path).__dict__)
+
+
+def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every run in ``runs_dir`` with its status as its events say (not as run.json says)."""
+    from .record import list_runs
+
+    out = []
+    for row in list_runs(Path(runs_dir)):
+        entry = {
+            "run_id": row["run_id"],
+            "account_id": row.get("account_id"),
+            "status": "unreadable",
+        }
+        try:
+            record = RunRecord.open(Path(runs_dir) / str(row["run_id"]))
+            state = run_state(record)
+            status = state.status(lease.is_executing(record.run_id))
+            where = state.halted_at() or {}
+            entry.update(
+                status=str(status),
+                dry_run=state.dry_run,
+                where=" ".join(str(where.get(k)) for k in ("step", "gate") if where.get(k))
+                if status not in (Status.SUCCEEDED, Status.DRY_RUN)
+                else "",
+            )
+            if status == Status.ABANDONED and state.abandoned:
+                entry["where"] = f"abandoned: {state.abandoned.get('reason')}"[:80]
+        except (RunbookError, ValueError, KeyError):
+            pass
+        out.append(entry)
+    return out
+
+
+def describe_run(run_dir: Path) -> str:
+    """`runbook plan --run RUN`: the plan a run executes, as it stands."""
+    record = RunRecord.open(Path(run_dir))
+    facts = RunFacts(record.events())
+    params = validate({**facts.parameters(), "run_dir": str(record.path)})
+    return describe(run_plan(params, facts)).replace(
+        "runbook run ...", f"runbook resume {record.path}"
+    )

@@ -74,6 +74,19 @@ class RootMfaSnapshot:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RootMfaSnapshot:
+        """The snapshot :meth:`to_dict` wrote (as read back from the run record)."""
+        data = dict(data)
+        if data.get("credential_report"):
+            data["credential_report"] = CredentialReportRoot(**data["credential_report"])
+        for key in ("virtual_devices", "errors"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        if data.get("session_devices") is not None:
+            data["session_devices"] = tuple(MfaDeviceInfo(**d) for d in data["session_devices"])
+        return cls(**data)
+
     def known_serials(self) -> set[str]:
         serials = set(self.virtual_devices or ())
         serials |= {d.serial for d in self.session_devices or ()}

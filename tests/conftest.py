@@ -43,6 +43,17 @@ def isolate_aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own lease / approval / plan store (runbook_lib.lease), so no test
+    sees another's leases, and none touches the user's real state directory."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(state / "runbook"))
+    return state / "runbook"
+
+
 # every secret key any sandbox of this session handed out (the scanner's exact strings)
 SEEN_SECRETS: set[str] = set()
 

@@ -22,7 +22,7 @@ import pytest
 from runbook_lib.demo import demo_parameters, sandbox_profiles
 from runbook_lib.lab import LabServer, lab_server, prepare_lab
 from runbook_lib.record import RunRecord, verify
-from runbook_lib.runner import seal_run
+from runbook_lib.runner import abandon
 from runbook_lib.sandbox import SandboxInfo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -169,6 +169,13 @@ def _confirm(page: Any, panel: Any, account_id: str, shot: str | None = None) ->
     )
 
 
+def _rerun(page: Any, panel: Any, text: str) -> None:
+    """Re-run the code cell showing ``text`` (Ctrl+Enter), as the operator does after a halt."""
+    cell = panel.locator(".jp-CodeCell", has_text=text)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Control+Enter")
+
+
 def _member_lab_run(
     info: SandboxInfo, profiles: dict[str, str], tmp_path: Path, sandbox_actor: bool
 ) -> tuple[dict[str, Any], Path]:
@@ -192,20 +199,44 @@ def test_lab_gates_in_chromium(
         with lab_server(run_dir) as lab:
             private = lab.private_dir
             try:
-                # ---- 00 preflight: Run All, then confirm the risk acknowledgement
+                # ---- 00 preflight: Run All without confirming: the step must not finish
                 panel = _open(page, lab, "00-preflight.ipynb")
                 _run_all(page, panel)
                 _wait(
-                    "00-preflight to finish",
-                    lambda: _events(run_dir, "step.finished") or _events(run_dir, "step.error"),
+                    "00-preflight to halt at its finish",
+                    lambda: (
+                        _step_events(run_dir, "step.halted", "00-preflight")
+                        or _events(run_dir, "step.error")
+                    ),
                     60,
                 )
                 assert not _events(run_dir, "step.error"), _events(run_dir, "step.error")
                 assert not _events(run_dir, "gate.approved", "risk-acknowledged")
+                assert not _step_events(run_dir, "step.finished", "00-preflight")
+                page.keyboard.press("Control+s")
+
+                # ---- 01 before 00 finished: refuses to start, nothing acts
+                panel = _open(page, lab, "01-remove-device.ipynb")
+                _run_all(page, panel)
+                opener = panel.locator(".jp-CodeCell", has_text="open_step(")
+                _wait(
+                    "01 to refuse to start",
+                    lambda: "has not finished" in opener.locator(".jp-OutputArea").inner_text(),
+                    30,
+                )
+                assert not _step_events(run_dir, "step.started", "01-remove-device")
+                assert serial in _serials(info), "the device must still be there"
+                page.keyboard.press("Control+s")
+
+                # ---- back in 00: confirm the risk acknowledgement, re-run its last cell
+                panel = _open(page, lab, "00-preflight.ipynb")
                 _confirm(page, panel, acct)
                 approved = _events(run_dir, "gate.approved", "risk-acknowledged")
                 assert approved and approved[-1]["data"]["typed"] == acct
+                _rerun(page, panel, "step.finish()")
+                _finish(run_dir, "00-preflight")
                 page.screenshot(path=str(ARTIFACTS / "lab-00-preflight-confirmed.png"))
+                page.keyboard.press("Control+s")
 
                 # ---- 01 remove: Run All before confirming: the action must halt
                 panel = _open(page, lab, "01-remove-device.ipynb")
@@ -215,7 +246,7 @@ def test_lab_gates_in_chromium(
                     lambda: _events(run_dir, "gate.halted", "remove-device"),
                     60,
                 )
-                action = panel.locator(".jp-CodeCell", has_text="steps.remove_device(step)")
+                action = panel.locator(".jp-CodeCell", has_text="remove.remove(step)")
                 _wait(
                     "GateNotApproved in the action cell's output",
                     lambda: "GateNotApproved" in action.locator(".jp-OutputArea").inner_text(),
@@ -259,13 +290,13 @@ def test_lab_gates_in_chromium(
     # every process is stopped: JupyterLab and its kernels
     assert lab_process.poll() is not None
     _wait("the kernels to exit", lambda: not _kernel_pids(private), 15)
-    # the record: checkpoint-sealed when Lab stopped (close-out not run), then sealed for good
+    # the record: checkpoint-sealed when Lab stopped (close-out not run), then ended on purpose
     assert not list(run_dir.rglob(".ipynb_checkpoints"))
     report = verify(run_dir)
     assert report.ok, report.problems
     saved = json.loads((run_dir / "notebooks" / "01-remove-device.ipynb").read_text())
     assert any(c.get("outputs") for c in saved["cells"]), "Lab saved the outputs into the run"
-    result = seal_run(run_dir)
+    result = abandon(run_dir, "browser test: stops after the removal")
     assert result["ok"] and result["final"], result
     shutil.copy(ARTIFACTS / "lab-01-gate-typed.png", ARTIFACTS / "lab-gate.png")
     assert time.monotonic() - started < 120
@@ -298,10 +329,8 @@ def _console_step_by_actor(page: Any, panel: Any, run_dir: Path, gate: str, cell
         lambda: "Verified" in control.locator(".runbook-console-status").inner_text(),
         60,
     )
-    assert _events(run_dir, "human.confirmed", gate)
-    action = panel.locator(".jp-CodeCell", has_text=cell)
-    action.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Control+Enter")
+    assert _events(run_dir, "human.claimed", gate) and _events(run_dir, "human.verified", gate)
+    _rerun(page, panel, cell)
 
 
 def test_whole_procedure_in_chromium(
@@ -321,17 +350,27 @@ def test_whole_procedure_in_chromium(
             try:
                 panel = _open(page, lab, "00-preflight.ipynb")
                 _run_all(page, panel)
-                _finish(run_dir, "00-preflight")
+                _wait(
+                    "00 to halt", lambda: _events(run_dir, "gate.halted", "risk-acknowledged"), 60
+                )
                 _confirm(page, panel, acct)
+                _rerun(page, panel, "step.finish()")
+                _finish(run_dir, "00-preflight")
+                page.keyboard.press("Control+s")
 
                 panel = _open(page, lab, "01-remove-device.ipynb")
                 _run_all(page, panel)
-                _wait("the removal to halt", lambda: _events(run_dir, "gate.halted"), 60)
+                _wait(
+                    "the removal to halt",
+                    lambda: _events(run_dir, "gate.halted", "remove-device"),
+                    60,
+                )
                 _confirm(page, panel, acct)
-                action = panel.locator(".jp-CodeCell", has_text="steps.remove_device(step)")
-                action.locator(".jp-InputArea-editor").click()
-                page.keyboard.press("Control+Enter")
+                _rerun(page, panel, "remove.remove(step)")
                 _wait("the device to be removed", lambda: serial not in _serials(info), 60)
+                _wait("the removal record", lambda: _events(run_dir, "action.remove-device"), 30)
+                _rerun(page, panel, "step.finish()")
+                _finish(run_dir, "01-remove-device")
                 page.keyboard.press("Control+s")
 
                 for name in ("02-verify-removal",):
@@ -343,21 +382,25 @@ def test_whole_procedure_in_chromium(
                 panel = _open(page, lab, "03-first-sign-in.ipynb")
                 _run_all(page, panel)
                 _console_step_by_actor(
-                    page, panel, run_dir, "signed-in-with-email-code", "steps.first_sign_in(step)"
+                    page, panel, run_dir, "signed-in-with-email-code", "sign_in.sign_in(step)"
                 )
                 _wait(
                     "the sign-in evidence",
                     lambda: _events(run_dir, "evidence.console-login"),
                     60,
                 )
+                _rerun(page, panel, "step.finish()")
+                _finish(run_dir, "03-first-sign-in")
                 page.keyboard.press("Control+s")
 
                 panel = _open(page, lab, "04-rebind.ipynb")
                 _run_all(page, panel)
                 _console_step_by_actor(
-                    page, panel, run_dir, "new-device-bound-in-console", "steps.rebind(step)"
+                    page, panel, run_dir, "new-device-bound-in-console", "bind.rebind(step)"
                 )
                 _wait("the EnableMFADevice evidence", lambda: _events(run_dir, "evidence.enable"))
+                _rerun(page, panel, "step.finish()")
+                _finish(run_dir, "04-rebind")
                 page.keyboard.press("Control+s")
 
                 panel = _open(page, lab, "05-close-out.ipynb")

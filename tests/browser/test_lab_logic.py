@@ -17,24 +17,30 @@ from typing import Any
 import nbformat
 import pytest
 
-from runbook_lib import widgets
+from runbook_lib import lease, widgets
 from runbook_lib.errors import GateNotApproved
 from runbook_lib.lab import close_lab_run, prepare_lab
 from runbook_lib.params import validate
-from runbook_lib.plan import STEPS, make_plan
+from runbook_lib.plan import STEPS
+from runbook_lib.procedure.context import Step, run_plan
+from runbook_lib.procedure.facts import RunFacts
+from runbook_lib.procedure.gates import ConsoleCheck
+from runbook_lib.procedure.vocabulary import Event, Gate
 from runbook_lib.record import RunRecord, verify
-from runbook_lib.runner import lock_held
-from runbook_lib.step import Step, new_run_info
+from runbook_lib.runner import create_run
 
 ACCOUNT = "123456789012"
 RAW = {"account_id": ACCOUNT, "change_ticket": "CHG-1234", "dry_run": False}
 
 
-def _step(tmp_path: Path, name: str = "01-remove-device") -> Step:
+def _step(tmp_path: Path, name: str = "01-remove-device", risk: bool = True) -> Step:
+    """A Step of a fresh interactive run (leased, recorded), the risk already acknowledged."""
     params = validate({**RAW, "mode": "interactive"})
-    plan = make_plan(params)
-    record = RunRecord.create(tmp_path / "runs", new_run_info(params, plan))
-    return Step(name, params, record, plan)
+    record = create_run(params, tmp_path / "runs")
+    step = Step(name, params, record, run_plan(params, RunFacts(record.events())))
+    if risk:
+        step.gates.decide(Event.GATE_APPROVED, Gate.RISK, "interactive", ACCOUNT)
+    return step
 
 
 def _types(step: Step) -> list[str]:
@@ -58,7 +64,9 @@ def test_prepare_lab_writes_parameterized_notebooks(tmp_path: Path) -> None:
         assert f'run_dir = "{record.path}"' in source
         assert f'account_id = "{ACCOUNT}"' in source
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    assert [e["type"] for e in record.events()] == ["run.created", "lab.prepared"]
+    types = [e["type"] for e in record.events()]
+    assert types[:2] == ["run.created", "lease.acquired"] and types[-1] == "lab.prepared"
+    assert types.count("file.recorded") == len(STEPS)  # the prepared notebooks are on the chain
 
 
 def test_closing_removes_checkpoints_and_seals_final_after_close_out(tmp_path: Path) -> None:
@@ -68,11 +76,15 @@ def test_closing_removes_checkpoints_and_seals_final_after_close_out(tmp_path: P
     (stray / "00-preflight-checkpoint.ipynb").write_text("{}")
     result = close_lab_run(record)
     assert result["ok"] and not result["final"] and not stray.exists()
-    record.update_run(steps={"05-close-out": {"status": "succeeded"}})
+    assert lease.holder(ACCOUNT)["run_id"] == record.run_id  # an unfinished run keeps it
+    for name, _ in STEPS:  # as if every step had run in the Lab
+        record.append(Event.STEP_STARTED, step=name)
+        record.append(Event.STEP_FINISHED, step=name)
     result = close_lab_run(record)
     assert result["ok"] and result["final"], result
     assert record.load_run()["status"] == "succeeded"
     assert verify(record.path).ok
+    assert lease.holder(ACCOUNT) is None  # sealed final: the account is free
 
 
 # ------------------------------------------------------------------------------ gate control
@@ -85,17 +97,17 @@ def test_confirm_is_enabled_only_by_the_exact_account_id(tmp_path: Path) -> None
         ctl.typed.value = wrong
         assert ctl.confirm.disabled, wrong
         ctl.confirm.click()  # a click on a disabled button records nothing
-    assert not step.approved("remove-device")
+    assert not step.gates.approved("remove-device")
     ctl.typed.value = f" {ACCOUNT} "
     assert not ctl.confirm.disabled
     ctl.confirm.click()
-    assert step.approved("remove-device")
+    assert step.gates.approved("remove-device")
     event = [e for e in step.record.events() if e["type"] == "gate.approved"][-1]
     assert event["data"]["typed"] == ACCOUNT and event["data"]["mode"] == "interactive"
     assert event["data"]["facts"] == facts and event["data"]["who"]["os_user"]
     assert ctl.confirm.disabled and ctl.cancel.disabled and ctl.typed.disabled
     assert "Confirmed" in ctl.status.value
-    step.require("remove-device")  # passes now
+    step.gates.require("remove-device")  # passes now
 
 
 def test_cancel_records_a_denial_and_require_halts(tmp_path: Path) -> None:
@@ -105,21 +117,21 @@ def test_cancel_records_a_denial_and_require_halts(tmp_path: Path) -> None:
     assert _types(step)[-1] == "gate.denied"
     assert "Cancelled" in ctl.status.value and ctl.confirm.disabled
     with pytest.raises(GateNotApproved, match="re-run this cell"):
-        step.require("remove-device")
+        step.gates.require("remove-device")
     assert _types(step)[-1] == "gate.halted"
 
 
 def test_require_halts_without_approval_and_a_denial_withdraws_one(tmp_path: Path) -> None:
     step = _step(tmp_path)
     with pytest.raises(GateNotApproved):
-        step.require("remove-device")
+        step.gates.require("remove-device")
     first = widgets.build_confirmation(step, "remove-device", "Remove", {}, ACCOUNT)
     first.typed.value = ACCOUNT
     first.confirm.click()
-    step.require("remove-device")
+    step.gates.require("remove-device")
     widgets.build_confirmation(step, "remove-device", "Remove", {}, ACCOUNT).cancel.click()
     with pytest.raises(GateNotApproved):
-        step.require("remove-device")
+        step.gates.require("remove-device")
 
 
 def test_without_a_frontend_the_gate_prints_its_facts(
@@ -134,7 +146,7 @@ def test_without_a_frontend_the_gate_prints_its_facts(
         assert f"{key}: {value}" in out
     assert f"type {ACCOUNT!r}" in out
     assert "runbook-gate" in box._dom_classes
-    assert not step.approved("remove-device")
+    assert not step.gates.approved("remove-device")
 
 
 # ------------------------------------------------------------------------------ console step
@@ -142,8 +154,13 @@ def test_console_step_shows_the_path_then_halts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     step = _step(tmp_path)
+    step.gates.decide(Event.GATE_APPROVED, Gate.REMOVE, "interactive", ACCOUNT)
     with pytest.raises(GateNotApproved, match="console step"):
-        step.human("device-removed-in-console", "1. Sign in as the root user.\n2. Remove it.")
+        step.gates.console_step(
+            "device-removed-in-console",
+            "1. Sign in as the root user.\n2. Remove it.",
+            check=None,
+        )
     out = capsys.readouterr().out
     assert "CONSOLE STEP device-removed-in-console" in out and "Sign in as the root user" in out
     assert _types(step)[-1] == "gate.halted"
@@ -151,6 +168,7 @@ def test_console_step_shows_the_path_then_halts(
 
 def test_console_done_records_then_verifies_with_an_indicator(tmp_path: Path) -> None:
     step = _step(tmp_path)
+    step.gates.decide(Event.GATE_APPROVED, Gate.REMOVE, "interactive", ACCOUNT)
     seen: list[str] = []
 
     def verify_fn(indicator: Any) -> bool:
@@ -165,8 +183,31 @@ def test_console_done_records_then_verifies_with_an_indicator(tmp_path: Path) ->
     ctl.typed.value = "Done"
     assert not ctl.done.disabled
     ctl.done.click()
-    assert seen == ["called"] and step.approved("device-removed-in-console")
-    assert ctl.status.value == "checking ..."
+    # Done is a claim; the gate passes only on the API's verdict (verify_fn recorded none)
+    assert seen == ["called"] and ctl.status.value == "checking ..."
+    assert step.facts.claimed("device-removed-in-console")
+    assert not step.gates.approved("device-removed-in-console")
+    with pytest.raises(GateNotApproved, match="claimed but the AWS API has not confirmed it"):
+        step.gates.require("device-removed-in-console")
+
+
+def test_a_claim_passes_only_when_the_api_verifies_it(tmp_path: Path) -> None:
+    step = _step(tmp_path)
+    step.gates.decide(Event.GATE_APPROVED, Gate.REMOVE, "interactive", ACCOUNT)
+    gone = ConsoleCheck("the device gone", "Look in the console.", 5.0, lambda: True, bool)
+    ctl = widgets.build_console_step(step, "device-removed-in-console", "path", check=gone)
+    ctl.typed.value = "done"
+    ctl.done.click()
+    assert [e["type"] for e in step.record.events()][-2:] == ["human.claimed", "human.verified"]
+    assert step.gates.approved("device-removed-in-console")
+    step.gates.require("device-removed-in-console")
+    # a later false claim: contradicted, and the gate closes again
+    still = ConsoleCheck("the device gone", "Look in the console.", 0.0, lambda: False, bool)
+    ctl = widgets.build_console_step(step, "device-removed-in-console", "path", check=still)
+    step.gates.decide(Event.HUMAN_CLAIMED, "device-removed-in-console", "interactive", "done")
+    assert not widgets.verify_console_step(step, "device-removed-in-console", lambda m: None, still)
+    assert [e["type"] for e in step.record.events()][-1] == "human.contradicted"
+    assert not step.gates.approved("device-removed-in-console")
 
 
 def test_sandbox_actor_button_does_the_step_records_it_and_verifies(tmp_path: Path) -> None:
@@ -183,12 +224,12 @@ def test_sandbox_actor_button_does_the_step_records_it_and_verifies(tmp_path: Pa
 
     ctl = widgets.build_console_step(step, "device-removed-in-console", "path", verify_fn, actor)
     (button,) = [c for c in ctl.box.children if "runbook-console-actor" in c._dom_classes]
-    assert not step.approved("device-removed-in-console")
+    assert not step.gates.approved("device-removed-in-console")
     button.click()
     assert calls == ["actor", "verify"]
-    confirmed = [e for e in step.record.events() if e["type"] == "human.confirmed"]
-    assert confirmed[-1]["data"]["performed_by"] == "sandbox console actor"
-    assert step.approved("device-removed-in-console")
+    claimed = [e for e in step.record.events() if e["type"] == "human.claimed"]
+    assert claimed[-1]["data"]["performed_by"] == "sandbox console actor"
+    assert not step.gates.approved("device-removed-in-console")  # verify_fn gave no verdict
     # without an actor (a real account) there is no such button
     plain = widgets.build_console_step(step, "device-removed-in-console", "path", verify_fn)
     assert not [c for c in plain.box.children if "runbook-console-actor" in c._dom_classes]
@@ -197,17 +238,17 @@ def test_sandbox_actor_button_does_the_step_records_it_and_verifies(tmp_path: Pa
 def test_console_verification_polls_and_times_out_with_what_to_check(tmp_path: Path) -> None:
     step = _step(tmp_path)
     polls = iter([False, False, True])
-    check = widgets.ConsoleCheck("the thing", "Look at X.", 30.0, lambda: next(polls), bool)
+    check = ConsoleCheck("the thing", "Look at X.", 30.0, lambda: next(polls), bool)
     messages: list[str] = []
     assert widgets.verify_console_step(step, "g", messages.append, check, sleep=lambda s: None)
     assert any("Checking through the AWS API for the thing" in m for m in messages)
     assert "Verified" in messages[-1]
-    never = widgets.ConsoleCheck("the other thing", "Look at Y.", 0.0, lambda: False, bool)
+    never = ConsoleCheck("the other thing", "Look at Y.", 0.0, lambda: False, bool)
     messages.clear()
     assert not widgets.verify_console_step(step, "g", messages.append, never, sleep=lambda s: 0)
-    assert "Timed out" in messages[-1] and "Look at Y." in messages[-1]
-    outcomes = [e["data"]["seen"] for e in step.record.events() if e["type"].startswith("verif")]
-    assert outcomes == [True, False]
+    assert "did not show the other thing" in messages[-1] and "Look at Y." in messages[-1]
+    outcomes = [e["type"] for e in step.record.events() if e["type"].startswith("human.")]
+    assert outcomes == ["human.verified", "human.contradicted"]
 
 
 # ------------------------------------------------------------------------------ CLI lifecycle
@@ -228,6 +269,7 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url, url
+        assert "Open 00-preflight.ipynb" in proc.stdout.readline()  # where the run stands
         base, token = url.split("/lab?token=")
         request = urllib.request.Request(
             f"{base}/api/contents", headers={"Authorization": f"token {token}"}
@@ -237,7 +279,9 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
         assert names == [f"{name}.ipynb" for name, _ in STEPS]
         with pytest.raises(urllib.error.HTTPError):  # the token is required
             urllib.request.urlopen(f"{base}/api/contents", timeout=10)  # noqa: S310
-        assert lock_held(runs, ACCOUNT), "the account is locked while Lab runs"
+        holder = lease.holder(ACCOUNT)
+        assert holder is not None, "the account is leased to the run"
+        assert lease.is_executing(holder["run_id"]), "the run is busy while Lab serves it"
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -245,22 +289,32 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert "checkpoint-sealed" in out and "runbook seal" in out
+    assert "checkpoint-sealed" in out and "stopped before 00-preflight" in out, out
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    assert not lock_held(runs, ACCOUNT)
+    assert f"runbook lab --reopen {run_dir}" in out and f"runbook abandon {run_dir}" in out
+    assert not lease.is_executing(run_dir.name)
+    assert lease.holder(ACCOUNT)["run_id"] == run_dir.name  # unfinished: still leased
     report = verify(run_dir)
     assert report.ok and not report.final, report.problems
     types = [e["type"] for e in RunRecord.open(run_dir).events()]
-    assert types[-2:] == ["lab.started", "lab.stopped"]
+    assert types.index("lab.started") < types.index("lab.stopped")
+    assert types[-1] == "file.written"  # the report, sealed with the checkpoint
+    cli = [sys.executable, "-m", "runbook_lib.cli"]
     sealed = subprocess.run(
-        [sys.executable, "-m", "runbook_lib.cli", "seal", str(run_dir)],
+        [*cli, "seal", str(run_dir)], capture_output=True, text=True, timeout=60
+    )
+    assert sealed.returncode == 1 and "has not finished" in sealed.stderr
+    assert "runbook abandon" in sealed.stderr
+    ended = subprocess.run(
+        [*cli, "abandon", str(run_dir), "--reason", "tried the lab"],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert sealed.returncode == 0, sealed.stderr
+    assert ended.returncode == 0, ended.stderr
     final = verify(run_dir)
     assert final.ok and final.final
+    assert lease.holder(ACCOUNT) is None
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _processes_naming(run_dir):
         time.sleep(0.2)

@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from runbook_lib import steps
+from runbook_lib import lease
 from runbook_lib.demo import demo_parameters, sandbox_profiles
 from runbook_lib.errors import GateNotApproved
 from runbook_lib.lab import close_lab_run, prepare_lab
+from runbook_lib.procedure import bind, close_out, open_step, preflight, remove, sign_in
+from runbook_lib.procedure import verify_removal as verify_step
 from runbook_lib.record import RunRecord, verify
 from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.step import open_step
 
 Cell = Callable[[Any], Any]
 
@@ -28,18 +29,19 @@ NOTEBOOKS: list[tuple[str, list[Cell]]] = [
     (
         "00-preflight",
         [
-            steps.preflight_identity,
-            steps.preflight_account,
-            steps.preflight_state,
-            steps.preflight_device,
-            steps.preflight_gate,
+            preflight.identity,
+            preflight.account,
+            preflight.state,
+            preflight.device,
+            preflight.plan_check,
+            preflight.acknowledge,
         ],
     ),
-    ("01-remove-device", [steps.removal_gate, steps.remove_device]),
-    ("02-verify-removal", [steps.verify_removal]),
-    ("03-first-sign-in", [steps.first_sign_in]),
-    ("04-rebind", [steps.rebind_gate, steps.rebind]),
-    ("05-close-out", [steps.close_out]),
+    ("01-remove-device", [remove.approve, remove.remove]),
+    ("02-verify-removal", [verify_step.verify]),
+    ("03-first-sign-in", [sign_in.sign_in]),
+    ("04-rebind", [bind.decide, bind.rebind]),
+    ("05-close-out", [close_out.close_out]),
 ]
 
 
@@ -126,6 +128,11 @@ def test_engineer_does_the_whole_procedure_in_interactive_mode(
     modes = {
         e["data"].get("mode")
         for e in RunRecord.open(record.path).events()
-        if e["type"] in ("gate.approved", "human.confirmed")
+        if e["type"] in ("gate.approved", "human.claimed")
     }
     assert modes == {"interactive"}
+    verdicts = [
+        e["type"] for e in RunRecord.open(record.path).events() if e["type"].startswith("human.")
+    ]
+    assert verdicts and "human.contradicted" not in verdicts
+    assert lease.holder(acct) is None  # sealed final: the account is free again

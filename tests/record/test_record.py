@@ -78,7 +78,8 @@ def test_checkpoint_seals_chain_and_final_seal_refuses_more(tmp_path: Path) -> N
     second = rec.seal(final=True)
     first_sha = json.loads((rec.runs_dir / LEDGER_FILE).read_text().splitlines()[0])
     assert second["previous_manifest_sha256"] == first_sha["manifest_sha256"]
-    assert first["events"]["count"] + 1 == second["events"]["count"]
+    # the appended event and write_json's file.written
+    assert first["events"]["count"] + 2 == second["events"]["count"]
     assert verify(rec.path).ok and rec.sealed_final
 
     before = (rec.path / EVENTS_FILE).read_bytes()

@@ -67,11 +67,12 @@ def test_rewritten_chain_is_caught_by_the_manifest(sealed: RunRecord) -> None:
 def test_deleted_event_is_named(sealed: RunRecord) -> None:
     path = events_path(sealed)
     old = lines(path)
+    n = len(old)
     del old[2]
     write_lines(path, old)
     hits = problems_with(sealed, "events.jsonl seq 4", "seq 3 missing")
     assert "deleted" in hits[0]
-    problems_with(sealed, "events.count is 5 but events.jsonl holds 4")
+    problems_with(sealed, f"events.count is {n} but events.jsonl holds {n - 1}")
 
 
 def test_deleted_first_event_is_named(sealed: RunRecord) -> None:
@@ -112,21 +113,22 @@ def test_swapped_events_are_named(sealed: RunRecord) -> None:
 def test_torn_last_line_is_its_own_problem_and_append_recovers(tmp_path: Path) -> None:
     rec = make_run(tmp_path / "runs")
     path = events_path(rec)
+    n = len(rec.events())  # make_run's events
     whole = rec.append("step.started", "remove", note="about to be killed mid-write")
     data = path.read_bytes()
     cut = len(json.dumps(whole)) // 2
     path.write_bytes(data[:-cut])  # the process died half-way through writing the line
-    hits = problems_with(rec, "events.jsonl line 6", "torn last line")
+    hits = problems_with(rec, f"events.jsonl line {n + 1}", "torn last line")
     assert len(hits) == 1
-    assert len(rec.events()) == 5  # the torn event is not one
+    assert len(rec.events()) == n  # the torn event is not one
 
     after = rec.append("run.resumed", None)  # the torn fragment is closed off, not glued to
-    assert after["seq"] == 6 and after["prev"] == rec.events()[-2]["hash"]
-    assert path.read_bytes().count(b"\n") == 7
+    assert after["seq"] == n + 1 and after["prev"] == rec.events()[-2]["hash"]
+    assert path.read_bytes().count(b"\n") == n + 2
     rec.seal()
     report = verify(rec.path)
-    assert [p for p in report.problems if "line 6" in p] == [
-        "events.jsonl line 6: not a valid entry (torn or edited)"
+    assert [p for p in report.problems if f"line {n + 1}" in p] == [
+        f"events.jsonl line {n + 1}: not a valid entry (torn or edited)"
     ]
     assert len(report.problems) == 1, report.problems
 
@@ -168,8 +170,9 @@ def test_manifest_rewritten_to_match_a_tampered_file_is_caught_by_the_ledger(
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     report = verify(sealed.path)
-    assert report.problems == [
-        next(p for p in report.problems if "ledger" in p and "rewritten" in p)
+    assert report.problems == [  # the ledger catches the manifest, the event chain the file
+        "snapshots/before.json: differs from what the event chain recorded (edited)",
+        next(p for p in report.problems if "ledger" in p and "rewritten" in p),
     ], report.problems
 
 

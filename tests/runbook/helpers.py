@@ -67,7 +67,8 @@ class Env:
 
 
 def digest_of(params: dict[str, Any]) -> str:
-    _, plan = runner.plan_for({k: v for k, v in params.items() if k != "approve"})
+    """Plan ``params`` as `runbook plan` does (a new plan, stored for --approve); its digest."""
+    _, plan = runner.plan_for({k: v for k, v in params.items() if k != "approve"}, save=True)
     return str(plan.digest)
 
 

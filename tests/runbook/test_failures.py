@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -157,9 +156,10 @@ def test_console_steps_confirmed_one_by_one(env_for: Callable[[str], Env]) -> No
     report = verify(run_dir)
     assert report.ok and report.final
     assert env.serials() == {new}
-    gates = [e["data"]["gate"] for e in of_type(run_dir, "human.confirmed")]
+    gates = [e["data"]["gate"] for e in of_type(run_dir, "human.claimed")]
     assert gates == confirmed
-    for e in of_type(run_dir, "human.confirmed"):
+    assert [e["data"]["gate"] for e in of_type(run_dir, "human.verified")] == confirmed
+    for e in of_type(run_dir, "human.claimed"):
         assert e["data"]["typed"] == f"confirm={e['data']['gate']}"
         assert e["data"]["who"]["os_user"]
     assert len(of_type(run_dir, "run.resumed")) == 3
@@ -298,7 +298,7 @@ def test_runner_killed_mid_step_is_interrupted_then_resumed(
     assert run_info(run_dir)["status"] == "running"  # nobody recorded the end
     listing = cli("runs", "--runs-dir", str(env.runs), cwd=tmp_path)
     row = [line for line in listing.stdout.splitlines() if run_dir.name in line]
-    assert row and "interrupted" in row[0], listing.stdout
+    assert row and "incomplete" in row[0], listing.stdout
 
     result = cli("resume", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -362,28 +362,38 @@ def test_tampered_records_are_named(env_for: Callable[[str], Env], tmp_path: Pat
     assert "manifest.json" in out and "ledger" in out
 
 
-# ------------------------------------------------------------------ the account lock
-def test_concurrent_run_on_the_same_account_is_refused(tmp_path: Path) -> None:
-    raw = {
-        "account_id": "123456789012",
-        "change_ticket": "CHG-1",
-        "profile": "sandbox-admin",
-        "dry_run": False,
-    }
-    runs = tmp_path / "runs"
-    file = write_params(tmp_path / "params.yml", raw)
-    with runner.account_lock(runs, "123456789012"):
-        with pytest.raises(runner.RunRefused, match="Another run on account 123456789012"):
-            runner.run(raw, runs, progress=lambda _: None)
-        result = cli("run", "-f", str(file), "--runs-dir", str(runs), cwd=tmp_path)
-        assert result.returncode == 1
-        assert "Another run on account 123456789012 is in progress" in result.stderr
-        assert f"pid {os.getpid()}" in result.stderr
-        assert run_dirs(runs) == []
-    assert not runner.lock_held(runs, "123456789012")
+# ------------------------------------------------------------------ the account's lease
+def test_a_second_run_on_a_leased_account_is_refused(
+    env_for: Callable[[str], Env], tmp_path: Path
+) -> None:
+    """A run halted at a gate holds its account: a second run on it is refused, in the same
+    runs dir, in another runs dir, and from another process, naming the holder and how to
+    release it; nothing is created. Abandoning the first releases the account."""
+    env = env_for("standalone")
+    code, first = env.run(env.params("console"))
+    assert code == 3  # halted at the risk gate, holding nothing before this issue
+    other_runs = tmp_path / "other-runs"
+    for runs in (env.runs, other_runs):
+        with pytest.raises(runner.RunRefused, match=f"leased to run {first.name}") as err:
+            runner.run(env.approved("console"), runs, progress=lambda _: None)
+        assert "runbook abandon" in str(err.value) and "Nothing was changed" in str(err.value)
+    file = write_params(tmp_path / "params.yml", env.params("console"))
+    result = cli("run", "-f", str(file), "--runs-dir", str(other_runs), cwd=tmp_path)
+    assert result.returncode == 1 and f"leased to run {first.name}" in result.stderr
+    assert run_dirs(env.runs) == [first.name] and run_dirs(other_runs) == []
     # another account is not blocked by it
-    with runner.account_lock(runs, "210987654321"):
-        assert not runner.lock_held(runs, "123456789012")
+    code, elsewhere = env.run(env.params("console", account_id="210987654321"))
+    assert code == 1 and of_type(elsewhere, "precondition.failed")  # the guard, not the lease
+    # released only by ending the first run on purpose
+    done = cli("abandon", str(first), "--reason", "replaced by a new plan", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    info = run_info(first)
+    assert info["status"] == "abandoned" and verify(first).final
+    abandoned = of_type(first, "run.abandoned")[0]["data"]
+    assert abandoned["reason"] == "replaced by a new plan"
+    assert abandoned["stopped_at"]["step"] == "00-preflight" and abandoned["who"]["os_user"]
+    code, second = env.run(env.params("console"))
+    assert code == 3 and second != first
 
 
 # ------------------------------------------------------------------ resume refusals

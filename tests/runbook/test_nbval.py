@@ -11,7 +11,10 @@ from pathlib import Path
 import papermill
 import pytest
 
-from .helpers import REPO, STEP_NAMES, Env, digest_of
+from runbook_lib import runner
+from runbook_lib.params import validate
+
+from .helpers import REPO, STEP_NAMES, Env
 
 SANITIZE = REPO / "tests" / "nbval" / "sanitize.cfg"
 
@@ -20,10 +23,10 @@ SANITIZE = REPO / "tests" / "nbval" / "sanitize.cfg"
 def nbval_results(env_for: Callable[[str], Env], tmp_path: Path) -> dict[str, object]:
     env = env_for("standalone")
     params = env.params("console", dry_run=True, mode="batch", sandbox_actor=False)
-    code, run_dir = env.run(params)  # runs 00, halts at its gate: the run the notebooks join
-    assert code == 3
-    params["approve"] = digest_of(params)
-    params["run_dir"] = str(run_dir)
+    # a run created (leased, recorded) but not executed: the notebooks nbval runs, in order,
+    # are its steps
+    record = runner.create_run(validate(params), env.runs)
+    params["run_dir"] = str(record.path)
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     for name in STEP_NAMES:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.plan import PACKAGE_DIR
+from runbook_lib import lease
+from runbook_lib.params import validate
+from runbook_lib.plan import PACKAGE_DIR, PlanIdentity, make_plan
 from runbook_lib.runner import plan_for
 
 from .helpers import cli, edit_cell
@@ -23,8 +25,14 @@ BASE = {
 }
 
 
+IDENTITY = PlanIdentity(
+    "0123456789abcdef", "2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00"
+)
+
+
 def digest(raw: dict[str, object]) -> str:
-    return str(plan_for(raw)[1].digest)
+    """The digest of ``raw`` under one fixed plan identity."""
+    return make_plan(validate(raw), IDENTITY).digest
 
 
 def test_cli_plan_prints_digest_and_gates(tmp_path: Path) -> None:
@@ -32,9 +40,16 @@ def test_cli_plan_prints_digest_and_gates(tmp_path: Path) -> None:
     file.write_text(json.dumps(BASE))
     result = cli("plan", "-f", str(file), "-p", "rebind=skip", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    expected = digest({**BASE, "rebind": "skip"})
     out = result.stdout
-    assert re.search(rf"^plan digest\s+{expected}$", out, re.M)
+    found = re.search(r"^plan digest\s+([0-9a-f]{64})$", out, re.M)
+    assert found
+    expected = found.group(1)
+    # the plan is stored under its digest, and these parameters with its identity make it
+    stored = lease.load_plan(expected)
+    assert stored is not None and stored["digest"] == expected
+    identity = PlanIdentity.from_dict(stored["identity"])
+    assert make_plan(validate({**BASE, "rebind": "skip"}), identity).digest == expected
+    assert f"plan id       {identity.plan_id}" in out and identity.expires_at in out
     assert f"approve with: runbook run ... --approve {expected}" in out
     gates = re.findall(r"^  (\d\d-[a-z-]+)\s+([a-z-]+)\s+(approved by|confirmed by)", out, re.M)
     assert [(step, gate) for step, gate, _ in gates] == [
@@ -49,11 +64,29 @@ def test_cli_plan_prints_digest_and_gates(tmp_path: Path) -> None:
         assert step in out
 
 
-def test_dry_run_plan_has_only_the_risk_gate() -> None:
+def test_dry_run_plan_has_no_gate_and_says_so(tmp_path: Path) -> None:
     _, plan = plan_for({**BASE, "dry_run": True})
-    assert [g.name for g in plan.gates] == ["risk-acknowledged"]
+    assert [g.name for g in plan.gates] == []
     _, plan = plan_for({**BASE, "method": "assume-root", "management_profile": "m"})
     assert "device-removed-in-console" not in [g.name for g in plan.gates]
+    file = tmp_path / "params.yml"
+    file.write_text(json.dumps({**BASE, "dry_run": True}))
+    result = cli("plan", "-f", str(file), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("DRY RUN: this plan looks and records; it changes nothing")
+    assert "--approve" not in result.stdout
+
+
+def test_every_plan_is_a_new_plan_with_an_expiry() -> None:
+    """Two plans of the same parameters differ (an approval names one plan), and a plan
+    expires: an approval is not a standing permission."""
+    first, second = plan_for(BASE)[1], plan_for(BASE)[1]
+    assert first.digest != second.digest
+    assert first.identity.plan_id != second.identity.plan_id
+    assert not first.identity.expired()
+    expired = PlanIdentity("00", "2020-01-01T00:00:00+00:00", "2020-01-02T00:00:00+00:00")
+    assert expired.expired()
+    assert make_plan(validate(BASE), expired).digest != make_plan(validate(BASE), IDENTITY).digest
 
 
 @pytest.mark.parametrize(
@@ -99,10 +132,10 @@ def test_digest_changes_with_a_notebook(tmp_path: Path, monkeypatch: pytest.Monk
     assert same == digest(BASE)  # an identical copy is the same plan
     monkeypatch.setenv("RUNBOOK_NOTEBOOKS", str(copy))
     edit_cell(copy / "03-first-sign-in.ipynb")
-    changed = plan_for(BASE)[1]
+    changed = make_plan(validate(BASE), IDENTITY)
     assert changed.digest != same
     monkeypatch.delenv("RUNBOOK_NOTEBOOKS")
-    original = plan_for(BASE)[1]
+    original = make_plan(validate(BASE), IDENTITY)
     assert [s for s in original.notebooks if original.notebooks[s] != changed.notebooks[s]] == [
         "03-first-sign-in"
     ]

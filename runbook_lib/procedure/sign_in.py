@@ -1,0 +1,105 @@
+"""03 · The first root sign-in after the removal: with no MFA device left, AWS e-mails a
+one-time code to the root address. The runbook never asks for the code and never records it.
+
+The console step is a claim until CloudTrail shows a successful ``ConsoleLogin`` by Root after
+the removal (``MFAUsed`` No, or Yes when another device remains).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..evidence import find_console_login, wait_for_evidence
+from ..params import RunParameters
+from .common import console_actor, since
+from .facts import RunFacts
+from .gates import ConsoleCheck
+from .preflight import NO_PASSWORD_OPTIONS
+from .vocabulary import Event, Gate
+
+if TYPE_CHECKING:
+    from .context import Step
+
+STEP = "03-first-sign-in"
+CONSOLE_SIGN_IN = (
+    "1. Sign out of the console, then sign in again as the root user (e-mail + password).\n"
+    "2. {second_factor}\n"
+    "3. You are signed in. (The seed: after this first sign-in the code is no longer needed "
+    "until MFA is bound again.)"
+)
+
+
+def _mfa_left(step: Step) -> bool:
+    after = step.facts.snapshot("after-removal")
+    return bool(after and after.account_mfa_enabled)
+
+
+def instructions(step: Step) -> str:
+    second = (
+        "Enter a code from the remaining MFA device."
+        if _mfa_left(step)
+        else "AWS e-mails a one-time verification code to the root address: enter it. (The "
+        "runbook never asks for the code and never records it.)"
+    )
+    return CONSOLE_SIGN_IN.format(second_factor=second)
+
+
+def sign_in_check(step: Step) -> ConsoleCheck:
+    """CloudTrail: a successful root ConsoleLogin after the removal was verified."""
+    mfa = _mfa_left(step)
+    start = since(step, Event.VERIFICATION_REMOVED)
+    acct = step.params.account_id
+    return ConsoleCheck(
+        what="the root user's console sign-in in CloudTrail (ConsoleLogin"
+        + (", MFAUsed Yes)" if mfa else ", MFAUsed No)"),
+        check="Check that the sign-in finished (the console shows the account) and that "
+        "CloudTrail is on; events can take a few minutes.",
+        timeout=float(step.params.evidence_timeout),
+        probe=lambda: find_console_login(step.target, acct, start, mfa=mfa),
+        done=lambda ev: bool(ev.found),
+        interval=2.0,
+    )
+
+
+def sign_in(step: Step) -> dict[str, Any]:
+    if step.params.dry_run:
+        return step.skip("dry run (nothing was changed)")
+    acct = step.params.account_id
+    after = step.facts.snapshot("after-removal")
+    if after is not None and after.account_password_present is False:
+        # only reachable with rebind: skip (preflight refuses bind without a password)
+        if step.recorded(Event.DECISION_NO_ROOT_PASSWORD) is None:
+            step.log(Event.DECISION_NO_ROOT_PASSWORD, options=NO_PASSWORD_OPTIONS)
+            step.gates.not_needed(Gate.SIGNED_IN, "the root user has no password: nobody signs in")
+        return {"status": "skipped: the root user has no password", "options": NO_PASSWORD_OPTIONS}
+    check = sign_in_check(step)
+    result = step.gates.console_step(
+        Gate.SIGNED_IN,
+        instructions(step),
+        check=check,
+        actor=lambda: console_actor(step).sign_in(acct),
+    )
+    recorded = step.recorded(Event.EVIDENCE_CONSOLE_LOGIN)
+    if recorded is None:
+        # the verdict's CloudTrail hit, or (verified earlier, e.g. by the lab's control) again
+        evidence = getattr(result.pop("verdict", None), "seen", None)
+        if evidence is None:
+            evidence = wait_for_evidence(check.probe, timeout=check.timeout, interval=2.0)
+        recorded = {"expected_mfa_used": _mfa_left(step), **evidence.summary()}
+        step.log(Event.EVIDENCE_CONSOLE_LOGIN, **recorded)
+    result.pop("verdict", None)
+    return {
+        "sign-in": result,
+        "expected MFAUsed": "Yes" if _mfa_left(step) else "No",
+        "evidence": recorded,
+    }
+
+
+def checks_missing(facts: RunFacts, params: RunParameters) -> list[str]:
+    if params.dry_run:
+        return [] if facts.first(Event.STEP_SKIPPED, STEP) else ["the dry-run skip is not recorded"]
+    if facts.first(Event.DECISION_NO_ROOT_PASSWORD, STEP):
+        return []
+    if facts.first(Event.EVIDENCE_CONSOLE_LOGIN, STEP) is None:
+        return ["the ConsoleLogin evidence is not recorded"]
+    return []
