@@ -124,7 +124,10 @@ def main() -> int:
                 creds = tmp / "credentials"
                 write_profiles(creds, info.principals)
                 env = dict(
-                    os.environ, AWS_SHARED_CREDENTIALS_FILE=str(creds), AWS_CONFIG_FILE=os.devnull
+                    os.environ,
+                    AWS_SHARED_CREDENTIALS_FILE=str(creds),
+                    AWS_CONFIG_FILE=os.devnull,
+                    RUNBOOK_STATE_DIR=str(tmp / "state"),  # leases and plans of the bench only
                 )
                 params = {
                     "account_id": info.target_account_id,

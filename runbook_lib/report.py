@@ -19,20 +19,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .procedure.vocabulary import Event
 from .record import EVENTS_FILE, MANIFEST_FILE, RUN_FILE, VerifyReport, _read_chain, verify
 
 __all__ = ["render_html"]
 
 MISSING = "missing"
 _APPROVAL_TYPES = (
-    "gate.approved",
-    "gate.denied",
-    "gate.halted",
-    "gate.not-needed",
-    "human.claimed",
-    "human.verified",
-    "human.contradicted",
-    "human.unverifiable",
+    Event.GATE_APPROVED,
+    Event.GATE_DENIED,
+    Event.GATE_HALTED,
+    Event.GATE_NOT_NEEDED,
+    Event.HUMAN_CLAIMED,
+    Event.HUMAN_VERIFIED,
+    Event.HUMAN_CONTRADICTED,
+    Event.HUMAN_UNVERIFIABLE,
 )
 _REQUEST_ID_KEYS = ("request_id", "request_ids", "RequestId", "aws_request_id")
 

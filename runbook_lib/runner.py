@@ -41,7 +41,16 @@ from .procedure.context import RESUMABLE_CHANGES, new_run_info, now_iso, operato
 from .procedure.facts import RunFacts
 from .procedure.lifecycle import RunState, fold
 from .procedure.vocabulary import Event, Status
-from .record import RUN_FILE, RunRecord, check_integrity, new_run_id, verify
+from .record import (
+    EVENTS_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    RUN_FILE,
+    RunRecord,
+    check_integrity,
+    new_run_id,
+    verify,
+)
 from .report import render_html
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
@@ -583,12 +592,27 @@ def abandon(run_dir: Path, reason: str) -> dict[str, Any]:
             stopped_at=state.halted_at() or {"step": state.next_step()},
             integrity_problems=problems,
         )
-        for name in ORDER:
-            rel = f"notebooks/{name}.ipynb"
-            if (record.path / rel).is_file():
-                record.record_file(rel, step=name)
+        # the files as they are now go on the chain after the problems were stated, so the
+        # record can be sealed and still tells what was found
+        for rel in _files_to_take_in(record, problems):
+            record.record_file(rel)
         _close(record, str(facts.parameters()["account_id"]))
     return dict(verify(record.path).__dict__)
+
+
+def _files_to_take_in(record: RunRecord, problems: list[str]) -> list[str]:
+    named = {p.split(":", 1)[0] for p in problems}
+    out = []
+    for path in sorted(record.path.rglob("*")):
+        rel = path.relative_to(record.path).as_posix()
+        if path.is_symlink() or not path.is_file() or "/" not in rel and rel in _RESERVED:
+            continue
+        if rel in named or rel.startswith("notebooks/"):
+            out.append(rel)
+    return out
+
+
+_RESERVED = {RUN_FILE, EVENTS_FILE, MANIFEST_FILE, LOCK_FILE}
 
 
 def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:

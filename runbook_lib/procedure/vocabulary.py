@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from .. import record as _record
+
 
 class Gate(StrEnum):
     """A point the run may not pass without a person: an approval or a console step."""
@@ -29,7 +31,7 @@ class Event(StrEnum):
     """Every event type a run writes (the record's own ``file.*`` events included)."""
 
     # the run as a whole (written by the orchestrator: runner, lab, seal, abandon)
-    RUN_CREATED = "run.created"
+    RUN_CREATED = _record.RUN_CREATED  # the record writes it itself
     RUN_RESUMED = "run.resumed"
     RUN_HALTED = "run.halted"
     RUN_FAILED = "run.failed"
@@ -80,10 +82,10 @@ class Event(StrEnum):
     EVIDENCE_CONSOLE_LOGIN = "evidence.console-login"
     EVIDENCE_ENABLE = "evidence.enable"
     RUN_CLOSED_OUT = "run.closed-out"
-    # the record's own (runbook_lib.record)
-    FILE_WRITTEN = "file.written"
-    FILE_RECORDED = "file.recorded"
-    FILE_MOVED = "file.moved"
+    # the record's own (runbook_lib.record appends them; nobody else may)
+    FILE_WRITTEN = _record.FILE_WRITTEN
+    FILE_RECORDED = _record.FILE_RECORDED
+    FILE_MOVED = _record.FILE_MOVED
 
 
 class Status(StrEnum):
