@@ -138,6 +138,12 @@ class LabServer:
         """The URL the operator opens (it carries the token)."""
         return f"{self.base}/lab?token={self.token}"
 
+    def url_of(self, notebook: str | None) -> str:
+        """The URL that opens ``notebook`` (the step where the run stands), or Lab itself."""
+        if not notebook:
+            return self.url
+        return f"{self.base}/lab/tree/{notebook}.ipynb?token={self.token}"
+
     def api(self, method: str, path: str, timeout: float = 10.0) -> Any:
         """Call JupyterLab's REST API with the token; the decoded JSON (or None)."""
         request = urllib.request.Request(
@@ -397,8 +403,8 @@ def serve_lab(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with lab_server(run_dir, port, open_token) as server:
-            out(server.url)
             nxt = next_notebook(RunRecord.open(server.run_dir))
+            out(server.url_of(nxt))  # opens where the run stands
             where = (
                 f"Open {nxt}.ipynb (the steps run in order; finished ones are closed)."
                 if nxt

@@ -64,13 +64,18 @@ import os
 import re
 import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ._files import atomic_write as _atomic_write
+from ._files import fsync_dir as _fsync_dir
+from ._files import json_bytes as _json_bytes
+from ._files import stage as _stage
+from ._files import unlink_quietly as _unlink_quietly
+from ._files import write_all as _write_all
 from .errors import RunbookError
 from .secrets_scan import find_secrets
 
@@ -232,20 +237,6 @@ def _read_regular(path: Path) -> bytes:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _mkdir(path: Path) -> bool:
     """Create ``path`` 0700 (whatever the umask); True if it was created here."""
     try:
@@ -267,38 +258,6 @@ def _makedirs(path: Path) -> None:
         probe = probe.parent
     for directory in reversed(missing):
         _mkdir(directory)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with suppress(OSError):
-        os.unlink(path)
-
-
-def _stage(path: Path, data: bytes) -> Path:
-    """A temporary file beside ``path`` holding ``data`` (0600, fsynced), to ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, FILE_MODE)
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
-    return Path(tmp)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``; mode 0600."""
-    tmp = _stage(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 @contextmanager
@@ -1210,10 +1169,6 @@ class RunRecord:
                 raise
             _fsync_dir(self.path)
         return manifest
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def _walk(run_dir: Path) -> Iterator[tuple[str, Path]]:

@@ -268,9 +268,9 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url, url
+        assert url.startswith("http://127.0.0.1:") and "/lab/tree/00-preflight.ipynb?token=" in url
         assert "Open 00-preflight.ipynb" in proc.stdout.readline()  # where the run stands
-        base, token = url.split("/lab?token=")
+        base, token = url.split("/lab/tree/00-preflight.ipynb?token=")
         request = urllib.request.Request(
             f"{base}/api/contents", headers={"Authorization": f"token {token}"}
         )

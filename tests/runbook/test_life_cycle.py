@@ -16,7 +16,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +42,7 @@ from .helpers import (
     run_info,
     write_params,
 )
+from .test_failures import start_cli_run
 
 
 def sha(path: Path) -> str:
@@ -300,17 +300,6 @@ def test_a_symlinked_runs_dir_is_refused_before_anything_is_created(
 
 
 # ------------------------------------------------------------------ 6. every session, crashes
-def _cli_run(env: Env, params: dict[str, object], tmp_path: Path) -> subprocess.Popen[bytes]:
-    file = write_params(tmp_path / "params.yml", params)
-    args = ["run", "-f", str(file), "--approve", str(params["approve"])]
-    return subprocess.Popen(
-        [sys.executable, "-m", "runbook_lib.cli", *args, "--runs-dir", str(env.runs)],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
     children = psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGKILL)
@@ -328,7 +317,7 @@ def test_runner_killed_between_the_removal_and_its_record_is_recovered_from_clou
     serial = str(params["device_serial"])
     # DeleteVirtualMFADevice (after DeactivateMFADevice, before the result is recorded) hangs
     env.info.control.add_fault("latency", "iam:DeleteVirtualMFADevice", 1, seconds=30)
-    proc = _cli_run(env, params, tmp_path)
+    proc = start_cli_run(env, params, tmp_path)
     try:
         deadline = time.monotonic() + 90
         while serial in env.serials() and time.monotonic() < deadline:
