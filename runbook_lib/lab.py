@@ -65,6 +65,7 @@ from typing import Any
 
 from . import lease
 from .errors import RunbookError, RunRefused
+from .isolation import kernel_env
 from .params import validate
 from .plan import STEPS, make_plan, notebook_path
 from .procedure.context import now_iso
@@ -160,11 +161,14 @@ class LabServer:
         return list(self.api("GET", "/api/kernels") or [])
 
 
-def _lab_env(tmp: Path) -> dict[str, str]:
-    """The environment for JupyterLab: the caller's (AWS profiles included), but Jupyter's and
-    IPython's configuration, data, runtime files and workspaces in a fresh directory, so the
-    user's settings, extensions and reopened tabs do not leak in."""
-    env = dict(os.environ)
+def _lab_env(tmp: Path, token: str) -> dict[str, str]:
+    """The environment for JupyterLab and the kernels it starts: the kernel's allow-list
+    (:func:`runbook_lib.isolation.kernel_env`: AWS settings, no startup code, private IPython
+    directory and bytecode cache), Jupyter's configuration, data, runtime files and workspaces
+    in a fresh directory (the user's settings, extensions and reopened tabs do not leak in), and
+    the token in ``JUPYTER_TOKEN``: never on the command line, which any local user reads."""
+    env = kernel_env(tmp)
+    env["JUPYTER_TOKEN"] = token
     for var, sub in (
         ("JUPYTER_CONFIG_DIR", "config"),
         ("JUPYTER_DATA_DIR", "data"),
@@ -190,7 +194,7 @@ def _lab_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _lab_command(root: Path, port: int, token: str, checkpoints: Path) -> list[str]:
+def _lab_command(root: Path, port: int, checkpoints: Path) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -199,7 +203,6 @@ def _lab_command(root: Path, port: int, token: str, checkpoints: Path) -> list[s
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
         "--ServerApp.terminals_enabled=False",
         f"--FileCheckpoints.checkpoint_dir={checkpoints}",
@@ -361,9 +364,9 @@ def _running_lab(
         log_path = tmp / "jupyterlab.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                _lab_command(notebooks, chosen_port, secret, checkpoints),
+                _lab_command(notebooks, chosen_port, checkpoints),
                 cwd=notebooks,
-                env=_lab_env(tmp),
+                env=_lab_env(tmp, secret),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -2,9 +2,10 @@
 
 The digest is SHA-256 over a canonical JSON of: the parameters (less the approval, the console
 confirmations and the run directory), the SHA-256 of every step notebook, the library version
-and a hash of its source, the target account, and the plan's own **identity** (a random id, when
-it was issued and when it expires). Change any of them and an approval given for the old plan no
-longer matches: the run halts at its first gate.
+and a hash of its source, the installed distributions and their versions, the target account,
+and the plan's own **identity** (a random id, when it was issued and when it expires). Change
+any of them and an approval given for the old plan no longer matches: the run halts at its first
+gate.
 
 The identity makes an approval single-use: two plans with the same parameters have different
 digests, so an approval names one plan, and the run that consumes it (``runbook_lib.lease``)
@@ -68,6 +69,36 @@ def library_fingerprint() -> str:
         digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def installed_distributions() -> list[str]:
+    """``name==version`` of every distribution installed in the interpreter's site-packages
+    (the user's site-packages left out: the kernel never imports from it), read from the
+    ``*.dist-info`` / ``*.egg-info`` directory names: cheap, no metadata parse."""
+    import site
+    import sys
+
+    user_site = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    found: set[str] = set()
+    for entry in sys.path:
+        if not entry.endswith(("site-packages", "dist-packages")) or entry == user_site:
+            continue
+        try:
+            names = os.listdir(entry)
+        except OSError:
+            continue
+        for name in names:
+            for suffix in (".dist-info", ".egg-info"):
+                if name.endswith(suffix):
+                    dist, _, version = name.removesuffix(suffix).partition("-")
+                    found.add(f"{dist.lower().replace('_', '-')}=={version}")
+    return sorted(found)
+
+
+def dependencies_fingerprint() -> str:
+    """SHA-256 over the installed distributions and their versions: the plan covers what the
+    kernel imports besides the library itself."""
+    return hashlib.sha256("\n".join(installed_distributions()).encode()).hexdigest()
 
 
 def notebook_hashes() -> dict[str, str]:
@@ -175,6 +206,7 @@ class Plan:
     library_sha256: str
     gates: tuple[GateInfo, ...]
     identity: PlanIdentity
+    dependencies_sha256: str = ""
 
     @property
     def dry_run(self) -> bool:
@@ -191,6 +223,7 @@ class Plan:
             "parameters": self.parameters,
             "notebooks": self.notebooks,
             "library": {"version": self.library_version, "sha256": self.library_sha256},
+            "dependencies": {"sha256": self.dependencies_sha256},
             "gates": [g.__dict__ for g in self.gates],
         }
 
@@ -201,10 +234,13 @@ def make_plan(params: RunParameters, identity: PlanIdentity | None = None) -> Pl
     identity = identity or PlanIdentity.new()
     parameters = params.plan_view()
     notebooks = notebook_hashes()
+    library = library_fingerprint()
+    dependencies = dependencies_fingerprint()
     content: dict[str, Any] = {
         "parameters": parameters,
         "notebooks": notebooks,
-        "library": {"version": __version__, "sha256": library_fingerprint()},
+        "library": {"version": __version__, "sha256": library},
+        "dependencies": {"sha256": dependencies},
         "account_id": params.account_id,
         "identity": identity.to_dict(),
     }
@@ -216,9 +252,10 @@ def make_plan(params: RunParameters, identity: PlanIdentity | None = None) -> Pl
         parameters,
         notebooks,
         __version__,
-        library_fingerprint(),
+        library,
         tuple(gates_for(params)),
         identity,
+        dependencies,
     )
 
 
@@ -239,6 +276,7 @@ def describe(plan: Plan) -> str:
         f"dry_run {str(p['dry_run']).lower()}   mode {p['mode']}",
         f"change ticket {p['change_ticket']}",
         f"library       root-mfa-runbook {plan.library_version} ({plan.library_sha256[:12]})",
+        f"dependencies  {plan.dependencies_sha256[:12]} (the installed distributions and versions)",
         "notebooks:",
     ]
     lines += [f"  {step:<20} {sha[:12]}" for step, sha in plan.notebooks.items()]

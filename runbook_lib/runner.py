@@ -35,6 +35,7 @@ from typing import Any
 
 from . import lease
 from .errors import ParameterError, RunbookError, RunRefused
+from .isolation import kernel_env
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path
 from .procedure.context import RESUMABLE_CHANGES, new_run_info, now_iso, operator_identity, run_plan
@@ -241,7 +242,8 @@ class _Kernel:
                 client_class="jupyter_client.asynchronous.AsyncKernelClient",
             )
             self.km.runbook_clients = []
-            self.km.start_kernel()
+            # isolated: allow-listed environment, private IPYTHONDIR and bytecode cache
+            self.km.start_kernel(env=kernel_env(Path(self._dir)))
         return self.km
 
     def release_clients(self) -> None:

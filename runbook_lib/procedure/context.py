@@ -25,6 +25,7 @@ from typing import Any
 from .. import __version__
 from ..aws import AwsContext
 from ..errors import GateNotApproved, ParameterError, RunbookError
+from ..isolation import quiet_sdk_logging
 from ..params import PARAMETER_NAMES, RunParameters, validate
 from ..plan import STEPS, Plan, PlanIdentity, make_plan
 from ..record import RunRecord
@@ -230,6 +231,12 @@ def run_plan(params: RunParameters, facts: RunFacts) -> Plan:
             "running them would mix two procedures. Nothing was done: end this run "
             "(runbook abandon RUN --reason ...) and start a new one."
         )
+    if (created.get("dependencies") or {}).get("sha256") != plan.dependencies_sha256:
+        raise StepRefused(
+            "The installed dependencies changed since this run started (a package was added, "
+            "removed or upgraded); running them would mix two procedures. Nothing was done: end "
+            "this run (runbook abandon RUN --reason ...) and start a new one."
+        )
     if (created.get("library") or {}).get("sha256") != plan.library_sha256:
         raise StepRefused(
             "runbook_lib changed since this run started; running it would mix two procedures. "
@@ -243,6 +250,7 @@ def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any)
     check the parameters are the run's, recompute its plan, and start the step."""
     if name not in STEP_MODULES:
         raise RunbookError(f"unknown step {name}")
+    quiet_sdk_logging()
     values = parameters_from(namespace or {})
     values.update(raw)
     params = validate(values)

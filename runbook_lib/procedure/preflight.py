@@ -135,6 +135,15 @@ def device(step: Step) -> dict[str, Any]:
     wanted = step.params.device_serial
     known = sorted(snap.known_serials())
     complete = snap.session_devices is not None
+    unread = [e for e in snap.errors if e.startswith(("virtual devices", "AccountMFAEnabled"))]
+    if unread and not complete:
+        # the real cause (throttled, denied, ...), not a guess about FIDO keys
+        raise _refuse(
+            step,
+            "device",
+            "The root user's MFA devices could not be read: " + "; ".join(unread) + ". The "
+            "device cannot be chosen on a partial view; fix the cause, then resume the run.",
+        )
     if not snap.account_mfa_enabled and not known:
         raise _refuse(
             step, "device", "The root user has no MFA device: there is nothing to remove."

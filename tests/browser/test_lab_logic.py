@@ -279,6 +279,9 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
         assert names == [f"{name}.ipynb" for name, _ in STEPS]
         with pytest.raises(urllib.error.HTTPError):  # the token is required
             urllib.request.urlopen(f"{base}/api/contents", timeout=10)  # noqa: S310
+        # no local user can read the token from a command line (ps): it is in Lab's environment
+        assert not _processes_naming(token), "the Lab token is on a process's command line"
+        assert _processes_naming(str(runs)), "JupyterLab is running for the run"
         holder = lease.holder(ACCOUNT)
         assert holder is not None, "the account is leased to the run"
         assert lease.is_executing(holder["run_id"]), "the run is busy while Lab serves it"

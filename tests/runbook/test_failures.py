@@ -474,3 +474,20 @@ def test_assume_root_where_aws_does_not_allow_it_stops_in_preflight(
     assert not of_type(run_dir, "action.remove-device")
     assert env.devices() == before
     assert verify(run_dir).ok
+
+
+def test_a_failed_device_listing_is_named_as_such(env_for: Callable[[str], Env]) -> None:
+    """A ListVirtualMFADevices that fails (throttled past the retries, denied, ...) is not "a
+    FIDO key or hardware token": the message names the real cause; nothing was changed. (The
+    sandbox's deny fault stands for any such failure: a throttle that outlasts the SDK's eight
+    adaptive attempts takes about a minute, too long for the suite; the code path is the same.)"""
+    env = env_for("standalone")
+    before = env.devices()
+    env.info.control.add_fault("deny", "iam:ListVirtualMFADevices", 10)
+    code, run_dir = env.run(env.params("console", dry_run=True))
+    assert code == 1
+    error = run_info(run_dir)["halted_at"]["error"]
+    assert "could not be read" in error and "virtual devices" in error
+    assert "AccessDenied" in error and "iam:ListVirtualMFADevices" in error
+    assert "FIDO" not in error
+    assert env.devices() == before
