@@ -51,6 +51,21 @@ def sandbox_profiles(info: SandboxInfo) -> Iterator[dict[str, str]]:
                     os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _demo_state_dir() -> Iterator[None]:
+    """The sandbox's accounts live as long as the sandbox: its leases, plans and approvals go to
+    a temporary state directory (unless RUNBOOK_STATE_DIR is set), never the operator's."""
+    if os.environ.get("RUNBOOK_STATE_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="runbook-demo-state-") as tmp:
+        os.environ["RUNBOOK_STATE_DIR"] = tmp
+        try:
+            yield
+        finally:
+            os.environ.pop("RUNBOOK_STATE_DIR", None)
+
+
 def demo_parameters(info: SandboxInfo, method: str, profiles: dict[str, str]) -> dict[str, Any]:
     """Parameters for an unattended sandbox run of the whole procedure."""
     target = info.target_account_id
@@ -83,7 +98,11 @@ def run_demo(
 
     method = method or ("assume-root" if scenario.startswith(("member", "fleet")) else "console")
     print(f"starting the sandbox ({scenario}) ...")
-    with sandbox_process(scenario) as info, sandbox_profiles(info) as profiles:
+    with (
+        sandbox_process(scenario) as info,
+        sandbox_profiles(info) as profiles,
+        _demo_state_dir(),
+    ):
         params = demo_parameters(info, method, profiles)
         _, plan = plan_for(params, save=True)
         print(

@@ -12,8 +12,8 @@ source's size and mtime). So the kernel (batch, and every kernel of ``runbook la
 * a private, empty ``IPYTHONDIR`` (no profile, no startup files);
 * ``PYTHONNOUSERSITE`` (no user site-packages) and ``PYTHONSAFEPATH`` (the working directory is
   not on ``sys.path``);
-* bytecode only from a private cache (``PYTHONPYCACHEPREFIX``: the owner's state directory, or
-  ``RUNBOOK_PYCACHE_DIR``), so no ``__pycache__`` beside the sources is ever read;
+* bytecode only from a private cache (``PYTHONPYCACHEPREFIX``: ``~/.cache/root-mfa-runbook``,
+  or ``RUNBOOK_PYCACHE_DIR``), so no ``__pycache__`` beside the sources is ever read;
 * SDK logging that cannot print credentials (:func:`quiet_sdk_logging`, called in the kernel).
 
 What this does not cover: someone who can write the installed sources themselves (their hash is
@@ -64,14 +64,14 @@ def allowed(name: str) -> bool:
 
 
 def pycache_dir() -> Path:
-    """The private bytecode cache: ``RUNBOOK_PYCACHE_DIR``, else ``<state dir>/pycache``."""
+    """The private bytecode cache: ``RUNBOOK_PYCACHE_DIR``, else
+    ``$XDG_CACHE_HOME/root-mfa-runbook/pycache`` (``~/.cache/...``), the owner's only."""
     override = os.environ.get("RUNBOOK_PYCACHE_DIR")
     if override:
         path = Path(override)
     else:
-        from .lease import state_dir
-
-        path = state_dir() / "pycache"
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(cache) / "root-mfa-runbook" / "pycache"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.is_symlink() or path.stat().st_uid != os.getuid():
         raise PermissionError(f"{path}: the bytecode cache must be a directory of your own")
