@@ -13,11 +13,15 @@
   runbook sandbox [--scenario NAME] [--port N] [--list]      serve the local AWS sandbox
 
 Exit codes: 0 succeeded, 1 failed (or refused), 2 bad usage or parameters, 3 halted at a gate.
+
+Every line printed goes through :mod:`runbook_lib.terminal`: control characters from
+parameters, paths or AWS messages are escaped, never sent to the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -25,23 +29,48 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ParameterError, RunbookError
+from .terminal import EscapingWriter, escape_controls, out
+from .terminal import err as err_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 
 
 def _err(message: str) -> None:
-    print(f"runbook: {message}", file=sys.stderr)
+    err_line(f"runbook: {message}")
+
+
+def _progress(line: str) -> None:
+    out(line, flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose messages quote argv as it came (``unrecognized arguments: ...``):
+    escaped like every other line."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        super().exit(status, escape_controls(message) if message else message)
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
     from .params import load_file, parse_overrides
 
-    raw: dict[str, Any] = load_file(Path(args.file)) if getattr(args, "file", None) else {}
-    raw.update(parse_overrides(args.param or []))
+    # the file's problems and the overrides' problems are reported together
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    try:
+        raw = load_file(Path(args.file)) if getattr(args, "file", None) else {}
+    except ParameterError as error:
+        problems += error.problems
+    try:
+        raw.update(parse_overrides(args.param or []))
+    except ParameterError as error:
+        problems += error.problems
+    if problems:
+        raise ParameterError(problems)
     if getattr(args, "approve", None):
         raw["approve"] = args.approve
     return raw
@@ -55,22 +84,22 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if args.file or args.param:
             _err("plan: --run takes no -f/-p (a run keeps its parameters)")
             return EXIT_USAGE
-        print(describe_run(Path(args.run)))
+        out(describe_run(Path(args.run)))
         return EXIT_OK
     if not args.file:
         _err("plan: -f FILE is required (or --run RUN_DIR)")
         return EXIT_USAGE
     _, plan = plan_for(_raw_params(args), save=True)
-    print(describe(plan))
+    out(describe(plan))
     return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
-    code, run_dir = run(_raw_params(args), Path(args.runs_dir))
+    code, run_dir = run(_raw_params(args), Path(args.runs_dir), progress=_progress)
     if run_dir is not None:
-        print(run_dir)
+        out(str(run_dir))
     return code
 
 
@@ -81,8 +110,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.param or [])
     if args.approve:
         overrides["approve"] = args.approve
-    code, run_dir = resume(Path(args.run_dir), overrides)
-    print(run_dir)
+    code, run_dir = resume(Path(args.run_dir), overrides, progress=_progress)
+    out(str(run_dir))
     return code
 
 
@@ -92,11 +121,11 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir)
     rows = list_run_states(runs_dir) if runs_dir.is_dir() else []
     if not rows:
-        print(f"no runs in {runs_dir}")
+        out(f"no runs in {runs_dir}")
         return EXIT_OK
-    print(f"{'run id':<26} {'account':<13} {'status':<11} {'kind':<8} where")
+    out(f"{'run id':<26} {'account':<13} {'status':<11} {'kind':<8} where")
     for row in rows:
-        print(
+        out(
             f"{row['run_id']:<26} {str(row.get('account_id')):<13} {row['status']:<11} "
             f"{'DRY RUN' if row.get('dry_run') else 'change':<8} {row.get('where') or ''}".rstrip()
         )
@@ -109,11 +138,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     report = verify(Path(args.run_dir))
     if report.ok:
         kind = "final seal" if report.final else "checkpoint seal"
-        print(f"OK: {args.run_dir} is intact ({report.events} events, {kind})")
+        out(f"OK: {args.run_dir} is intact ({report.events} events, {kind})")
         return EXIT_OK
-    print(f"TAMPERED or INCOMPLETE: {args.run_dir}")
+    out(f"TAMPERED or INCOMPLETE: {args.run_dir}")
     for problem in report.problems:
-        print(f"  - {problem}")
+        out(f"  - {problem}")
     return EXIT_FAILED
 
 
@@ -121,7 +150,7 @@ def _cmd_seal(args: argparse.Namespace) -> int:
     from .runner import seal_run
 
     result = seal_run(Path(args.run_dir))
-    print(f"sealed {args.run_dir}: {'intact' if result['ok'] else result['problems']}")
+    out(f"sealed {args.run_dir}: {'intact' if result['ok'] else result['problems']}")
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
 
@@ -129,7 +158,7 @@ def _cmd_abandon(args: argparse.Namespace) -> int:
     from .runner import abandon
 
     result = abandon(Path(args.run_dir), args.reason)
-    print(
+    out(
         f"abandoned {args.run_dir}: sealed final, the account's lease released; record "
         f"{'intact' if result['ok'] else 'NOT intact: ' + '; '.join(result['problems'])}"
     )
@@ -149,9 +178,9 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     else:
         record = prepare_lab(_raw_params(args), Path(args.runs_dir))
-        print(f"prepared {record.path}", file=sys.stderr, flush=True)
+        err_line(f"prepared {record.path}")
         run_dir = record.path
-    return serve_lab(run_dir, args.port, out=lambda line: print(line, flush=True))
+    return serve_lab(run_dir, args.port, out=_progress)
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
@@ -165,14 +194,16 @@ def _cmd_archive(args: argparse.Namespace) -> int:
         endpoint_url=args.endpoint_url,
         region=args.region,
     )
-    print(json.dumps(result, indent=2, default=str))
+    out(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.scenario, args.method, Path(args.runs_dir))
+    # run_demo prints for itself (and lets the runner print its progress)
+    with contextlib.redirect_stdout(EscapingWriter(sys.stdout)):
+        return run_demo(args.scenario, args.method, Path(args.runs_dir))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -180,7 +211,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     if args.list:
         for name, text in SCENARIOS.items():
-            print(f"{name:<20} {text}")
+            out(f"{name:<20} {text}")
         return EXIT_OK
     try:
         sandbox = Sandbox(args.scenario, args.port)
@@ -198,12 +229,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     profiles = Path(args.profiles_file) if args.profiles_file else None
     if profiles is not None:
         write_profiles(profiles, info.principals)
-    print(json.dumps(info.__dict__), flush=True)
-    print(
-        f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it",
-        file=sys.stderr,
-        flush=True,
-    )
+    out(json.dumps(info.__dict__), flush=True)
+    err_line(f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it")
     try:
         while not stop.wait(0.5):
             pass
@@ -211,12 +238,12 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
         sandbox.stop()
         if profiles is not None:
             profiles.unlink(missing_ok=True)
-    print("sandbox stopped", file=sys.stderr, flush=True)
+    err_line("sandbox stopped")
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="runbook",
         description="Executable, auditable runbook: remove and re-bind an AWS root user's MFA.",
         epilog="Exit codes: 0 succeeded, 1 failed or refused, 2 bad usage, 3 halted at a gate.",
