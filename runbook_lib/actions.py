@@ -15,7 +15,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from .aws import AwsContext, request_id
-from .errors import AmbiguousDeviceError, from_client_error
+from .errors import AccessDeniedError, AmbiguousDeviceError, from_client_error
 from .privileged import DEFAULT_DURATION, DELETE, RootSession, SessionInfo, assume_root
 from .state import device_kind, read_session_devices, wait_for_device_removed
 
@@ -186,9 +186,21 @@ def _deactivate(root: RootSession, serial: str, result: ActionResult) -> dict[st
     return root.run(deactivate)
 
 
+LEFT_OVER_NOTE = (
+    "The AssumeRoot task policy IAMDeleteRootUserCredentials did not allow "
+    "DeleteVirtualMFADevice on the device (AWS documents the policy's actions on the root user "
+    "only): the device is deactivated, so it no longer protects or signs in anyone, but its "
+    "unassigned object remains in the account. Delete it from an IAM principal allowed "
+    "iam:DeleteVirtualMFADevice, or leave it; when binding a new device, give it another name."
+)
+
+
 def _delete_virtual(root: RootSession, serial: str, result: ActionResult) -> str:
-    """Delete the (deactivated) virtual device object. A failure is raised, not hidden: the
-    device is already deactivated, and re-running the step deletes the left-over object."""
+    """Delete the (deactivated) virtual device object. The deactivation is the change; this
+    is tidying. AccessDenied (the task policy may not cover the device's ARN: AWS does not
+    document it) leaves the unassigned object, recorded and explained, and the action still
+    succeeds. Other failures are raised: the device is already deactivated, and re-running the
+    step deletes the left-over object."""
 
     def delete(_: AwsContext) -> str:
         try:
@@ -200,6 +212,11 @@ def _delete_virtual(root: RootSession, serial: str, result: ActionResult) -> str
             if code in ("ExpiredToken", "ExpiredTokenException"):
                 raise
             failure = from_client_error(err, "DeleteVirtualMFADevice", "iam:DeleteVirtualMFADevice")
+            if isinstance(failure, AccessDeniedError):
+                result.details["virtual_device_left"] = serial
+                result.details["virtual_device_left_note"] = LEFT_OVER_NOTE
+                result.request_ids["DeleteVirtualMFADevice"] = failure.request_id or ""
+                return "left (AccessDenied in the task-policy session)"
             if code == "DeleteConflict":
                 hint = (
                     "The device was deactivated but IAM still sees it assigned (eventual "

@@ -57,8 +57,26 @@ def decide(step: Step) -> Any:
     )
 
 
+def left_over(step: Step) -> str | None:
+    """A deactivated virtual device whose object 01 could not delete (its name is taken)."""
+    action = step.facts.first(Event.ACTION_REMOVE_DEVICE)
+    if action is None:
+        return None
+    left = (action["data"].get("details") or {}).get("virtual_device_left")
+    return str(left) if left else None
+
+
 def instructions(step: Step) -> str:
-    return CONSOLE_BIND.format(ticket=step.params.change_ticket)
+    text = CONSOLE_BIND.format(ticket=step.params.change_ticket)
+    left = left_over(step)
+    if left:
+        name = left.rsplit("/", 1)[-1]
+        text += (
+            f"\nThe old device object {left} is still in the account (unassigned, deactivated: "
+            f"01 could not delete it): its name {name!r} is taken, so name the new device "
+            "differently."
+        )
+    return text
 
 
 def _before(step: Step) -> set[str]:

@@ -60,6 +60,13 @@ def close_out(step: Step) -> dict[str, Any]:
         for e in facts.events
         if e["type"].startswith(_TIMELINE)
     ]
+    action = facts.first(Event.ACTION_REMOVE_DEVICE)
+    details = (action["data"].get("details") or {}) if action else {}
+    if details.get("virtual_device_left"):
+        diff["left_over_device_object"] = {
+            "serial": details["virtual_device_left"],
+            "why": details.get("virtual_device_left_note"),
+        }
     summary = {
         "dry_run": step.params.dry_run,
         "diff": diff,
