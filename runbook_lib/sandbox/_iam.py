@@ -21,7 +21,10 @@ source):
 
 What AWS does not document is chosen by a switch (``_state.SWITCHES``): which root devices
 GetAccountSummary counts in MFADevices / MFADevicesInUse (the API reference lists the keys,
-not what they count; by default every root device), and GetMFADevice with a non-FIDO serial.
+not what they count; by default every root device), GetMFADevice with a non-FIDO serial, and
+DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (denied by default: the
+published task policy denies every resource but ``arn:aws:iam::*:root``, and the call names
+an ``...:mfa/...`` ARN).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from ._state import (
     Principal,
     World,
 )
+
+DELETE_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"
 
 REPORT_COLUMNS = (
     "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
@@ -171,6 +176,18 @@ def delete_virtual_mfa_device(
     world: World, req: AwsRequest, principal: Principal
 ) -> Response | None:
     serial = str(req.params.get("SerialNumber", ""))
+    if (
+        principal.kind == "assumed-root"
+        and principal.task_policy_arn == DELETE_TASK_POLICY
+        and world.switch("delete-virtual-mfa-in-delete-session") == "deny"
+    ):
+        # the task policy's Deny on NotResource arn:aws:iam::*:root reaches the mfa/ ARN
+        raise AwsError(
+            "AccessDenied",
+            f"User: {principal.arn} is not authorized to perform: iam:DeleteVirtualMFADevice "
+            f"on resource: {serial} with an explicit deny in a session policy",
+            403,
+        )
     with world.lock:
         account = _account(world, principal)
         root = account.root

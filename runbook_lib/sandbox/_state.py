@@ -69,6 +69,13 @@ KEY_USE_SPAN = dt.timedelta(minutes=15)
 # Switches: AWS behaviour that AWS does not document, each plausible variant selectable at run
 # time (POST /_sandbox/switches). name -> (default, choices, what it decides).
 SWITCHES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "delete-virtual-mfa-in-delete-session": (
+        "deny",
+        ("deny", "allow"),
+        "iam:DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials AssumeRoot session: the "
+        "published task policy allows the action but denies every resource that is "
+        "NotResource arn:aws:iam::*:root, and the call names an ...:mfa/... ARN",
+    ),
     "root-mfa-window": (
         "first-attempt",
         ("first-attempt", "each-lapse"),

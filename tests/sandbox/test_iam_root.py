@@ -83,6 +83,9 @@ def test_deactivate_unknown_serial_is_no_such_entity(member: SandboxInfo) -> Non
 
 
 def test_delete_assigned_virtual_device_is_delete_conflict(member: SandboxInfo) -> None:
+    # the variant of the undocumented DeleteVirtualMFADevice-in-a-delete-session behaviour in
+    # which AWS allows the call (test_delete_virtual_in_a_delete_session_by_switch)
+    member.control.set_switch("delete-virtual-mfa-in-delete-session", "allow")
     iam = session_client(member, assume_root(member, DELETE), "iam")
     virtual = root_virtual_serials(member)[0]
     with pytest.raises(ClientError) as exc:
@@ -452,7 +455,32 @@ def test_account_summary_of_a_standalone_root_with_one_device(standalone: Sandbo
     assert _mfa_counts(standalone) == (1, 1)
 
 
-# --------------------------------------------------------------------------- switches
+# --------------------------------------------------------------------------- undocumented
+def test_delete_virtual_in_a_delete_session_by_switch(member: SandboxInfo) -> None:
+    """Undocumented: the AssumeRoot task policy IAMDeleteRootUserCredentials lists
+    iam:DeleteVirtualMFADevice among the actions it allows, and (as published in the AWS
+    Managed Policy Reference) denies the listed actions on every resource that is NotResource
+    arn:aws:iam::*:root; DeleteVirtualMFADevice names an arn:aws:iam::ACCOUNT:mfa/NAME
+    resource, so AWS may deny it. Switch delete-virtual-mfa-in-delete-session: deny (the
+    default, the most restrictive reading) or allow. The deactivation is allowed either way."""
+    assert member.control.switches()["delete-virtual-mfa-in-delete-session"] == "deny"
+    iam = session_client(member, assume_root(member, DELETE), "iam")
+    virtual = root_virtual_serials(member)[0]
+    iam.deactivate_mfa_device(SerialNumber=virtual)
+    with pytest.raises(ClientError) as exc:
+        iam.delete_virtual_mfa_device(SerialNumber=virtual)
+    assert (error_code(exc), _status(exc)) == ("AccessDenied", 403)
+    message = exc.value.response["Error"]["Message"]
+    assert "iam:DeleteVirtualMFADevice" in message and virtual in message
+    assert "explicit deny" in message
+    state = member.control.state(member.target_account_id)
+    assert state["unassigned_virtual"] == [virtual]
+
+    member.control.set_switch("delete-virtual-mfa-in-delete-session", "allow")
+    iam.delete_virtual_mfa_device(SerialNumber=virtual)
+    assert member.control.state(member.target_account_id)["unassigned_virtual"] == []
+
+
 def test_switches_refuse_unknown_names_and_values(standalone: SandboxInfo) -> None:
     control = standalone.control
     with pytest.raises(ControlApiError) as exc:
