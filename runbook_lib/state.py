@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
+from botocore.exceptions import ClientError
+
 from .aws import AwsContext, call, paginate
-from .errors import AwsActionError, RunbookError, VerificationTimeout
+from .errors import AwsActionError, RunbookError, VerificationTimeout, from_client_error
 from .privileged import RootSession
 
 DeviceKind = Literal["virtual", "fido", "hardware"]
@@ -125,21 +127,28 @@ def read_root_virtual_devices(aws: AwsContext, account_id: str) -> tuple[str, ..
 
 
 def read_credential_report_root(aws: AwsContext, timeout: float = 60.0) -> CredentialReportRoot:
-    """``iam:GenerateCredentialReport`` (polled until COMPLETE) + ``iam:GetCredentialReport``."""
+    """``iam:GenerateCredentialReport`` once, then ``iam:GetCredentialReport`` until the report
+    is ready: while IAM generates it, GetCredentialReport answers ``ReportInProgress``. (A
+    report younger than four hours is reused: Generate answers COMPLETE and Get returns it.)"""
     iam = aws.client("iam")
+    call(iam, "generate_credential_report", "iam:GenerateCredentialReport")
 
-    def generate() -> str:
-        answer = call(iam, "generate_credential_report", "iam:GenerateCredentialReport")
-        return str(answer["State"])
+    def fetch() -> dict[str, Any] | None:
+        try:
+            return dict(iam.get_credential_report())
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ReportInProgress":
+                return None
+            raise from_client_error(err, "GetCredentialReport", "iam:GetCredentialReport") from err
 
-    poll_until(
-        generate,
-        lambda state: state == "COMPLETE",
+    report = poll_until(
+        fetch,
+        lambda got: got is not None,
         timeout=timeout,
         what="the IAM credential report",
         interval=0.1,  # AWS usually has it within a second; poll_until backs off
     )
-    report = call(iam, "get_credential_report", "iam:GetCredentialReport")
+    assert report is not None  # poll_until returns only a result that is done
     content = report["Content"]
     text = content.decode() if isinstance(content, bytes) else str(content)
     for row in csv.DictReader(io.StringIO(text)):

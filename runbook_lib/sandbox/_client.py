@@ -78,6 +78,17 @@ class ControlClient:
     def set_lookup_rate(self, per_second: float) -> None:
         self.call("POST", "lookup-rate", {"per_second": per_second})
 
+    def set_credential_report_time(self, seconds: float) -> None:
+        """How long generating a credential report takes, in seconds of the sandbox clock."""
+        self.call("POST", "credential-report-time", {"seconds": seconds})
+
+    def switches(self) -> dict[str, str]:
+        """The undocumented-behaviour switches and the variant each one is set to."""
+        return dict(self.call("GET", "switches")["switches"])
+
+    def set_switch(self, name: str, value: str) -> None:
+        self.call("POST", "switches", {"name": name, "value": value})
+
     def add_principal(
         self, name: str, account_id: str, policies: list[dict[str, Any]] | None = None
     ) -> dict[str, str]:
@@ -110,15 +121,23 @@ class ControlClient:
             payload["mfa_code"] = mfa_code
         return dict(self.call("POST", "console/sign-in", payload))
 
-    def sign_in_fully(self, account_id: str) -> str:
-        """Sign in as the operator would: first MFA device, or the e-mailed code. Session id."""
+    def sign_in_answer(self, account_id: str) -> tuple[str, dict[str, Any]]:
+        """Sign in as the operator would: first MFA device, or the e-mailed code. The second
+        factor used ("mfa", "email-code" or "password") and the final answer."""
         answer = self.sign_in(account_id)
+        used = "password"
         if answer["status"] == "mfa_required":
+            used = "mfa"
             answer = self.sign_in(account_id, mfa_serial=answer["devices"][0])
         elif answer["status"] == "email_code_sent":
+            used = "email-code"
             code = self.mailbox(account_id)[-1]["code"]
             answer = self.sign_in(account_id, email_code=code)
-        return str(answer["session_id"])
+        return used, answer
+
+    def sign_in_fully(self, account_id: str) -> str:
+        """Sign in as the operator would (see :meth:`sign_in_answer`). Session id."""
+        return str(self.sign_in_answer(account_id)[1]["session_id"])
 
     def sign_out(self, session_id: str) -> None:
         self.call("POST", "console/sign-out", {"session_id": session_id})

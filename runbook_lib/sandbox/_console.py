@@ -11,6 +11,9 @@ records the CloudTrail events AWS records for it. Routes (JSON in, JSON out):
   POST /_sandbox/faults       {kind, operation, count?, seconds?}   DELETE clears them
   POST /_sandbox/iam-lag      {seconds}
   POST /_sandbox/lookup-rate  {per_second}     0 turns LookupEvents throttling off
+  POST /_sandbox/credential-report-time {seconds}   how long generating a report takes
+  GET  /_sandbox/switches                      the undocumented-behaviour switches
+  POST /_sandbox/switches     {name, value}    choose one variant
   POST /_sandbox/principals   {name, account_id, policies?}
   GET  /_sandbox/mailbox/ACCOUNT               e-mails sent to the root address
   POST /_sandbox/console/sign-in               {account_id, mfa_serial? | email_code?}
@@ -20,6 +23,17 @@ records the CloudTrail events AWS records for it. Routes (JSON in, JSON out):
   POST /_sandbox/console/bind-virtual/finish   {session_id, serial, code1, code2}
   POST /_sandbox/console/bind-security-key     {session_id, name}
   GET  /_sandbox/authenticator/SERIAL          the simulated phone app: two consecutive codes
+
+Root MFA enforcement (IAM User Guide, "Use multi-factor authentication with your identities":
+"All AWS account types (standalone, management, and members accounts) require MFA to be
+configured for their root user. Users must register MFA within 35 days of their first sign-in
+attempt to access the AWS Management Console if MFA is not already enabled"; "Multi-factor
+authentication for AWS account root user": users "can postpone MFA registration for up to 35
+days by skipping the prompt. After 35 days, enabling MFA becomes mandatory to proceed with
+sign-in"). A sign-in without MFA answers ``mfa_prompt`` (register now or skip, and the
+deadline); past the deadline it answers ``mfa_registration_required`` and its session may only
+register a device. Whether the window restarts after root registers MFA and loses it again is
+undocumented: switch ``root-mfa-window``. ``GET /_sandbox/state/ACCOUNT`` shows the deadline.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from ._protocol import Response
 from ._server import json_response
 from ._state import (
     MAX_ROOT_MFA_DEVICES,
+    SWITCHES,
     Account,
     ConsoleSession,
     FaultRule,
@@ -113,6 +128,15 @@ class ControlApi:
             with world.lock:
                 world.lookup_rate_per_second = float(data["per_second"])
             return {"per_second": world.lookup_rate_per_second}
+        if head == "credential-report-time" and method == "POST":
+            seconds = float(data["seconds"])
+            if seconds < 0:
+                raise ControlError(400, "BadRequest", "seconds must not be negative")
+            with world.lock:
+                world.credential_report_seconds = seconds
+            return {"seconds": seconds}
+        if head == "switches":
+            return self.switches(method, data)
         if head == "principals" and method == "POST":
             from ._scenarios import add_iam_principal
 
@@ -151,6 +175,26 @@ class ControlApi:
                 self.world.faults.append(rule)
             return {"faults": [vars(r) for r in self.world.faults]}
 
+    def switches(self, method: str, data: dict[str, Any]) -> dict[str, Any]:
+        world = self.world
+        with world.lock:
+            if method == "POST":
+                name, value = str(data["name"]), str(data["value"])
+                if name not in SWITCHES:
+                    raise ControlError(
+                        400, "BadRequest", f"unknown switch {name!r}; known: {sorted(SWITCHES)}"
+                    )
+                choices = SWITCHES[name][1]
+                if value not in choices:
+                    raise ControlError(
+                        400, "BadRequest", f"switch {name} is one of {list(choices)}, not {value!r}"
+                    )
+                world.switches[name] = value
+            return {
+                "switches": dict(world.switches),
+                "choices": {name: list(spec[1]) for name, spec in SWITCHES.items()},
+            }
+
     def _account(self, account_id: str) -> Account:
         account = self.world.account(account_id)
         if account is None:
@@ -181,6 +225,13 @@ class ControlApi:
             if action == "sign-out":
                 world.console_sessions.pop(session.session_id, None)
                 return {"signed_out": True}
+            if session.registration_only and not action.startswith("bind-"):
+                raise ControlError(
+                    403,
+                    "MfaRegistrationRequired",
+                    "The 35 days to register MFA for the root user have passed: register an "
+                    "MFA device to proceed with sign-in.",
+                )
             if action == "remove-mfa":
                 return self.remove_mfa(session, account, str(data["serial"]))
             if action == "bind-virtual/start":
@@ -267,7 +318,9 @@ class ControlApi:
     def sign_in(self, data: dict[str, Any]) -> dict[str, Any]:
         """Root sign-in: password (the actor knows it), then the MFA device (``mfa_serial``; with
         ``mfa_code`` the code is checked, without it the simulated device answers), or, with no
-        MFA right after a removal, the one-time code AWS e-mails to the root address."""
+        MFA right after a removal, the one-time code AWS e-mails to the root address. Without
+        MFA the answer carries ``mfa_prompt`` (see the module docstring); past the deadline the
+        status is ``mfa_registration_required`` and the session may only register a device."""
         world = self.world
         account = self._account(str(data["account_id"]))
         root = account.root
@@ -295,7 +348,11 @@ class ControlApi:
                 raise ControlError(
                     403, "FailedAuthentication", f"{serial} is not an MFA device of this root user"
                 )
-        elif root.email_verification_pending:
+        else:
+            # a sign-in attempt without MFA: it starts the 35-day window to register MFA
+            root.first_attempt_without_mfa = root.first_attempt_without_mfa or world.clock.now()
+            root.attempt_since_last_mfa = root.attempt_since_last_mfa or world.clock.now()
+        if not devices and root.email_verification_pending:
             code = data.get("email_code")
             pending = world.pending_sign_ins.get(account.account_id)
             if not code:
@@ -333,11 +390,18 @@ class ControlApi:
         world.console_sessions[session.session_id] = session
         root.password_last_used = world.clock.now()
         self._login_event(account, True, mfa_device)
-        return {
+        answer: dict[str, Any] = {
             "status": "signed_in",
             "session_id": session.session_id,
             "mfa_used": mfa_device is not None,
         }
+        if mfa_device is None:
+            prompt = mfa_prompt(world, account)
+            answer["mfa_prompt"] = prompt
+            if prompt["enforced"]:
+                session.registration_only = True
+                answer["status"] = "mfa_registration_required"
+        return answer
 
     def remove_mfa(self, session: ConsoleSession, account: Account, serial: str) -> dict[str, Any]:
         device = next((d for d in account.root.devices() if d.serial == serial), None)
@@ -423,6 +487,7 @@ class ControlApi:
         )
         account.root.set_devices(now, (*account.root.devices(), device))
         account.root.email_verification_pending = False
+        session.registration_only = False
         self._console_event(session, "EnableMFADevice", params)
         return {"bound": serial, "kind": "virtual"}
 
@@ -437,6 +502,7 @@ class ControlApi:
         )
         account.root.set_devices(now, (*account.root.devices(), device))
         account.root.email_verification_pending = False
+        session.registration_only = False
         self._console_event(session, "EnableMFADevice", {"serialNumber": serial})
         return {"bound": serial, "kind": "fido"}
 
@@ -453,10 +519,36 @@ def fido_serial(account_id: str, name: str) -> str:
     return f"arn:aws:iam::{account_id}:u2f/root/{name}-{suffix}"
 
 
+def mfa_prompt(world: World, account: Account) -> dict[str, Any]:
+    """What the console shows after a sign-in without MFA: register now or skip until the
+    deadline (35 days from the first attempt without MFA); past it, only register."""
+    with world.lock:
+        root = account.root
+        mode = world.switch("root-mfa-window")
+        deadline = root.mfa_deadline(mode)
+        if deadline is None:  # not yet attempted without MFA (e.g. it is bound)
+            return {"shown": False, "deadline": None, "enforced": False, "choices": []}
+        enforced = world.clock.now() >= deadline
+        return {
+            "shown": True,
+            "window": mode,
+            "window_started": _iso(root.mfa_window_start(mode)),
+            "deadline": _iso(deadline),
+            "enforced": enforced,
+            "choices": ["register"] if enforced else ["register", "skip"],
+        }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat()
+
+
 def root_state(world: World, account: Account) -> dict[str, Any]:
     """The root user's true state, for tests and the demo; no seed or code leaves here."""
     with world.lock:
         root = account.root
+        has_mfa = bool(root.devices())
+        prompt = mfa_prompt(world, account) if not has_mfa else None
         return {
             "account_id": account.account_id,
             "kind": account.kind,
@@ -473,4 +565,21 @@ def root_state(world: World, account: Account) -> dict[str, Any]:
             ],
             "unassigned_virtual": sorted(root.unassigned_virtual),
             "access_keys": [k.access_key_id for k in root.access_keys],
+            "access_keys_last_used": {
+                k.access_key_id: {
+                    "date": _iso(k.last_used),
+                    "service": k.last_used_service,
+                    "region": k.last_used_region,
+                }
+                for k in root.access_keys
+            },
+            # root MFA enforcement: None while root has MFA or has not tried to sign in without
+            "mfa_registration_deadline": prompt["deadline"] if prompt else None,
+            "mfa_registration": {
+                "window": world.switch("root-mfa-window"),
+                "first_attempt_without_mfa": _iso(root.first_attempt_without_mfa),
+                "attempt_since_last_mfa": _iso(root.attempt_since_last_mfa),
+                "deadline": prompt["deadline"] if prompt else None,
+                "enforced": bool(prompt and prompt["enforced"]),
+            },
         }

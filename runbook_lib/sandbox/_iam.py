@@ -4,6 +4,27 @@ Calls without ``UserName`` made by the root user or an AssumeRoot session act on
 own credentials; the same calls by an IAM user act on that user (moto does it, told the name).
 Every read of the root's MFA devices goes through :meth:`RootUser.devices_seen`, so an injected
 IAM lag shows the older state, as IAM's eventual consistency can.
+
+AWS facts modelled here (each pinned by a contract test in ``tests/sandbox`` that quotes its
+source):
+
+* The credential report (IAM User Guide, "Generate credential reports for your AWS account";
+  API reference, GenerateCredentialReport / GetCredentialReport): a new report at most every
+  four hours; generating one takes a moment: GenerateCredentialReport answers STARTED, then
+  INPROGRESS, then COMPLETE, and GetCredentialReport answers ``ReportInProgress`` (HTTP 404)
+  until it is ready. The root row's ``password_enabled`` is true or false.
+* A root access key's last use (date, service, Region) is recorded on every authenticated
+  request it signs, the first use of each 15-minute span (the guide's access_key_1_last_used_*
+  columns), and shown by GetAccessKeyLastUsed and the report.
+* GetMFADevice (API reference) accepts only FIDO security key ARNs; for the root user (its
+  own long-term keys) it answers the root's FIDO keys.
+
+What AWS does not document is chosen by a switch (``_state.SWITCHES``): which root devices
+GetAccountSummary counts in MFADevices / MFADevicesInUse (the API reference lists the keys,
+not what they count; by default every root device), GetMFADevice with a non-FIDO serial, and
+DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (denied by default: the
+published task policy denies every resource but ``arn:aws:iam::*:root``, and the call names
+an ``...:mfa/...`` ARN).
 """
 
 from __future__ import annotations
@@ -27,6 +48,8 @@ from ._state import (
     Principal,
     World,
 )
+
+DELETE_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"
 
 REPORT_COLUMNS = (
     "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
@@ -86,6 +109,32 @@ def list_mfa_devices(world: World, req: AwsRequest, principal: Principal) -> Res
     return render_result(req, {"MFADevices": devices, "IsTruncated": False})
 
 
+@handles("iam", "GetMFADevice")
+def get_mfa_device(world: World, req: AwsRequest, principal: Principal) -> Response | None:
+    """The root user's own device (no UserName). The API accepts only FIDO security key ARNs;
+    what it answers for another root device is undocumented (switch get-mfa-device-non-fido)."""
+    if not _acts_on_root(req, principal):
+        _forward_as_user(req, principal)
+        return None
+    serial = str(req.params.get("SerialNumber", ""))
+    with world.lock:
+        account = _account(world, principal)
+        device = next((d for d in _seen(world, account) if d.serial == serial), None)
+        mode = world.switch("get-mfa-device-non-fido")
+    if device is None:
+        raise _no_such_device(serial)
+    if device.kind != "fido" and mode == "no-such-entity":
+        raise _no_such_device(serial)
+    if device.kind != "fido" and mode == "validation-error":
+        raise AwsError("ValidationError", "GetMFADevice accepts only FIDO security key ARNs.", 400)
+    result = {
+        "UserName": account.account_id,
+        "SerialNumber": device.serial,
+        "EnableDate": device.enable_date,
+    }
+    return render_result(req, result)
+
+
 @handles("iam", "DeactivateMFADevice")
 def deactivate_mfa_device(world: World, req: AwsRequest, principal: Principal) -> Response | None:
     if principal.kind == "root" and not req.params.get("UserName"):
@@ -127,6 +176,18 @@ def delete_virtual_mfa_device(
     world: World, req: AwsRequest, principal: Principal
 ) -> Response | None:
     serial = str(req.params.get("SerialNumber", ""))
+    if (
+        principal.kind == "assumed-root"
+        and principal.task_policy_arn == DELETE_TASK_POLICY
+        and world.switch("delete-virtual-mfa-in-delete-session") == "deny"
+    ):
+        # the task policy's Deny on NotResource arn:aws:iam::*:root reaches the mfa/ ARN
+        raise AwsError(
+            "AccessDenied",
+            f"User: {principal.arn} is not authorized to perform: iam:DeleteVirtualMFADevice "
+            f"on resource: {serial} with an explicit deny in a session policy",
+            403,
+        )
     with world.lock:
         account = _account(world, principal)
         root = account.root
@@ -226,16 +287,28 @@ def list_virtual_mfa_devices(world: World, req: AwsRequest, principal: Principal
 def account_summary(
     world: World, req: AwsRequest, principal: Principal, response: Response
 ) -> Response:
+    body = response.body.decode()
     with world.lock:
         account = _account(world, principal)
         root = account.root
+        seen = _seen(world, account)
+        mode = world.switch("summary-root-mfa-devices")
+        counted = {
+            "all": seen,
+            "virtual-only": tuple(d for d in seen if d.kind == "virtual"),
+            "none": (),
+        }[mode]
+        # MFADevices also counts virtual device objects assigned to no one (moto does)
+        unassigned = 0 if mode == "none" else len(root.unassigned_virtual)
         flags = {
-            "AccountMFAEnabled": int(bool(_seen(world, account))),
+            "AccountMFAEnabled": int(bool(seen)),
             "AccountAccessKeysPresent": int(any(k.status == "Active" for k in root.access_keys)),
             "AccountPasswordPresent": int(root.has_password),
             "AccountSigningCertificatesPresent": 0,
+            # moto counts IAM users' devices; the root user's are added
+            "MFADevices": _summary_value(body, "MFADevices") + len(counted) + unassigned,
+            "MFADevicesInUse": _summary_value(body, "MFADevicesInUse") + len(counted),
         }
-    body = response.body.decode()
     for key, value in flags.items():
         entry = f"<entry><key>{key}</key><value>{value}</value></entry>"
         pattern = rf"<entry>\s*<key>{key}</key>\s*<value>[^<]*</value>\s*</entry>"
@@ -244,6 +317,11 @@ def account_summary(
             body = body.replace("</SummaryMap>", entry + "</SummaryMap>", 1)
     response.body = body.encode()
     return response
+
+
+def _summary_value(body: str, key: str) -> int:
+    match = re.search(rf"<entry>\s*<key>{key}</key>\s*<value>(\d+)</value>\s*</entry>", body)
+    return int(match.group(1)) if match else 0
 
 
 # --------------------------------------------------------------------------- credential report
@@ -260,7 +338,7 @@ def root_report_row(world: World, account: Account) -> list[str]:
         "<root_account>",
         root.arn,
         _fmt(root.created),
-        "not_supported",
+        "true" if root.has_password else "false",
         _fmt(root.password_last_used, "no_information") if root.has_password else "N/A",
         "not_supported",
         "not_supported",
@@ -269,13 +347,14 @@ def root_report_row(world: World, account: Account) -> list[str]:
     for index in range(2):
         if index < len(keys):
             key = keys[index]
-            used = key.last_used
+            # the guide: the Region is N/A when the service is not region-specific (S3)
+            region = key.last_used_region if key.last_used_service != "s3" else None
             row += [
                 "true" if key.status == "Active" else "false",
                 _fmt(key.created),
-                _fmt(used),
-                "us-east-1" if used else "N/A",
-                "sts" if used else "N/A",
+                _fmt(key.last_used),
+                region or "N/A",
+                key.last_used_service or "N/A",
             ]
         else:
             row += ["false", "N/A", "N/A", "N/A", "N/A"]
@@ -296,20 +375,25 @@ def _build_report(world: World, principal: Principal, account: Account) -> bytes
 
 @handles("iam", "GenerateCredentialReport")
 def generate_credential_report(world: World, req: AwsRequest, principal: Principal) -> Response:
-    """A new report at most every four hours, as AWS does: the first call answers STARTED and
-    takes the snapshot; later calls answer COMPLETE until the report is four hours old."""
+    """A new report at most every four hours, as AWS does: the call that starts one answers
+    STARTED and takes the snapshot; while it is generated (``credential_report_seconds`` on
+    the sandbox clock) calls answer INPROGRESS, then COMPLETE until it is four hours old. It
+    finishes on its own: no further call is needed."""
     with world.lock:
         account = _account(world, principal)
         now = world.clock.now()
         report = world.credential_reports.get(account.account_id)
+        text: str | None = None
         if report is None or now - report.generated_at > CREDENTIAL_REPORT_MAX_AGE:
             content = _build_report(world, principal, account)
-            world.credential_reports[account.account_id] = CredentialReport(now, content)
+            ready = now + dt.timedelta(seconds=world.credential_report_seconds)
+            world.credential_reports[account.account_id] = CredentialReport(now, content, ready)
             state, text = "STARTED", "No report exists. Starting a new report generation task"
+        elif now < report.ready_at:
+            state = "INPROGRESS"
         else:
-            report.polls += 1
-            state, text = "COMPLETE", ""
-    return render_result(req, {"State": state, "Description": text or None})
+            state = "COMPLETE"
+    return render_result(req, {"State": state, "Description": text})
 
 
 @handles("iam", "GetCredentialReport")
@@ -320,10 +404,10 @@ def get_credential_report(world: World, req: AwsRequest, principal: Principal) -
         now = world.clock.now()
         if report is None:
             raise AwsError("ReportNotPresent", "Credential report not present", 410)
+        if now < report.ready_at:
+            raise AwsError("ReportInProgress", "Credential report is still being generated", 404)
         if now - report.generated_at > CREDENTIAL_REPORT_MAX_AGE:
             raise AwsError("ReportExpired", "Credential report has expired", 410)
-        if report.polls == 0:
-            raise AwsError("ReportInProgress", "Credential report is being generated", 404)
         payload = {
             "Content": report.content,
             "ReportFormat": "text/csv",
@@ -438,10 +522,11 @@ def get_access_key_last_used(
             key = next((k for k in account.root.access_keys if k.access_key_id == key_id), None)
         if key is None:
             return None
-        used = key.last_used
-    last: dict[str, Any] = {"ServiceName": "N/A", "Region": "N/A"}
-    if used is not None:
-        last = {"LastUsedDate": used, "ServiceName": "sts", "Region": "us-east-1"}
+        last: dict[str, Any] = {
+            "LastUsedDate": key.last_used,
+            "ServiceName": key.last_used_service or "N/A",
+            "Region": key.last_used_region or "N/A",
+        }
     return render_result(req, {"UserName": "root", "AccessKeyLastUsed": last})
 
 

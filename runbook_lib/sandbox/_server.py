@@ -128,6 +128,7 @@ class SandboxApp:
         principal: Principal | None = None
         try:
             principal = self.authenticate(req)
+            self.world.record_key_use(principal, req.service, req.region)
             self.apply_faults(req)
             _authz.authorize(self.world, req, principal)
             handler = HANDLERS.get((req.service, req.action))

@@ -3,13 +3,15 @@
 Moto keeps IAM users, organizations and S3; this module keeps the rest: a movable clock, the
 principals and their keys, each account's root user (MFA devices with their history, password,
 access keys), the organization's root-access features, the recorded CloudTrail events, the
-simulated mailbox and console sessions, and the injected faults. One lock guards it all; the
-server is threaded.
+simulated mailbox and console sessions, the injected faults, and the switches that choose
+among the plausible variants of what AWS does not document (``SWITCHES``). One lock guards it
+all; the server is threaded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import string
 import threading
@@ -56,6 +58,44 @@ ROOT_TASK_POLICIES = {
 
 MAX_ROOT_MFA_DEVICES = 8
 CREDENTIAL_REPORT_MAX_AGE = dt.timedelta(hours=4)
+# how long generating a credential report takes on the sandbox clock (AWS: "a few seconds";
+# short, so a client polling from 0.1 s waits about as long as its first two polls)
+CREDENTIAL_REPORT_SECONDS = 0.3
+# root users must register MFA within 35 days of their first sign-in attempt without it
+ROOT_MFA_GRACE = dt.timedelta(days=35)
+# an access key's last use is recorded at most once per 15-minute span (the first use)
+KEY_USE_SPAN = dt.timedelta(minutes=15)
+
+# Switches: AWS behaviour that AWS does not document, each plausible variant selectable at run
+# time (POST /_sandbox/switches). name -> (default, choices, what it decides).
+SWITCHES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "delete-virtual-mfa-in-delete-session": (
+        "deny",
+        ("deny", "allow"),
+        "iam:DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials AssumeRoot session: the "
+        "published task policy allows the action but denies every resource that is "
+        "NotResource arn:aws:iam::*:root, and the call names an ...:mfa/... ARN",
+    ),
+    "root-mfa-window": (
+        "first-attempt",
+        ("first-attempt", "each-lapse"),
+        "the 35-day window to register root MFA runs from the first sign-in attempt without "
+        "MFA ever (first-attempt) or starts afresh each time root is left without MFA "
+        "(each-lapse)",
+    ),
+    "summary-root-mfa-devices": (
+        "all",
+        ("all", "virtual-only", "none"),
+        "which of the root user's MFA devices GetAccountSummary counts in MFADevices and "
+        "MFADevicesInUse",
+    ),
+    "get-mfa-device-non-fido": (
+        "no-such-entity",
+        ("no-such-entity", "validation-error", "answer"),
+        "GetMFADevice with the serial of a root device that is not a FIDO security key (the "
+        "API accepts only FIDO security key ARNs)",
+    ),
+}
 
 PrincipalKind = Literal["iam-user", "root", "assumed-root"]
 DeviceKind = Literal["virtual", "fido", "hardware"]
@@ -76,6 +116,24 @@ class Clock:
             raise ValueError("the sandbox clock only moves forward")
         self._offset += dt.timedelta(seconds=seconds)
         return self.now()
+
+
+SWITCHES_ENV = "RUNBOOK_SANDBOX_SWITCHES"
+
+
+def default_switches() -> dict[str, str]:
+    """Each switch's default, or the variant ``RUNBOOK_SANDBOX_SWITCHES`` (``name=value,...``)
+    chooses for every world of this process (a reset keeps it), e.g. to run a test suite
+    against another variant."""
+    chosen = {name: spec[0] for name, spec in SWITCHES.items()}
+    for item in filter(
+        None, (part.strip() for part in os.environ.get(SWITCHES_ENV, "").split(","))
+    ):
+        name, _, value = item.partition("=")
+        if name not in SWITCHES or value not in SWITCHES[name][1]:
+            raise ValueError(f"{SWITCHES_ENV}: {item!r} is not a known switch=value")
+        chosen[name] = value
+    return chosen
 
 
 def new_key_id(prefix: str = "AKIA") -> str:
@@ -140,6 +198,8 @@ class RootAccessKey:
     status: str
     created: dt.datetime
     last_used: dt.datetime | None = None
+    last_used_service: str | None = None
+    last_used_region: str | None = None
 
 
 @dataclass
@@ -157,6 +217,10 @@ class RootUser:
     email_verification_pending: bool = False
     # unassigned virtual device objects (created, or deactivated without deletion)
     unassigned_virtual: dict[str, MfaDevice] = field(default_factory=dict)
+    # root MFA enforcement: the first console sign-in attempt without MFA ever, and the first
+    # since root last registered MFA (the start of the 35-day window, by the switch)
+    first_attempt_without_mfa: dt.datetime | None = None
+    attempt_since_last_mfa: dt.datetime | None = None
 
     @property
     def arn(self) -> str:
@@ -178,6 +242,18 @@ class RootUser:
 
     def set_devices(self, now: dt.datetime, devices: tuple[MfaDevice, ...]) -> None:
         self.history.append((now, devices))
+        if devices:
+            self.attempt_since_last_mfa = None
+
+    def mfa_window_start(self, mode: str) -> dt.datetime | None:
+        """When the 35-day window to register MFA began (None: no attempt without MFA)."""
+        if mode == "each-lapse":
+            return self.attempt_since_last_mfa
+        return self.first_attempt_without_mfa
+
+    def mfa_deadline(self, mode: str) -> dt.datetime | None:
+        start = self.mfa_window_start(mode)
+        return None if start is None else start + ROOT_MFA_GRACE
 
 
 @dataclass
@@ -196,6 +272,8 @@ class ConsoleSession:
     mfa_used: bool
     console_key: str = ""
     pending_binds: dict[str, MfaDevice] = field(default_factory=dict)
+    # past the 35-day deadline without MFA: the session may only register a device
+    registration_only: bool = False
 
 
 @dataclass
@@ -228,7 +306,7 @@ class FaultRule:
 class CredentialReport:
     generated_at: dt.datetime
     content: bytes
-    polls: int = 0
+    ready_at: dt.datetime  # when generation finishes (GetCredentialReport: ReportInProgress)
 
 
 class World:
@@ -254,6 +332,8 @@ class World:
         self.faults: list[FaultRule] = []
         self.iam_read_lag = 0.0
         self.credential_reports: dict[str, CredentialReport] = {}
+        self.credential_report_seconds = CREDENTIAL_REPORT_SECONDS
+        self.switches: dict[str, str] = default_switches()
         self.lookup_rate_per_second = 2.0
         self.lookup_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.lazy_accounts: dict[str, Any] = {}  # fleet accounts built on first use
@@ -277,3 +357,27 @@ class World:
     def is_member(self, account_id: str) -> bool:
         acct = self.account(account_id)
         return acct is not None and acct.kind == "member"
+
+    def switch(self, name: str) -> str:
+        with self.lock:
+            return self.switches[name]
+
+    def record_key_use(self, principal: Principal, service: str, region: str) -> None:
+        """An authenticated request signed with ``principal``'s key: a root access key's last
+        use (date, service, Region), the first use of each 15-minute span, as IAM records it."""
+        if principal.kind != "root":
+            return
+        with self.lock:
+            account = self.accounts.get(principal.account_id)
+            if account is None:
+                return
+            key = next(
+                (k for k in account.root.access_keys if k.access_key_id == principal.access_key_id),
+                None,
+            )
+            now = self.clock.now()
+            if key is None or (key.last_used is not None and now - key.last_used < KEY_USE_SPAN):
+                return
+            key.last_used = now.replace(microsecond=0)
+            key.last_used_service = service or None
+            key.last_used_region = region or None

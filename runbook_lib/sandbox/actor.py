@@ -44,20 +44,28 @@ class ConsoleActor:
         return {"removed": removed["removed"], "kind": removed["kind"]}
 
     def sign_in(self, account_id: str) -> dict[str, Any]:
-        """Sign in as root: with the remaining MFA device, or the e-mailed one-time code."""
-        first = self.control.sign_in(account_id)
-        used = (
-            "mfa"
-            if first["status"] == "mfa_required"
-            else ("email-code" if first["status"] == "email_code_sent" else "password")
-        )
-        session = (
-            self.control.sign_in_fully(account_id)
-            if used != "password"
-            else str(first["session_id"])
-        )
-        self.control.sign_out(session)
-        return {"signed_in": True, "second_factor": used}
+        """Sign in as root: with the remaining MFA device, or the e-mailed one-time code.
+
+        Without MFA, AWS then prompts the root user to register MFA (see ``_console``); the
+        actor chooses *skip* and reports the prompt and its deadline (``mfa_prompt``). Past the
+        deadline the console lets root proceed only by registering MFA: ``signed_in`` is
+        False and ``mfa_registration_required`` True."""
+        used, answer = self.control.sign_in_answer(account_id)
+        self.control.sign_out(str(answer["session_id"]))
+        result: dict[str, Any] = {
+            "signed_in": answer["status"] == "signed_in",
+            "second_factor": used,
+        }
+        prompt = answer.get("mfa_prompt")
+        if prompt and prompt.get("shown"):
+            result["mfa_prompt"] = {
+                "shown": True,
+                "deadline": prompt["deadline"],
+                "choice": None if prompt["enforced"] else "skip",  # never registers here
+            }
+        if answer["status"] == "mfa_registration_required":
+            result["mfa_registration_required"] = True
+        return result
 
     def bind_virtual(self, account_id: str, name: str) -> dict[str, Any]:
         """Sign in, Assign MFA device > Authenticator app > scan QR > two consecutive codes."""

@@ -116,6 +116,9 @@ def test_last_device_is_chosen_and_then_nothing_is_left(
 def test_delete_virtual_deletes_the_device_object(
     member: SandboxInfo, aws_for: ContextFactory
 ) -> None:
+    # the sandbox's variant in which AWS lets an IAMDeleteRootUserCredentials session delete
+    # the device object (undocumented; the sandbox's default denies it)
+    member.control.set_switch("delete-virtual-mfa-in-delete-session", "allow")
     virtual = serials(member)["virtual"]
     result = remove(member, aws_for, virtual, dry_run=False, delete_virtual=True)
     assert result.outcome == "removed"
@@ -149,6 +152,7 @@ def test_rerun_after_a_failed_delete_cleans_up(
     with pytest.raises(AccessDeniedError):
         remove(member, aws_for, virtual, dry_run=False, delete_virtual=True)
     member.control.clear_faults()
+    member.control.set_switch("delete-virtual-mfa-in-delete-session", "allow")
     remove(member, aws_for, virtual, dry_run=False, delete_virtual=True)
     assert root_state(member)["unassigned_virtual"] == []
 

@@ -34,7 +34,7 @@ def test_standalone_snapshot(standalone: SandboxInfo, aws_for: ContextFactory) -
     assert snap.account_mfa_enabled is True
     assert snap.credential_report is not None
     assert snap.credential_report.mfa_active is True
-    assert snap.credential_report.password_enabled == "not_supported"
+    assert snap.credential_report.password_enabled == "true"  # the root user has a password
     assert snap.virtual_devices == (virtual,)
     assert snap.session_devices is None
     verdict = state.judge(snap)

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -64,11 +72,30 @@ def root_virtual_serials(info: SandboxInfo, principal: str = "admin") -> list[st
     return [d["SerialNumber"] for d in devices if d.get("User", {}).get("Arn") == root_arn(info)]
 
 
-def credential_report_root_row(info: SandboxInfo) -> dict[str, str]:
+def credential_report(info: SandboxInfo, timeout: float = 10.0) -> dict[str, Any]:
+    """GenerateCredentialReport once, then GetCredentialReport until it is no longer
+    ReportInProgress (as AWS documents the life cycle; nothing needs a second Generate)."""
     iam = info.client("iam")
-    while iam.generate_credential_report()["State"] != "COMPLETE":
-        pass
-    content = iam.get_credential_report()["Content"].decode()
+    iam.generate_credential_report()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return dict(iam.get_credential_report())
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ReportInProgress":
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def report_rows(info: SandboxInfo) -> list[dict[str, str]]:
+    content = credential_report(info)["Content"].decode()
+    return list(csv.DictReader(io.StringIO(content)))
+
+
+def credential_report_root_row(info: SandboxInfo) -> dict[str, str]:
+    content = credential_report(info)["Content"].decode()
     lines = content.strip().splitlines()
     header = lines[0].split(",")
     for line in lines[1:]:
@@ -76,3 +103,27 @@ def credential_report_root_row(info: SandboxInfo) -> dict[str, str]:
         if values[0] == "<root_account>":
             return dict(zip(header, values, strict=True))
     raise AssertionError("no <root_account> row in the credential report")
+
+
+def aws_cli(
+    info: SandboxInfo, *args: str, secret: str | None = None, principal: str = "admin"
+) -> subprocess.CompletedProcess[str]:
+    """The AWS CLI (this interpreter's ``aws``) as a person runs it against the sandbox."""
+    keys = info.principals[principal]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=keys["access_key_id"],
+        AWS_SECRET_ACCESS_KEY=secret or keys["secret_access_key"],
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    aws = Path(sys.executable).parent / "aws"
+    command = [str(aws), "--endpoint-url", info.endpoint, "--output", "json", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def aws_cli_json(info: SandboxInfo, *args: str) -> Any:
+    proc = aws_cli(info, *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

@@ -9,14 +9,9 @@ and to show that tampering with any signed part is refused.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -34,6 +29,8 @@ from runbook_lib.sandbox._sigv4 import check
 from runbook_lib.sandbox._state import Principal
 
 from .helpers import AUDIT, assume_root, error_code, session_client
+from .helpers import aws_cli as _aws
+from .helpers import aws_cli_json as _aws_json
 
 NO_RETRIES: Any = {"max_attempts": 1, "mode": "standard"}
 UNKNOWN_KEY = "AKIA" + "Z" * 16
@@ -221,29 +218,6 @@ def test_session_keys_with_a_wrong_secret(member: SandboxInfo) -> None:
 
 
 # ---------------------------------------------------------------------------- the AWS CLI
-def _aws(
-    info: SandboxInfo, *args: str, secret: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    keys = info.principals["admin"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=keys["access_key_id"],
-        AWS_SECRET_ACCESS_KEY=secret or keys["secret_access_key"],
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE="/dev/null",
-        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-    )
-    aws = Path(sys.executable).parent / "aws"
-    command = [str(aws), "--endpoint-url", info.endpoint, "--output", "json", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-
-
-def _aws_json(info: SandboxInfo, *args: str) -> Any:
-    proc = _aws(info, *args)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 @pytest.mark.awscli
 def test_cli_get_caller_identity(standalone: SandboxInfo) -> None:
     identity = _aws_json(standalone, "sts", "get-caller-identity")

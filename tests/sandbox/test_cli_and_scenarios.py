@@ -121,3 +121,18 @@ def test_stops_cleanly_on_signal(raw_sandbox: subprocess.Popen[bytes], signum: i
     # the port is free again
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", int(info.endpoint.rsplit(":", 1)[1])))
+
+
+def test_switches_can_be_chosen_for_the_whole_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUNBOOK_SANDBOX_SWITCHES picks the variants of undocumented behaviour for every world
+    of a sandbox process (resets keep them): how a suite runs against another variant."""
+    monkeypatch.setenv(
+        "RUNBOOK_SANDBOX_SWITCHES", "root-mfa-window=each-lapse, summary-root-mfa-devices=none"
+    )
+    with sandbox_process("standalone") as info:
+        assert info.control.switches()["root-mfa-window"] == "each-lapse"
+        info.control.reset()
+        switches = info.control.switches()
+        assert switches["root-mfa-window"] == "each-lapse"
+        assert switches["summary-root-mfa-devices"] == "none"
+        assert switches["get-mfa-device-non-fido"] == "no-such-entity"  # the default

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import time
+
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
+from runbook_lib.sandbox import ControlApiError, SandboxInfo
 
 from .helpers import (
     AUDIT,
     CREATE_PASSWORD,
     DELETE,
     assume_root,
+    aws_cli,
+    aws_cli_json,
+    credential_report,
     credential_report_root_row,
     error_code,
     root_arn,
@@ -28,7 +35,7 @@ def test_standalone_root_signals_show_one_virtual_device(standalone: SandboxInfo
     row = credential_report_root_row(standalone)
     assert row["arn"] == root_arn(standalone)
     assert row["mfa_active"] == "true"
-    assert row["password_enabled"] == "not_supported"
+    assert row["password_enabled"] == "true"
     assert row["access_key_1_active"] == "false"
 
 
@@ -76,6 +83,9 @@ def test_deactivate_unknown_serial_is_no_such_entity(member: SandboxInfo) -> Non
 
 
 def test_delete_assigned_virtual_device_is_delete_conflict(member: SandboxInfo) -> None:
+    # the variant of the undocumented DeleteVirtualMFADevice-in-a-delete-session behaviour in
+    # which AWS allows the call (test_delete_virtual_in_a_delete_session_by_switch)
+    member.control.set_switch("delete-virtual-mfa-in-delete-session", "allow")
     iam = session_client(member, assume_root(member, DELETE), "iam")
     virtual = root_virtual_serials(member)[0]
     with pytest.raises(ClientError) as exc:
@@ -199,14 +209,288 @@ def test_credential_report_is_reused_for_four_hours(member: SandboxInfo) -> None
     assert credential_report_root_row(member)["mfa_active"] == "false"
 
 
-def test_credential_report_states(standalone: SandboxInfo) -> None:
+def _status(exc: pytest.ExceptionInfo[ClientError]) -> int:
+    return int(exc.value.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def test_credential_report_life_cycle(standalone: SandboxInfo) -> None:
+    """IAM API Reference, "GenerateCredentialReport"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GenerateCredentialReport.html):
+    State "Valid Values: STARTED | INPROGRESS | COMPLETE"; a new report starts with
+    "No report exists. Starting a new report generation task". "GetCredentialReport"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetCredentialReport.html):
+    ReportInProgress, "The request was rejected because the credential report is still being
+    generated", HTTP Status Code: 404; ReportNotPresent, HTTP Status Code: 410. IAM User
+    Guide, "Generate credential reports for your AWS account"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html):
+    "You can generate a credential report as often as once every four hours"."""
+    standalone.control.set_credential_report_time(30)
     iam = standalone.client("iam")
     with pytest.raises(ClientError) as exc:
         iam.get_credential_report()
-    assert error_code(exc) == "ReportNotPresent"
+    assert (error_code(exc), _status(exc)) == ("ReportNotPresent", 410)
+    started = iam.generate_credential_report()
+    assert started["State"] == "STARTED"
+    assert started["Description"] == "No report exists. Starting a new report generation task"
+    with pytest.raises(ClientError) as exc:
+        iam.get_credential_report()
+    assert (error_code(exc), _status(exc)) == ("ReportInProgress", 404)
+    assert "still being generated" in exc.value.response["Error"]["Message"]
+    standalone.control.advance_clock(10)
+    assert iam.generate_credential_report()["State"] == "INPROGRESS"
+    with pytest.raises(ClientError) as exc:
+        iam.get_credential_report()
+    assert error_code(exc) == "ReportInProgress"
+    standalone.control.advance_clock(21)
+    report = iam.get_credential_report()
+    assert report["ReportFormat"] == "text/csv"
+    assert report["Content"].decode().startswith("user,arn,user_creation_time,")
+    # the finished report is reused: Generate says COMPLETE and starts nothing new
+    assert iam.generate_credential_report()["State"] == "COMPLETE"
+    assert iam.get_credential_report()["GeneratedTime"] == report["GeneratedTime"]
+
+
+def test_the_report_finishes_on_its_own_after_one_generate(standalone: SandboxInfo) -> None:
+    """IAM API Reference, "GetCredentialReport"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetCredentialReport.html): the
+    request is rejected with ReportInProgress only while "the credential report is still
+    being generated"; nothing but time ends the generation (no second Generate)."""
+    standalone.control.set_credential_report_time(5)
+    iam = standalone.client("iam")
+    assert iam.generate_credential_report()["State"] == "STARTED"
+    standalone.control.advance_clock(5)
+    assert iam.get_credential_report()["ReportFormat"] == "text/csv"
+
+
+def test_by_default_the_report_is_ready_well_within_a_second(standalone: SandboxInfo) -> None:
+    """A client polling GetCredentialReport from 0.1 s (as the runbook does) waits a moment,
+    not seconds: the default generation time is short (see _state.CREDENTIAL_REPORT_SECONDS)."""
+    iam = standalone.client("iam")
+    start = time.monotonic()
     assert iam.generate_credential_report()["State"] == "STARTED"
     with pytest.raises(ClientError) as exc:
         iam.get_credential_report()
     assert error_code(exc) == "ReportInProgress"
-    assert iam.generate_credential_report()["State"] == "COMPLETE"
-    assert iam.get_credential_report()["ReportFormat"] == "text/csv"
+    assert credential_report(standalone)["ReportFormat"] == "text/csv"
+    assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.awscli
+def test_cli_generate_then_get_credential_report(standalone: SandboxInfo) -> None:
+    """A person types ``aws iam generate-credential-report`` then ``aws iam
+    get-credential-report`` and gets the report (AWS CLI Command Reference,
+    "generate-credential-report" / "get-credential-report"; life cycle as in
+    test_credential_report_life_cycle): no second generate, no wait beyond typing."""
+    started = aws_cli_json(standalone, "iam", "generate-credential-report")
+    assert started == {
+        "State": "STARTED",
+        "Description": "No report exists. Starting a new report generation task",
+    }
+    report = aws_cli_json(standalone, "iam", "get-credential-report")
+    assert report["ReportFormat"] == "text/csv"
+    rows = base64.b64decode(report["Content"]).decode().splitlines()
+    assert rows[0].startswith("user,arn,") and rows[1].startswith("<root_account>,")
+
+
+@pytest.mark.awscli
+def test_cli_get_credential_report_too_early_says_in_progress(standalone: SandboxInfo) -> None:
+    """IAM API Reference, "GetCredentialReport"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetCredentialReport.html):
+    ReportInProgress while "the credential report is still being generated". A person who is
+    quicker than the generation sees that error, waits, and runs the same command again."""
+    standalone.control.set_credential_report_time(60)
+    assert aws_cli_json(standalone, "iam", "generate-credential-report")["State"] == "STARTED"
+    early = aws_cli(standalone, "iam", "get-credential-report")
+    assert early.returncode != 0
+    assert "(ReportInProgress)" in early.stderr and "still being generated" in early.stderr
+    assert aws_cli_json(standalone, "iam", "generate-credential-report")["State"] == "INPROGRESS"
+    standalone.control.advance_clock(60)
+    assert aws_cli_json(standalone, "iam", "get-credential-report")["ReportFormat"] == "text/csv"
+
+
+def test_root_row_password_enabled_is_true_or_false(sandbox_factory: object) -> None:
+    """IAM User Guide, "Generate credential reports for your AWS account"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html),
+    password_enabled: "When the user has a password, this value is TRUE. Otherwise it is
+    FALSE. This value is FALSE for new member accounts created as part of [your
+    organization]" (the guide once said "The value for the AWS account root user is always
+    not_supported"; it no longer does). Written in lower case like mfa_active."""
+    info: SandboxInfo = sandbox_factory("member-no-password")  # type: ignore[operator]
+    assert credential_report_root_row(info)["password_enabled"] == "false"
+    member: SandboxInfo = sandbox_factory("member")  # type: ignore[operator]
+    assert credential_report_root_row(member)["password_enabled"] == "true"
+    session_client(member, assume_root(member, DELETE), "iam").delete_login_profile()
+    member.control.advance_clock(4 * 3600 + 1)  # the report is reused for four hours
+    row = credential_report_root_row(member)
+    assert row["password_enabled"] == "false" and row["password_last_used"] == "N/A"
+
+
+# --------------------------------------------------------------------------- root access keys
+def test_root_access_key_last_use_is_recorded(sandbox_factory: object) -> None:
+    """IAM API Reference, "AccessKeyLastUsed"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AccessKeyLastUsed.html): Region
+    and ServiceName are "N/A" and LastUsedDate null while "An access key exists but has not
+    been used"; otherwise "The AWS Region where this access key was most recently used", "The
+    name of the AWS service with which this access key was most recently used". IAM User
+    Guide, "Generate credential reports for your AWS account"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html),
+    access_key_1_last_used_date/_region/_service: the key's most recent use to sign an AWS API
+    request; "When an access key is used more than once in a 15-minute span, only the first
+    use is recorded in this field"."""
+    info: SandboxInfo = sandbox_factory("root-access-keys")  # type: ignore[operator]
+    key_id = info.principals["root"]["access_key_id"]
+    iam = info.client("iam")
+    assert iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"] == {
+        "ServiceName": "N/A",
+        "Region": "N/A",
+    }
+    # a request that fails authentication was not signed by the key: not a use
+    forged = dict(info.principals["root"], secret_access_key="x" * 40)
+    info.principals["forged"] = forged
+    with pytest.raises(ClientError) as exc:
+        info.client("sts", "forged").get_caller_identity()
+    assert error_code(exc) == "SignatureDoesNotMatch"
+    assert (
+        "LastUsedDate" not in iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    )
+
+    info.client("sts", "root", region="us-west-2").get_caller_identity()
+    used = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert (used["ServiceName"], used["Region"]) == ("sts", "us-west-2")
+    assert abs((used["LastUsedDate"] - dt.datetime.now(dt.UTC)).total_seconds()) < 60
+    row = credential_report_root_row(info)
+    assert row["access_key_1_last_used_service"] == "sts"
+    assert row["access_key_1_last_used_region"] == "us-west-2"
+    assert row["access_key_1_last_used_date"] == used["LastUsedDate"].strftime(
+        "%Y-%m-%dT%H:%M:%S+00:00"
+    )
+
+    # within 15 minutes only the first use counts; after them the next one is recorded
+    info.client("iam", "root").list_mfa_devices()
+    again = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert again == used
+    info.control.advance_clock(15 * 60 + 1)
+    info.client("iam", "root").list_mfa_devices()
+    later = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+    assert (later["ServiceName"], later["Region"]) == ("iam", "us-east-1")
+    assert later["LastUsedDate"] > used["LastUsedDate"]
+    state = info.control.state(info.target_account_id)["access_keys_last_used"][key_id]
+    assert (state["service"], state["region"]) == ("iam", "us-east-1")
+
+
+# --------------------------------------------------------------------------- GetMFADevice
+def test_get_mfa_device_answers_the_root_users_fido_key(sandbox_factory: object) -> None:
+    """IAM API Reference, "GetMFADevice"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetMFADevice.html): "Retrieves
+    information about an MFA device for a specified user"; SerialNumber (Required: Yes) "For
+    this API, we only accept FIDO security key ARNs"; UserName "Required: No"; the answer
+    carries UserName, SerialNumber, EnableDate ("The date that a specified user's MFA device
+    was first enabled"), Certifications; its error is NoSuchEntity. What it answers for a
+    device of the user that is not a FIDO key is undocumented: switch get-mfa-device-non-fido
+    (default no-such-entity, the one error the operation documents)."""
+    info: SandboxInfo = sandbox_factory("root-access-keys")  # type: ignore[operator]
+    control = info.control
+    session = control.sign_in_fully(info.target_account_id)
+    fido = control.bind_security_key(session, "YubiKey")
+    control.sign_out(session)
+    root = info.client("iam", "root")
+    answer = root.get_mfa_device(SerialNumber=fido)
+    assert answer["SerialNumber"] == fido
+    enabled = next(
+        d["enable_date"]
+        for d in control.state(info.target_account_id)["devices"]
+        if d["serial"] == fido
+    )
+    assert answer["EnableDate"] == dt.datetime.fromisoformat(enabled)
+    virtual = root_virtual_serials(info)[0]
+    with pytest.raises(ClientError) as exc:
+        root.get_mfa_device(SerialNumber=virtual)
+    assert (error_code(exc), _status(exc)) == ("NoSuchEntity", 404)
+    with pytest.raises(ClientError) as exc:
+        root.get_mfa_device(SerialNumber=f"arn:aws:iam::{info.target_account_id}:u2f/root/no")
+    assert error_code(exc) == "NoSuchEntity"
+    control.set_switch("get-mfa-device-non-fido", "validation-error")
+    with pytest.raises(ClientError) as exc:
+        root.get_mfa_device(SerialNumber=virtual)
+    assert error_code(exc) == "ValidationError"
+    control.set_switch("get-mfa-device-non-fido", "answer")
+    assert root.get_mfa_device(SerialNumber=virtual)["SerialNumber"] == virtual
+
+
+# --------------------------------------------------------------------------- GetAccountSummary
+def _mfa_counts(info: SandboxInfo) -> tuple[int, int]:
+    summary = info.client("iam").get_account_summary()["SummaryMap"]
+    return summary["MFADevices"], summary["MFADevicesInUse"]
+
+
+def test_account_summary_counts_the_root_users_devices(member: SandboxInfo) -> None:
+    """IAM API Reference, "GetAccountSummary"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountSummary.html): the
+    SummaryMap holds "information about IAM entity usage and IAM quotas", among its keys
+    "MFADevices | MFADevicesInUse | AccountMFAEnabled"; the reference does not say what each
+    counts. boto3's documented example answer (IAM.Client.get_account_summary) has
+    MFADevices 6 and MFADevicesInUse 3: devices not in use count in MFADevices. Whether the
+    root user's devices count, and which, is undocumented: switch summary-root-mfa-devices
+    (default all: every root device is in use; an unassigned virtual device object counts in
+    MFADevices only)."""
+    assert _mfa_counts(member) == (2, 2)  # the FIDO key and the virtual device
+    iam = member.client("iam")
+    iam.create_virtual_mfa_device(VirtualMFADeviceName="spare")  # an IAM one, unassigned
+    assert _mfa_counts(member) == (3, 2)
+    member.control.set_switch("summary-root-mfa-devices", "virtual-only")
+    assert _mfa_counts(member) == (2, 1)
+    member.control.set_switch("summary-root-mfa-devices", "none")
+    assert _mfa_counts(member) == (1, 0)
+    member.control.set_switch("summary-root-mfa-devices", "all")
+    virtual = root_virtual_serials(member)[0]
+    session_client(member, assume_root(member, DELETE), "iam").deactivate_mfa_device(
+        SerialNumber=virtual
+    )
+    # deactivated, not deleted: the virtual device object is no longer in use
+    assert _mfa_counts(member) == (3, 1)
+
+
+def test_account_summary_of_a_standalone_root_with_one_device(standalone: SandboxInfo) -> None:
+    """As above (switch summary-root-mfa-devices, default all)."""
+    assert _mfa_counts(standalone) == (1, 1)
+
+
+# --------------------------------------------------------------------------- undocumented
+def test_delete_virtual_in_a_delete_session_by_switch(member: SandboxInfo) -> None:
+    """Undocumented: the AssumeRoot task policy IAMDeleteRootUserCredentials lists
+    iam:DeleteVirtualMFADevice among the actions it allows, and (as published in the AWS
+    Managed Policy Reference) denies the listed actions on every resource that is NotResource
+    arn:aws:iam::*:root; DeleteVirtualMFADevice names an arn:aws:iam::ACCOUNT:mfa/NAME
+    resource, so AWS may deny it. Switch delete-virtual-mfa-in-delete-session: deny (the
+    default, the most restrictive reading) or allow. The deactivation is allowed either way."""
+    assert member.control.switches()["delete-virtual-mfa-in-delete-session"] == "deny"
+    iam = session_client(member, assume_root(member, DELETE), "iam")
+    virtual = root_virtual_serials(member)[0]
+    iam.deactivate_mfa_device(SerialNumber=virtual)
+    with pytest.raises(ClientError) as exc:
+        iam.delete_virtual_mfa_device(SerialNumber=virtual)
+    assert (error_code(exc), _status(exc)) == ("AccessDenied", 403)
+    message = exc.value.response["Error"]["Message"]
+    assert "iam:DeleteVirtualMFADevice" in message and virtual in message
+    assert "explicit deny" in message
+    state = member.control.state(member.target_account_id)
+    assert state["unassigned_virtual"] == [virtual]
+
+    member.control.set_switch("delete-virtual-mfa-in-delete-session", "allow")
+    iam.delete_virtual_mfa_device(SerialNumber=virtual)
+    assert member.control.state(member.target_account_id)["unassigned_virtual"] == []
+
+
+def test_switches_refuse_unknown_names_and_values(standalone: SandboxInfo) -> None:
+    control = standalone.control
+    with pytest.raises(ControlApiError) as exc:
+        control.set_switch("no-such-switch", "x")
+    assert exc.value.status == 400 and "unknown switch" in exc.value.message
+    with pytest.raises(ControlApiError) as exc:
+        control.set_switch("root-mfa-window", "sometimes")
+    assert exc.value.status == 400 and "first-attempt" in exc.value.message
+    control.set_switch("root-mfa-window", "each-lapse")
+    assert control.switches()["root-mfa-window"] == "each-lapse"
+    # a reset restores every default
+    assert standalone.control.reset()
+    assert control.switches()["root-mfa-window"] == "first-attempt"
