@@ -201,3 +201,44 @@ def run_dirs_of(env: Env) -> list[str]:
     from .helpers import run_dirs
 
     return run_dirs(env.runs)
+
+
+def _variants() -> list[tuple[str, str]]:
+    from runbook_lib.sandbox._state import SWITCHES
+
+    return [
+        (name, choice)
+        for name, (default, choices, _) in SWITCHES.items()
+        for choice in choices
+        if choice != default
+    ]
+
+
+@pytest.mark.parametrize(("switch", "variant"), _variants())
+@pytest.mark.parametrize(
+    ("scenario", "method"), [("standalone", "console"), ("member", "assume-root")]
+)
+def test_whole_procedure_under_every_undocumented_variant(
+    env_for: Callable[[str], Env], scenario: str, method: str, switch: str, variant: str
+) -> None:
+    """Where AWS does not document a behaviour, the sandbox offers each plausible one (the
+    defaults, the most restrictive, are what every other test runs under); the runbook must
+    end well under each."""
+    env = env_for(scenario)
+    env.info.control.set_switch(switch, variant)
+    assert env.info.control.switches()[switch] == variant
+    before = env.serials()
+    params = env.approved(method)
+    code, run_dir = env.run(params)
+    assert code == 0, env.progress
+    report = verify(run_dir)
+    assert report.ok and report.final, report.problems
+    removed = run_info(run_dir)["device"]
+    assert removed in before and removed not in env.serials()
+    assert len(env.serials() - before) == 1  # the new device
+    action = of_type(run_dir, "action.remove-device")
+    if method == "assume-root" and switch != "delete-virtual-mfa-in-delete-session":
+        # the default task-policy variant denies the delete: the object is left, and said so
+        assert action[-1]["data"]["details"]["virtual_device_left"] == removed
+        closed = of_type(run_dir, "run.closed-out")[-1]["data"]["diff"]
+        assert closed["left_over_device_object"]["serial"] == removed
