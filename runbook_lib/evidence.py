@@ -190,6 +190,7 @@ class Evidence:
             "claim": self.claim,
             "found": self.found,
             "event_ids": self.event_ids,
+            "event_times": [str(e.event_time) for e in self.events],
             "facts": self.facts,
         }
         if self.matched_access_key_ids is not None:

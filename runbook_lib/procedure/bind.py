@@ -8,6 +8,7 @@ the root user signs in again (the seed).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PreconditionError
@@ -33,6 +34,10 @@ CONSOLE_BIND = (
     "sign in again first.\n"
     "Never paste the QR code, its secret or a code into this notebook."
 )
+#: IAM User Guide, "Multi-factor authentication for AWS account root user": root users must
+#: register MFA within 35 days of their first sign-in attempt without it; after that, enabling
+#: MFA is mandatory to proceed with sign-in.
+MFA_REGISTRATION_WINDOW = dt.timedelta(days=35)
 ROOT_MFA_WARNING = (
     "AWS recommends MFA for the root user and enforces it at root sign-in for standalone and "
     "management accounts: without a device the root user will be asked to register one. "
@@ -113,14 +118,16 @@ def rebind(step: Step) -> dict[str, Any]:
     removed = step.facts.device
     if step.params.rebind == "skip":
         step.gates.require(Gate.SKIP_REBIND)
-        if step.recorded(Event.DECISION_SKIP_REBIND) is None:
+        decided = step.recorded(Event.DECISION_SKIP_REBIND)
+        if decided is None:
             after = step.facts.snapshot("after-removal")
-            step.log(
-                Event.DECISION_SKIP_REBIND,
-                warning=ROOT_MFA_WARNING,
-                mfa_left=bool(after and after.account_mfa_enabled),
-            )
-        return {"rebind": "skipped (recorded)", "warning": ROOT_MFA_WARNING}
+            decided = {
+                "warning": ROOT_MFA_WARNING,
+                "mfa_left": bool(after and after.account_mfa_enabled),
+                **registration_deadline(step),
+            }
+            step.log(Event.DECISION_SKIP_REBIND, **decided)
+        return {"rebind": "skipped (recorded)", **decided}
     before = _before(step)
     name = f"root-{step.params.change_ticket}".replace("/", "-").replace("#", "-")[:60]
     check = bind_check(step)
@@ -158,6 +165,27 @@ def rebind(step: Step) -> dict[str, Any]:
         "new device": verified["new_devices"],
         "evidence": evidence,
         "note": "A device just bound cannot be removed before the root user signs in again.",
+    }
+
+
+def registration_deadline(step: Step) -> dict[str, Any]:
+    """When AWS stops letting the root user sign in without registering MFA: 35 days after the
+    first sign-in attempt without MFA. The run knows its own sign-in (03's ConsoleLogin with
+    MFAUsed No); an earlier attempt, before this run, would make the deadline sooner."""
+    login = step.facts.first(Event.EVIDENCE_CONSOLE_LOGIN)
+    if login is None or login["data"].get("expected_mfa_used"):
+        return {"mfa_registration_deadline": None}
+    times = login["data"].get("event_times") or []
+    signed_in = dt.datetime.fromisoformat(str(times[0]) if times else login["time"])
+    deadline = (signed_in + MFA_REGISTRATION_WINDOW).date().isoformat()
+    return {
+        "mfa_registration_deadline": deadline,
+        "mfa_registration_rule": (
+            f"AWS requires the root user to register MFA within 35 days of its first sign-in "
+            f"attempt without MFA: by {deadline} at the latest (from this run's sign-in; an "
+            "earlier attempt would make it sooner). After that, sign-in is possible only to "
+            "register a device."
+        ),
     }
 
 

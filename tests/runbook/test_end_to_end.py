@@ -242,3 +242,26 @@ def test_whole_procedure_under_every_undocumented_variant(
         assert action[-1]["data"]["details"]["virtual_device_left"] == removed
         closed = of_type(run_dir, "run.closed-out")[-1]["data"]["diff"]
         assert closed["left_over_device_object"]["serial"] == removed
+
+
+def test_skipping_the_rebind_records_the_mfa_registration_deadline(
+    env_for: Callable[[str], Env],
+) -> None:
+    """IAM User Guide, "Multi-factor authentication for AWS account root user": root users must
+    register MFA within 35 days of the first sign-in attempt without it. With rebind: skip the
+    record states the date; the sandbox models the same window on its clock."""
+    import datetime as dt
+
+    env = env_for("standalone")
+    code, run_dir = env.run(env.approved("console", rebind="skip"))
+    assert code == 0, env.progress
+    decided = of_type(run_dir, "decision.skip-rebind")[-1]["data"]
+    deadline = decided["mfa_registration_deadline"]
+    assert (
+        deadline
+        and "35 days" in decided["mfa_registration_rule"]
+        and deadline in (decided["mfa_registration_rule"])
+    )
+    aws_side = env.info.control.state(env.account)["mfa_registration_deadline"]
+    assert aws_side and dt.datetime.fromisoformat(aws_side).date().isoformat() == deadline
+    assert verify(run_dir).ok
