@@ -50,6 +50,7 @@ sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=
 bench: setup ## Benchmarks (not tests); figures go to bench/RESULTS.md and bench/RUNBOOK_RESULTS.md
 	$(BIN)/python bench/sandbox_bench.py
 	$(BIN)/python bench/runbook_bench.py
+	$(BIN)/python bench/scan_bench.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	@# rfc3987-syntax (and lark, only it needs it) is left out: jsonschema treats it as optional

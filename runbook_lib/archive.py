@@ -11,8 +11,11 @@ user included, can delete or overwrite it until the retention date has passed::
 
 Before anything is uploaded the record must be sealed final and pass
 :func:`runbook_lib.record.verify`, every listed file is read (never through a symbolic link) and
-must still match the manifest's sha256 and size, and the bucket must have Object Lock enabled.
-Any refusal happens before the first upload, so a refused archive leaves the bucket untouched.
+must still match the manifest's sha256 and size, no file may hold anything that looks like a
+secret (:mod:`runbook_lib.secrets_scan`: its patterns, and the fingerprints of the credentials
+the run handled, read from its events; a record under COMPLIANCE retention could never be
+cleaned), and the bucket must have Object Lock enabled. Any refusal happens before the first
+upload, so a refused archive leaves the bucket untouched.
 
 Every object is put with ``ObjectLockMode=COMPLIANCE``, ``ObjectLockRetainUntilDate`` = now +
 ``retain_days`` (UTC, whole seconds), ``ChecksumSHA256`` = the manifest's digest (S3 refuses
@@ -55,7 +58,8 @@ from typing import Any
 
 from .aws import AwsContext, call
 from .errors import AwsActionError, ParameterError, PreconditionError, RunbookError
-from .record import LEDGER_FILE, MANIFEST_FILE, verify
+from .record import EVENTS_FILE, LEDGER_FILE, MANIFEST_FILE, verify
+from .secrets_scan import file_findings, fingerprints_in_events_bytes
 
 __all__ = ["LEDGER_ENTRIES_OBJECT", "MAX_RETAIN_DAYS", "MODE", "archive_run", "parse_destination"]
 
@@ -284,6 +288,7 @@ def _collect(run_dir: Path, prefix: str) -> tuple[str, list[_Upload]]:
             f"Refused to archive {run_dir}: its files changed while being read. Nothing was "
             f"uploaded. Problems:\n{listing}"
         )
+    _refuse_secrets(run_dir, base, uploads)
 
     uploads.append(
         _Upload(
@@ -295,6 +300,27 @@ def _collect(run_dir: Path, prefix: str) -> tuple[str, list[_Upload]]:
         _Upload(_key(base, LEDGER_ENTRIES_OBJECT), ledger, hashlib.sha256(ledger).hexdigest())
     )
     return run_id, uploads
+
+
+def _refuse_secrets(run_dir: Path, base: str, uploads: list[_Upload]) -> None:
+    """PreconditionError naming each file and kind if any file holds what looks like a secret
+    (patterns, and the fingerprints the record's events carry); never the value."""
+    bodies = {upload.key[len(base) + 1 :]: upload.body for upload in uploads}
+    fingerprints = fingerprints_in_events_bytes(bodies.get(EVENTS_FILE, b""))
+    problems = [
+        f"{rel}: {located.finding.kind} ({located})"
+        for rel, body in bodies.items()
+        for located in file_findings(body, rel, (), fingerprints)
+    ]
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise PreconditionError(
+            f"Refused to archive {run_dir}: it holds what looks like a secret, and an archive "
+            "under COMPLIANCE retention could never be cleaned. Nothing was uploaded. "
+            f"Findings (the values are not shown):\n{listing}{more}\nFind out how it got "
+            "there; rotate the credential; do not archive this record as it is."
+        )
 
 
 def _check_relpath(rel: str) -> None:

@@ -5,10 +5,13 @@ A :class:`RootSession` holds temporary credentials for one task policy. It never
 re-assumes once when AWS answers ``ExpiredToken``.
 
 Every session it assumes is listed in :attr:`RootSession.sessions` as a :class:`SessionInfo`
-(access key id, request id, expiry: no secret), and handed to ``on_assume`` right after
+(access key id, request id, expiry, and the SHA-256 fingerprints of its secret key and session
+token: no secret), and handed to ``on_assume`` right after
 ``AssumeRoot`` answers and before the session is used, so a caller can write it to its record
 before any action happens: after a crash, the record still names every key whose CloudTrail
-events may show what was done.
+events may show what was done. The fingerprints let the record find those very credentials
+wherever they were printed (a botocore debug log in a notebook) and redact them:
+:mod:`runbook_lib.secrets_scan`. :func:`credential_fingerprints` fingerprints a profile's.
 
 Permissions (management account or IAM delegated administrator): ``sts:AssumeRoot``, best
 restricted with the ``sts:TaskPolicyArn`` condition (``policies/runbook-assume-root.json``).
@@ -22,10 +25,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import AwsContext
-from .errors import ParameterError, SessionExpiredError, from_client_error
+from .errors import ParameterError, RunbookError, SessionExpiredError, from_client_error
+from .secrets_scan import fingerprint
 
 TASK_POLICY_PREFIX = "arn:aws:iam::aws:policy/root-task/"
 AUDIT = TASK_POLICY_PREFIX + "IAMAuditRootUserCredentials"
@@ -49,7 +53,10 @@ class SessionInfo:
     """One AssumeRoot session, as a run record may keep it: no secret key, no session token.
 
     ``reassumed`` is 0 for the first session of a :class:`RootSession`, 1 for the session
-    assumed after ``ExpiredToken``. ``expires_at`` is ISO 8601 (None if AWS gave none)."""
+    assumed after ``ExpiredToken``. ``expires_at`` is ISO 8601 (None if AWS gave none).
+    ``secret_fingerprints``: the sha256 (hex) of the secret access key and of the session
+    token, so the record can find them (a hash of a random 40-character secret reveals
+    nothing about it)."""
 
     access_key_id: str
     request_id: str | None
@@ -58,9 +65,27 @@ class SessionInfo:
     purpose: str | None
     account_id: str
     reassumed: int
+    secret_fingerprints: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def credential_fingerprints(profile: str | None, endpoint_url: str | None = None) -> list[str]:
+    """The sha256 fingerprints of ``profile``'s secret access key and session token (if any),
+    as boto3 resolves them (``None``: the default chain); [] when there are none to be had.
+
+    Never raises: a profile whose credentials cannot be resolved here fails the run later, with
+    a better message. ``endpoint_url`` is the run's (an AWS-compatible endpoint)."""
+    try:
+        aws = AwsContext.from_profile(profile, None, endpoint_url)
+        creds = aws.session.get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+    except (BotoCoreError, ClientError, RunbookError, OSError, ValueError):
+        return []
+    if frozen is None:
+        return []
+    return [fingerprint(s) for s in (frozen.secret_key, frozen.token) if s]
 
 
 def _iso(value: Any) -> str | None:
@@ -147,6 +172,10 @@ class RootSession:
             purpose=self.purpose,
             account_id=self.account_id,
             reassumed=self.reassumed,
+            secret_fingerprints=(
+                fingerprint(creds["SecretAccessKey"]),
+                fingerprint(creds["SessionToken"]),
+            ),
         )
         self.sessions.append(info)
         if self.on_assume is not None:

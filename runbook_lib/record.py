@@ -42,9 +42,14 @@ A write that fails (disk full, file too large, read-only, permission) raises
 temporary file removed, a ledger entry whose manifest could not be put in place taken back.
 
 Nothing that looks like a secret is written: events, run.json and files are scanned with
-:func:`runbook_lib.secrets_scan.find_secrets` first, and refused with :class:`SecretRefused`
-naming the field, never the value. ``record_file`` does not scan (the file is already written):
-scan it with :func:`runbook_lib.secrets_scan.scan_path` before recording it.
+:func:`runbook_lib.secrets_scan.find_secrets` first (its patterns, plus the sha256 fingerprints
+of the credentials the run handled, from the events' ``secret_fingerprints``), and refused
+with :class:`SecretRefused` naming the field, never the value. A file someone else wrote is
+taken in with ``record_file(..., redact=True)``: what is found in it is replaced by a marker
+(``[REDACTED session-token]``) in place, atomically, and ``secret.redacted`` (path, kind,
+count; never the value) goes on the chain before ``file.recorded``. ``seal()`` scans every file
+first: externally written ones are redacted and recorded again, and a finding in a file the
+record wrote itself (a bug) refuses the seal.
 
 What this does not protect against: someone who can rewrite the ledger from its first entry, or
 the events chain and the files together after the last seal (check_integrity sees only what
@@ -77,7 +82,7 @@ from ._files import stage as _stage
 from ._files import unlink_quietly as _unlink_quietly
 from ._files import write_all as _write_all
 from .errors import RunbookError
-from .secrets_scan import find_secrets
+from .secrets_scan import file_findings, find_secrets, fingerprints_in_events, redact_file
 
 __all__ = [
     "EVENTS_FILE",
@@ -115,8 +120,9 @@ RUN_CREATED = "run.created"
 FILE_WRITTEN = "file.written"
 FILE_RECORDED = "file.recorded"
 FILE_MOVED = "file.moved"
+SECRET_REDACTED = "secret.redacted"
 _FILE_EVENTS = {FILE_WRITTEN, FILE_RECORDED, FILE_MOVED}
-_OWN_EVENTS = _FILE_EVENTS | {RUN_CREATED}  # only the record itself appends these
+_OWN_EVENTS = _FILE_EVENTS | {RUN_CREATED, SECRET_REDACTED}  # only the record appends these
 
 Guard = Callable[[list[dict[str, Any]]], None]
 
@@ -302,17 +308,19 @@ def _locked(path: Path) -> Iterator[int]:
         os.close(fd)  # closing releases the lock
 
 
-def _scan(obj: Any, what: str, known: set[str]) -> None:
+def _scan(obj: Any, what: str, known: set[str], fingerprints: Collection[str] = ()) -> None:
     """Raise SecretRefused if the serialized ``obj`` holds a secret, naming the field paths."""
     text = canonical(obj)
-    if not find_secrets(text, known):
+    if not find_secrets(text, known, fingerprints):
         return
     fields: list[str] = []
     for path, leaf in _leaves(obj, ""):
-        for finding in find_secrets(leaf, known):
+        for finding in find_secrets(leaf, known, fingerprints):
             fields.append(f"{path or '(value)'}: {_strip_location(finding)}")
     if not fields:  # only visible across fields
-        fields = [f"(whole {what}): {_strip_location(f)}" for f in find_secrets(text, known)]
+        fields = [
+            f"(whole {what}): {_strip_location(f)}" for f in find_secrets(text, known, fingerprints)
+        ]
     raise SecretRefused(what, fields)
 
 
@@ -700,6 +708,7 @@ class RunRecord:
         self.run_id = run_id
         self.runs_dir = self.path.parent
         self.known_secrets: set[str] = set()
+        self._fingerprints: tuple[int, int, frozenset[str]] = (-1, 0, frozenset())
 
     def __repr__(self) -> str:
         return f"RunRecord({str(self.path)!r})"
@@ -858,7 +867,7 @@ class RunRecord:
                 raise RunSealedError(
                     f"Run {self.run_id} is sealed final; event {type!r} was not recorded"
                 )
-            _scan(entry, f"event {type!r}", self.known_secrets)
+            _scan(entry, f"event {type!r}", self.known_secrets, self.secret_fingerprints())
 
         return _append_chained(self._events_path, body, check, guard=guard, commit=commit)
 
@@ -932,7 +941,7 @@ class RunRecord:
                     run["steps"] = steps
                 else:
                     run[key] = value
-            _scan(run, "run.json", self.known_secrets)
+            _scan(run, "run.json", self.known_secrets, self.secret_fingerprints())
             _atomic_write(self.path / RUN_FILE, _json_bytes(run))
         return run
 
@@ -944,7 +953,7 @@ class RunRecord:
         """Write ``obj`` as JSON to ``relpath`` inside the run dir (atomic, 0600) and append
         ``file.written`` (path, sha256, size). ``once``: EvidenceExists if it already exists."""
         doc = _plain(obj, relpath)
-        _scan(doc, relpath, self.known_secrets)
+        _scan(doc, relpath, self.known_secrets, self.secret_fingerprints())
         return self._write_file(relpath, _json_bytes(doc), step, once)
 
     def write_text(
@@ -952,7 +961,7 @@ class RunRecord:
     ) -> Path:
         """Write ``text`` (UTF-8) to ``relpath`` inside the run dir (atomic, 0600) and append
         ``file.written``. ``once``: EvidenceExists if it already exists."""
-        findings = find_secrets(text, self.known_secrets)
+        findings = find_secrets(text, self.known_secrets, self.secret_fingerprints())
         if findings:
             raise SecretRefused(relpath, findings)
         return self._write_file(relpath, text.encode("utf-8"), step, once)
@@ -981,23 +990,140 @@ class RunRecord:
             _fsync_dir(target.parent)
         return target
 
-    def record_file(self, relpath: str, *, step: str | None = None) -> dict[str, Any]:
+    def record_file(
+        self, relpath: str, *, step: str | None = None, redact: bool = False
+    ) -> dict[str, Any]:
         """Take a file someone else wrote into the run dir (papermill's executed notebook,
         JupyterLab's saves) onto the chain: chmod it 0600 and append ``file.recorded`` (path,
         sha256, size); return that event. Refused for a symbolic link, anything but a regular
-        file, or a path outside the run dir. Not scanned for secrets: scan it first."""
+        file, or a path outside the run dir.
+
+        ``redact``: scan it first (the run's fingerprints and the patterns), replace what is
+        found with a marker, atomically, and append one ``secret.redacted`` (path, kind, count,
+        where; never the value) per kind found. Without it the file is taken as it is; the next
+        ``seal()`` redacts it."""
         parts = self._safe_parts(relpath)
         rel = "/".join(parts)
         with self._io_errors(), _locked(self.path / LOCK_FILE):
             self._refuse_if_final(f"{rel} was not recorded")
             path = self._existing_file(rel, parts, "record")
-            fd = _open_nofollow(path, os.O_RDONLY, "record")
-            try:
-                os.fchmod(fd, FILE_MODE)
-                sha, size = _sha256_fd(fd)
-            finally:
-                os.close(fd)
-            return self._append(FILE_RECORDED, step, {"path": rel, "sha256": sha, "size": size})
+            return self._record_locked(rel, path, step, redact)
+
+    def _record_locked(
+        self, rel: str, path: Path, step: str | None, redact: bool
+    ) -> dict[str, Any]:
+        """record_file's work, the run.json lock held."""
+        if redact:
+            self._redact_locked(rel, path, step)
+        fd = _open_nofollow(path, os.O_RDONLY, "record")
+        try:
+            os.fchmod(fd, FILE_MODE)
+            sha, size = _sha256_fd(fd)
+        finally:
+            os.close(fd)
+        return self._append(FILE_RECORDED, step, {"path": rel, "sha256": sha, "size": size})
+
+    # -- secrets in files -----------------------------------------------------------------------
+
+    def secret_fingerprints(self) -> frozenset[str]:
+        """The sha256 fingerprints of every credential the run handled: each event's
+        ``secret_fingerprints`` (``session.assumed``, ``credentials.fingerprinted``). Only what
+        was appended since the last call is read."""
+        try:
+            st = os.lstat(self._events_path)
+        except OSError:
+            return self._fingerprints[2]
+        inode, offset, known = self._fingerprints
+        if inode != st.st_ino or st.st_size < offset:
+            inode, offset, known = st.st_ino, 0, frozenset()
+        if st.st_size > offset:
+            with suppress(OSError):
+                fd = _open_nofollow(self._events_path, os.O_RDONLY, "read")
+                try:
+                    new = os.pread(fd, st.st_size - offset, offset)
+                finally:
+                    os.close(fd)
+                complete = new[: new.rfind(b"\n") + 1]  # a line being written waits
+                entries = [e for e in map(_parse_line, complete.splitlines()) if e is not None]
+                known = known | fingerprints_in_events(entries)
+                offset += len(complete)
+        self._fingerprints = (inode, offset, known)
+        return known
+
+    def _redact_locked(self, rel: str, path: Path, step: str | None) -> bool:
+        """Redact what looks like a secret in ``rel`` in place (atomically) and append one
+        ``secret.redacted`` per kind; True if anything was. The run.json lock is held."""
+        raw = _read_regular(path)
+        new, found = redact_file(raw, rel, self.known_secrets, self.secret_fingerprints())
+        if not found:
+            return False
+        counts: dict[str, list[str]] = {}
+        for located in found:
+            counts.setdefault(located.finding.kind, []).append(located.where)
+        tmp = _stage(path, new)
+        try:
+            for i, (kind, where) in enumerate(sorted(counts.items())):
+                self._append(
+                    SECRET_REDACTED,
+                    step,
+                    {
+                        "path": rel,
+                        "kind": kind,
+                        "count": len(where),
+                        "where": sorted({w for w in where if w})[:20],
+                    },
+                    commit=(lambda: os.replace(tmp, path)) if i == 0 else None,
+                )
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        _fsync_dir(path.parent)
+        return True
+
+    @contextmanager
+    def _secrets_cleared(self) -> Iterator[None]:
+        """Before a seal (the run.json lock held, not yet the events lock): scan every file.
+        Files others wrote (file.recorded, file.moved) are redacted and recorded again; a
+        finding in one the record wrote itself (run.json, events.jsonl, write_json/write_text)
+        refuses the seal: the record refuses secrets when it writes, so that is a bug. Files
+        that disagree with the chain are left to the seal's own check."""
+        if self.sealed_final:
+            yield
+            return
+        entries = self.events()
+        states, _ = _file_states(entries)
+        steps = {
+            e["data"].get("path") or e["data"].get("to"): e.get("step")
+            for e in entries
+            if e.get("type") in _FILE_EVENTS and isinstance(e.get("data"), dict)
+        }
+        fingerprints = self.secret_fingerprints()
+        own: list[str] = []
+        external: list[tuple[str, Path]] = []
+        for rel, path in _walk(self.path):
+            if rel == LOCK_FILE or path.is_symlink() or not path.is_file():
+                continue
+            raw = _read_regular(path)
+            found = file_findings(raw, rel, self.known_secrets, fingerprints)
+            if not found:
+                continue
+            state = states.get(rel)
+            if rel in _RESERVED or (state is not None and state.type == FILE_WRITTEN):
+                kinds = sorted({f.finding.kind for f in found})
+                own.append(f"{rel}: {', '.join(kinds)} ({found[0]})")
+            elif state is not None and hashlib.sha256(raw).hexdigest() == state.sha256:
+                external.append((rel, path))
+        if own:
+            raise RecordError(
+                f"Refused to seal run {self.run_id}: files the record wrote itself hold what "
+                "looks like a secret: " + "; ".join(own) + ". Nothing was written. The record "
+                "refuses secrets when it writes them, so this is a bug (or the file was edited): "
+                "report it, and do not archive or share this run."
+            )
+        for rel, path in external:
+            self._redact_locked(rel, path, steps.get(rel))
+            self._record_locked(rel, path, steps.get(rel), redact=False)
+        yield
 
     def move_aside(
         self, relpath: str, new_relpath: str, *, step: str | None = None
@@ -1120,9 +1246,15 @@ class RunRecord:
 
         A run can be sealed several times (checkpoints); after a final seal nothing more can be
         appended, written or sealed. Refused (nothing written) while any file disagrees with
-        the event chain: added, edited or deleted outside the record.
+        the event chain: added, edited or deleted outside the record. Every file is scanned
+        for secrets first: see :meth:`_secrets_cleared`.
         """
-        with self._io_errors(), _locked(self.path / LOCK_FILE), _locked(self._events_path):
+        with (
+            self._io_errors(),
+            _locked(self.path / LOCK_FILE),
+            self._secrets_cleared(),  # redacts files others wrote; appends events
+            _locked(self._events_path),
+        ):
             self._refuse_if_final("it cannot be sealed again")
             chain = _read_chain(self._events_path, EVENTS_FILE)
             disagree = _check_files(self.path, chain.entries)

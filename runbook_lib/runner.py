@@ -38,6 +38,7 @@ from .errors import ParameterError, RunbookError, RunRefused
 from .isolation import kernel_env
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path
+from .privileged import credential_fingerprints
 from .procedure.context import RESUMABLE_CHANGES, new_run_info, now_iso, operator_identity, run_plan
 from .procedure.facts import RunFacts
 from .procedure.lifecycle import RunState, fold
@@ -132,8 +133,25 @@ def create_run(
     record.append(Event.LEASE_ACQUIRED, account_id=params.account_id, since=held.get("since"))
     if consumed is not None:
         record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
+    record.append("credentials.fingerprinted", **_fingerprints(params))
     _project(record)
     return record
+
+
+def _fingerprints(params: RunParameters) -> dict[str, Any]:
+    """The run's profiles and the sha256 of their credentials (never the credentials): the
+    record then finds those credentials wherever a notebook prints them, and redacts them."""
+    profiles = {"profile": params.profile, "management_profile": params.management_profile}
+    found = {
+        which: credential_fingerprints(name, params.endpoint_url)
+        for which, name in profiles.items()
+        if name or which == "profile"  # no profile: the default chain
+    }
+    return {
+        "profiles": {which: profiles[which] for which in found},
+        "fingerprinted": {which: len(fps) for which, fps in found.items()},
+        "secret_fingerprints": sorted({fp for fps in found.values() for fp in fps}),
+    }
 
 
 def _unconsume(digest: str, run_id: str) -> None:
@@ -278,7 +296,7 @@ def _keep_earlier_attempt(record: RunRecord, name: str) -> None:
     rel = f"notebooks/{name}.ipynb"
     if not (record.path / rel).exists():
         return
-    record.record_file(rel, step=name)
+    record.record_file(rel, step=name, redact=True)
     attempts = record.path / "notebooks" / "attempts"
     n = 1
     while (attempts / f"{name}.attempt-{n}.ipynb").exists():
@@ -350,7 +368,7 @@ def _store_notebook(record: RunRecord, name: str, partial: Path, output: Path) -
         partial.unlink(missing_ok=True)
         return
     os.replace(partial, output)
-    record.record_file(f"notebooks/{name}.ipynb", step=name)
+    record.record_file(f"notebooks/{name}.ipynb", step=name, redact=True)
 
 
 def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> int:

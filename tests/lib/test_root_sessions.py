@@ -26,6 +26,7 @@ SESSION_FIELDS = {
     "purpose",
     "account_id",
     "reassumed",
+    "secret_fingerprints",
 }
 
 

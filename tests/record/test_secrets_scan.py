@@ -7,12 +7,20 @@ import hashlib
 import json
 import random
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runbook_lib.secrets_scan import find_secrets, scan_path
+from runbook_lib.secrets_scan import (
+    file_findings,
+    find_secrets,
+    findings,
+    fingerprint,
+    redact_file,
+    scan_path,
+)
 
 from .helpers import FAKE_SECRET_KEY, FAKE_SEED, FAKE_SESSION_TOKEN, NOTEBOOK
 
@@ -150,3 +158,120 @@ def test_scan_path_finds_known_strings_and_patterns_in_files(tmp_path: Path) -> 
         "run.json: known secret #1 at line 1, col 22",
     ]
     assert not any("tiger-lily-42" in f or FAKE_SECRET_KEY in f for f in findings)
+
+
+# --- the reviewer's cases ----------------------------------------------------------------------
+
+SANDBOX_KEY = "OgM2kw5csjs3mWUnFNarRYnf8xx1nHv3FaDEW6rP"  # shaped as the sandbox makes them
+SANDBOX_TOKEN = "ZZlb1Ni+bp6WKegzs6UrJhStguD0oWH7l11GznpuT7EX/HjfOLc2IWGU1FL51WpIfPCF7s2mXFMYDPQg"
+KEY_ID = "ASIAGOMW77UFZRPVNPGI"
+
+
+def debug_log_notebook() -> dict[str, Any]:
+    """An executed notebook whose cell printed botocore's DEBUG log of an AssumeRoot call and
+    of a request signed with its session (as boto3.set_stream_logger('botocore') makes it)."""
+    lines = [
+        "2026-12-01 17:27:08,357 botocore.parsers [DEBUG] Response body:\n",
+        'b\'<AssumeRootResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoot'
+        f"Result><Credentials><AccessKeyId>{KEY_ID}</AccessKeyId><SecretAccessKey>{SANDBOX_KEY}"
+        f"</SecretAccessKey><SessionToken>{SANDBOX_TOKEN}</SessionToken><Expiration>2026-12-01T"
+        "17:32:07Z</Expiration></Credentials></AssumeRootResult></AssumeRootResponse>'\n",
+    ]
+    canonical = [
+        "2026-12-01 17:27:07,943 botocore.auth [DEBUG] CanonicalRequest:\n",
+        "POST\n",
+        "/\n",
+        "\n",
+        "host:127.0.0.1:33257\n",
+        "x-amz-date:20261201T172707Z\n",
+        f"x-amz-security-token:{SANDBOX_TOKEN}\n",
+        "\n",
+        "content-type;host;x-amz-date;x-amz-security-token\n",
+        f"{hashlib.sha256(b'body').hexdigest()}\n",
+    ]
+    sending = (
+        "2026-12-01 17:27:07,947 botocore.endpoint [DEBUG] Sending http request: <AWSPrepared"
+        "Request stream_output=False, method=POST, url=http://127.0.0.1:33257/, headers={'X-Amz"
+        f"-Date': b'20261201T172707Z', 'X-Amz-Security-Token': b'{SANDBOX_TOKEN}', 'Authorizat"
+        f"ion': b'AWS4-HMAC-SHA256 Credential={KEY_ID}/20261201/us-east-1/iam/aws4_request, "
+        f"SignedHeaders=host;x-amz-date;x-amz-security-token, Signature={'ab' * 32}'}}>\n"
+    )
+    outputs: list[dict[str, Any]] = [
+        {"output_type": "stream", "name": "stderr", "text": lines},
+        {"output_type": "stream", "name": "stderr", "text": canonical},
+        {"output_type": "stream", "name": "stderr", "text": sending},
+        {
+            "output_type": "display_data",
+            "data": {"image/png": FAKE_PNG, "text/plain": "<Figure>"},
+            "metadata": {},
+        },
+        {"output_type": "stream", "name": "stdout", "text": ["outcome: removed\n"]},
+    ]
+    nb = _notebook(outputs, "remove(step)")
+    for n, cell in enumerate(nb["cells"]):
+        cell["id"] = f"cell-{n}"
+    nb["metadata"]["kernelspec"]["display_name"] = "Python 3"
+    return nb
+
+
+def test_an_executed_notebook_with_debug_logs_is_scanned(tmp_path: Path) -> None:
+    """Patterns alone find the secret key and every copy of the token; with the run's
+    fingerprints too, the same, and nothing else is flagged."""
+    path = tmp_path / "notebooks" / "01-remove-device.ipynb"
+    path.parent.mkdir()
+    path.write_text(json.dumps(debug_log_notebook(), indent=1))
+    fps = {fingerprint(SANDBOX_KEY), fingerprint(SANDBOX_TOKEN)}
+    for kwargs in ({}, {"fingerprints": fps}):
+        found = scan_path(tmp_path, **kwargs)  # type: ignore[arg-type]
+        kinds = Counter(f.split(": ")[2].split(" (")[0] for f in found)
+        assert kinds == {"AWS secret access key": 1, "session token": 3} or kinds == {
+            "secret access key this run handled": 1,
+            "session token this run handled": 3,
+        }, found
+        assert all(
+            f.startswith("notebooks/01-remove-device.ipynb: cell 1 (code) outputs[") for f in found
+        )
+        assert not any(SANDBOX_KEY in f or SANDBOX_TOKEN in f for f in found)
+
+
+def test_redacting_a_notebook_keeps_it_a_notebook(tmp_path: Path) -> None:
+    import nbformat
+
+    raw = json.dumps(debug_log_notebook(), indent=1).encode()
+    fps = {fingerprint(SANDBOX_KEY), fingerprint(SANDBOX_TOKEN)}
+    new, found = redact_file(raw, "01-remove-device.ipynb", (), fps)
+    assert len(found) == 4
+    text = new.decode()
+    assert SANDBOX_KEY not in text and SANDBOX_TOKEN not in text
+    assert text.count("[REDACTED session-token]") == 3
+    assert text.count("[REDACTED secret-access-key]") == 1
+    nb = nbformat.reads(text, as_version=4)  # type: ignore[no-untyped-call]
+    nbformat.validate(nb)  # type: ignore[no-untyped-call]
+    assert nb.cells[1].outputs[3]["data"]["image/png"] == FAKE_PNG  # media left alone
+    assert nb.cells[1].outputs[0]["text"].startswith("2026-12-01 17:27:08,357 botocore.parsers")
+    assert file_findings(new, "01-remove-device.ipynb", (), fps) == []
+    assert redact_file(new, "01-remove-device.ipynb", (), fps) == (new, [])
+
+
+def test_a_20_character_base32_string_is_a_seed() -> None:
+    seed = "JBSWY3DPEHPK3PXPJBSW"
+    for text in (seed, json.dumps({"value": seed}), f"the seed {seed} is written down"):
+        assert [f.kind for f in findings(text)] == ["totp-seed"], text
+    assert findings("ASIAGOMW77UFZRPVNPGI") == []  # an access key id is not
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/tmp/pytest-7/runs-OpsTeamRootMfaCHG123456/20261126T051500Z-3f9a/notebooks",
+        json.dumps({"run_dir": "/srv/runs_abcdefghijklmnopqrstuvw/20261126T051500Z-3f9a"}),
+        'run_dir = "/srv/x.OpsTeamRootMfaCHG123456/20261126T051500Z-3f9a"',
+        json.dumps(
+            {"new_devices": ["arn:aws:iam::123456789012:mfa/RootAuthenticatorForCHG1234+Backup12"]}
+        ),
+        "bound RootAuthenticatorForCHG1234+Backup12 in the console",
+        "arn:aws:iam::123456789012:u2f/root/YubiKey-NX80NKIBWTATNX4NKBZEWWWPL1",
+    ],
+)
+def test_the_reviewers_false_positives_are_not_flagged(text: str) -> None:
+    assert find_secrets(text) == []
