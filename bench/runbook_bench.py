@@ -122,7 +122,7 @@ def main() -> int:
         for _ in range(args.repeat):
             with sandbox_process("standalone") as info:
                 creds = tmp / "credentials"
-                write_profiles(creds, info.principals)
+                write_profiles(creds, info.principals, info.control_token)
                 env = dict(
                     os.environ,
                     AWS_SHARED_CREDENTIALS_FILE=str(creds),

@@ -323,7 +323,7 @@ def measure_calls(calls: int, warmup: int) -> list[LatencyRow]:
     with running_sandbox() as sandbox, running_moto() as moto:
         from runbook_lib.sandbox import ControlClient
 
-        ControlClient(sandbox.endpoint).set_lookup_rate(0)
+        ControlClient(sandbox.endpoint, token=sandbox.control_token).set_lookup_rate(0)
         for server in (sandbox, moto):
             prepare(server)
         for name, fn in SHARED_CALLS.items():

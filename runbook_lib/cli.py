@@ -228,7 +228,7 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     info = sandbox.start()
     profiles = Path(args.profiles_file) if args.profiles_file else None
     if profiles is not None:
-        write_profiles(profiles, info.principals)
+        write_profiles(profiles, info.principals, info.control_token)
     out(json.dumps(info.__dict__), flush=True)
     err_line(f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it")
     try:

@@ -35,7 +35,7 @@ def sandbox_profiles(info: SandboxInfo) -> Iterator[dict[str, str]]:
     }
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
         creds = Path(tmp) / "credentials"
-        write_profiles(creds, info.principals)
+        write_profiles(creds, info.principals, info.control_token)
         config = Path(tmp) / "config"
         config.write_text("")
         os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)

@@ -282,7 +282,7 @@ def _record_notebooks(record: RunRecord) -> None:
     for name, _ in STEPS:
         rel = f"{NOTEBOOKS}/{name}.ipynb"
         if (record.path / rel).is_file():
-            record.record_file(rel, step=name)
+            record.record_file(rel, step=name, redact=True)
 
 
 def close_lab_run(record: RunRecord) -> dict[str, Any]:

@@ -615,7 +615,7 @@ def abandon(run_dir: Path, reason: str) -> dict[str, Any]:
         # the files as they are now go on the chain after the problems were stated, so the
         # record can be sealed and still tells what was found
         for rel in _files_to_take_in(record, problems):
-            record.record_file(rel)
+            record.record_file(rel, redact=True)
         _close(record, str(facts.parameters()["account_id"]))
     return dict(verify(record.path).__dict__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.sandbox import SandboxInfo, sandbox_process
-from runbook_lib.secrets_scan import scan_path
+from runbook_lib.secrets_scan import fingerprints_in_events_bytes, scan_path
 
 # the host's AWS settings that must never reach a test (nor a kernel it starts)
 HOST_AWS_VARS = (
@@ -80,6 +80,7 @@ def sandbox_factory(_sandbox_pool: dict[str, SandboxInfo]) -> Callable[[str], Sa
             info = SandboxInfo.from_json(_sandbox_pool[scenario].control.reset())
         _sandbox_pool[scenario] = info
         SEEN_SECRETS.update(p["secret_access_key"] for p in info.principals.values())
+        SEEN_SECRETS.add(info.control_token)
         return info
 
     return get
@@ -110,5 +111,7 @@ def _no_secret_in_any_record(request: pytest.FixtureRequest) -> Iterator[None]:
     tmp = request.getfixturevalue("tmp_path")
     yield
     for events in sorted(tmp.rglob("events.jsonl")):
-        findings = scan_path(events.parent, known=SEEN_SECRETS)
+        # the sandbox's secrets, the patterns, and the record's own credential fingerprints
+        fingerprints = fingerprints_in_events_bytes(events.read_bytes())
+        findings = scan_path(events.parent, known=SEEN_SECRETS, fingerprints=fingerprints)
         assert not findings, f"secrets in the record {events.parent}: {findings}"

@@ -107,4 +107,4 @@ def console_actor(step: Step) -> Any:
     refuses any endpoint that is not a sandbox)."""
     from ..sandbox.actor import ConsoleActor
 
-    return ConsoleActor(step.params.endpoint_url)
+    return ConsoleActor(step.params.endpoint_url, step.params.profile)

@@ -7,7 +7,7 @@ Public surface::
     SandboxInfo.client(service, principal)            boto3 client pointed at the sandbox
     ControlClient                                     the simulated console actor and test knobs
     SCENARIOS                                         name -> one-line description
-    write_profiles(path, principals)                  the principals as AWS profiles sandbox-NAME
+    write_profiles(path, principals, token)           the principals as AWS profiles sandbox-NAME
     stop_process(proc)                                SIGTERM, wait, kill a sandbox child
     actor.ConsoleActor                                the console steps, for sandbox_actor=true
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import select
 import subprocess
 import sys
@@ -51,6 +52,8 @@ class Sandbox:
         self.port = port
         self._server: Any = None
         self.world: Any = None
+        # the control API's token: printed on the start line and written into the profiles
+        self.control_token = secrets.token_urlsafe(24)
 
     def _build(self) -> None:
         from moto.moto_api._internal.models import moto_api_backend
@@ -78,7 +81,7 @@ class Sandbox:
 
         _speed_up_moto_dispatch()
         self._build()
-        control = _console.ControlApi(self.world, self.info_dict, self._build)
+        control = _console.ControlApi(self.world, self.info_dict, self._build, self.control_token)
         app = SandboxApp(self.world, DomainDispatcherApplication(create_backend_app), control)
         self._server = SandboxServer(app, self.port)
         self._server.start()
@@ -92,6 +95,7 @@ class Sandbox:
             "scenario": world.scenario,
             "target_account_id": world.target_account_id,
             "principals": {name: p.public() for name, p in world.named.items()},
+            "control_token": self.control_token,
         }
 
     def info(self) -> SandboxInfo:

@@ -27,17 +27,30 @@ class ControlApiError(RuntimeError):
         self.message = message
 
 
+#: the header that carries the control token: without it the control API answers 403, so no
+#: other local user can read the principals' keys or the mailbox's one-time codes
+CONTROL_TOKEN_HEADER = "X-Runbook-Sandbox-Token"
+#: the key under which write_profiles puts the token into each profile (botocore ignores it)
+PROFILE_TOKEN_KEY = "sandbox_control_token"
+
+
 class ControlClient:
     """The sandbox's control API (``/_sandbox/``): console actor, mailbox, clock, faults."""
 
-    def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
+    def __init__(self, endpoint: str, timeout: float = 30.0, token: str | None = None) -> None:
         self.base = endpoint.rstrip("/") + "/_sandbox/"
         self.timeout = timeout
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"ControlClient({self.base!r})"  # never the token
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(self.base + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header(CONTROL_TOKEN_HEADER, self.token)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 return json.loads(answer.read() or b"null")
@@ -179,6 +192,7 @@ class SandboxInfo:
     scenario: str
     target_account_id: str
     principals: dict[str, dict[str, str]] = field(default_factory=dict)
+    control_token: str = ""
 
     def __repr__(self) -> str:
         # the principals' secret keys are sandbox-only, but never print a secret anyway
@@ -196,11 +210,12 @@ class SandboxInfo:
             data["scenario"],
             data["target_account_id"],
             dict(data["principals"]),
+            str(data.get("control_token") or ""),
         )
 
     @property
     def control(self) -> ControlClient:
-        return ControlClient(self.endpoint)
+        return ControlClient(self.endpoint, token=self.control_token)
 
     def add_principal(
         self, name: str, account_id: str | None = None, policies: list[dict[str, Any]] | None = None
@@ -230,20 +245,43 @@ class SandboxInfo:
         return session.client(service, endpoint_url=self.endpoint, config=cfg)
 
 
-def write_profiles(path: Path, principals: dict[str, dict[str, str]]) -> None:
-    """An AWS credentials file with one ``sandbox-NAME`` profile per sandbox principal."""
+def write_profiles(
+    path: Path, principals: dict[str, dict[str, str]], control_token: str | None = None
+) -> None:
+    """An AWS credentials file with one ``sandbox-NAME`` profile per sandbox principal (and the
+    control token, which the sandbox's console actor reads from the run's profile)."""
     lines: list[str] = []
     for name, keys in principals.items():
         lines += [
             f"[sandbox-{name}]",
             f"aws_access_key_id = {keys['access_key_id']}",
             f"aws_secret_access_key = {keys['secret_access_key']}",
-            "",
         ]
+        if control_token:
+            lines.append(f"{PROFILE_TOKEN_KEY} = {control_token}")
+        lines.append("")
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def control_token_of(profile: str | None) -> str | None:
+    """The sandbox control token written into ``profile`` of the shared credentials file."""
+    import configparser
+
+    path = Path(
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials"
+    ).expanduser()
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return None
+    section = profile or os.environ.get("AWS_PROFILE") or "default"
+    if not parser.has_section(section):
+        return None
+    return parser.get(section, PROFILE_TOKEN_KEY, fallback=None)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -39,6 +39,7 @@ undocumented: switch ``root-mfa-window``. ``GET /_sandbox/state/ACCOUNT`` shows 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import secrets
 import string
@@ -83,14 +84,31 @@ class ControlApi:
     """Routes ``/_sandbox/...`` requests; ``rebuild`` re-creates the scenario on reset."""
 
     def __init__(
-        self, world: World, info: Callable[[], dict[str, Any]], rebuild: Callable[[], None]
+        self,
+        world: World,
+        info: Callable[[], dict[str, Any]],
+        rebuild: Callable[[], None],
+        token: str = "",
     ) -> None:
         self.world = world
         self.info = info
         self.rebuild = rebuild
+        self.token = token
 
     def handle(self, environ: dict[str, Any], path: str, body: bytes) -> Response:
         method = environ.get("REQUEST_METHOD", "GET")
+        given = str(environ.get("HTTP_X_RUNBOOK_SANDBOX_TOKEN") or "")
+        if not self.token or not hmac.compare_digest(given.encode(), self.token.encode()):
+            # the control API hands out secret keys and one-time codes: only whoever started
+            # the sandbox (its start line, its profiles file) may use it
+            return json_response(
+                403,
+                {
+                    "error": "Forbidden",
+                    "message": "the sandbox control API needs the control token of the sandbox's "
+                    "start line (header X-Runbook-Sandbox-Token)",
+                },
+            )
         parts = [unquote(p) for p in path[len("/_sandbox/") :].split("/") if p]
         try:
             data = json.loads(body) if body else {}

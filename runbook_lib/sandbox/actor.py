@@ -10,11 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ParameterError
-from ._client import ControlApiError, ControlClient
+from ._client import ControlApiError, ControlClient, control_token_of
 
 
 class ConsoleActor:
-    def __init__(self, endpoint_url: str | None) -> None:
+    def __init__(
+        self, endpoint_url: str | None, profile: str | None = None, token: str | None = None
+    ) -> None:
+        """``token``: the sandbox's control token; by default read from ``profile`` in the
+        shared credentials file (``runbook sandbox --profiles-file`` writes it there)."""
         if not endpoint_url:
             raise ParameterError(
                 [
@@ -22,7 +26,16 @@ class ConsoleActor:
                     "runbook sandbox (`runbook sandbox`)"
                 ]
             )
-        self.control = ControlClient(endpoint_url, timeout=10)
+        token = token or control_token_of(profile)
+        if not token:
+            raise ParameterError(
+                [
+                    f"sandbox_actor=true, but profile {profile or 'default'} holds no "
+                    "sandbox_control_token: write the sandbox's profiles with `runbook sandbox "
+                    "--profiles-file FILE` (or write_profiles(..., info.control_token))"
+                ]
+            )
+        self.control = ControlClient(endpoint_url, timeout=10, token=token)
         try:
             self.control.info()
         except (ControlApiError, OSError, ValueError) as err:

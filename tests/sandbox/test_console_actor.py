@@ -526,7 +526,7 @@ def test_the_console_actor_reports_the_prompt_and_skips_it(standalone: SandboxIn
     guide's words on the prompt: the test above)."""
     from runbook_lib.sandbox.actor import ConsoleActor
 
-    actor = ConsoleActor(standalone.endpoint)
+    actor = ConsoleActor(standalone.endpoint, token=standalone.control_token)
     assert actor.sign_in(standalone.target_account_id) == {
         "signed_in": True,
         "second_factor": "mfa",
