@@ -86,7 +86,13 @@ def access_denied(
             f"User: {who} is not authorized to perform: {action} on resource: "
             f"{resource_for(req, principal)} because {why} allows the {action} action"
         )
-    code = "AccessDeniedException" if req.protocol == "json" else "AccessDenied"
+    code = "AccessDeniedException" if req.protocol in ("json", "rest-json") else "AccessDenied"
+    if req.protocol == "ec2":
+        # "Client.UnauthorizedOperation" (EC2 API reference, "Troubleshooting API request errors")
+        code, message = "UnauthorizedOperation", "You are not authorized to perform this "
+        message += f"operation. User: {who} is not authorized to perform: {action}"
+    elif req.protocol == "smithy-rpc-v2-cbor":
+        code = "AccessDeniedException"
     return AwsError(code, message, 403)
 
 

@@ -8,9 +8,12 @@ Each request goes through, in order:
 3. Injected faults (latency, throttling, AccessDenied) for the operation.
 4. Authorization: an AssumeRoot session may do only what its task policy allows; a principal with
    policies may do only what they allow.
-5. The sandbox's own handlers for root-user behaviour (``_iam``, ``_sts``, ``_cloudtrail``, ...);
+5. Scope: a service outside :data:`_protocol.SERVED_SERVICES` is answered with a NotImplemented
+   error in the caller's protocol, never with moto's invented data (an EC2 instance list, an
+   Identity Center instance that does not exist).
+6. The sandbox's own handlers for root-user behaviour (``_iam``, ``_sts``, ``_cloudtrail``, ...);
    anything they do not take goes to moto, told which account is calling.
-6. Management events are recorded for CloudTrail's LookupEvents. A moto failure (an HTML 500) is
+7. Management events are recorded for CloudTrail's LookupEvents. A moto failure (an HTML 500) is
    turned into an AWS-shaped error, so boto3 always gets a ``ClientError``.
 """
 
@@ -130,6 +133,8 @@ class SandboxApp:
             principal = self.authenticate(req)
             self.apply_faults(req)
             _authz.authorize(self.world, req, principal)
+            if req.service not in _protocol.SERVED_SERVICES:
+                raise _out_of_scope(req)
             handler = HANDLERS.get((req.service, req.action))
             response = handler(self.world, req, principal) if handler else None
             if response is None:
@@ -254,6 +259,22 @@ def _unsupported(req: AwsRequest, why: str) -> AwsError:
     return AwsError(
         "NotImplemented",
         f"The root-mfa-runbook sandbox does not support {op} ({why}).",
+        501,
+        sender=False,
+    )
+
+
+def _out_of_scope(req: AwsRequest) -> AwsError:
+    op = (
+        f"{req.service or 'unknown'}:{req.action}"
+        if req.action
+        else (f"{req.service or 'unknown'} {req.method} {req.path}")
+    )
+    served = ", ".join(sorted(_protocol.SERVED_SERVICES))
+    return AwsError(
+        "NotImplemented",
+        f"The root-mfa-runbook sandbox does not implement {op}: it serves only the services of "
+        f"the root MFA procedure ({served}).",
         501,
         sender=False,
     )
