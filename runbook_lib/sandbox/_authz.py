@@ -60,7 +60,8 @@ def resource_for(req: AwsRequest, principal: Principal | None) -> str:
             return f"arn:aws:iam::{account}:user/{user}"
         return f"arn:aws:iam::{account}:root"
     if req.service == "sts" and req.action == "AssumeRoot":
-        return f"arn:aws:iam::{req.params.get('TargetPrincipal', '*')}:root"
+        target = str(req.params.get("TargetPrincipal", "*"))
+        return target if target.startswith("arn:") else f"arn:aws:iam::{target}:root"
     return "*"
 
 

@@ -106,6 +106,16 @@ def _stamp(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def expiration_text(when: dt.datetime) -> str:
+    """An expiry as CloudTrail writes it in STS events' ``responseElements.credentials``:
+    "Oct 25, 2024, 9:07:11 PM" (IAM User Guide, "Track privileged tasks in AWS CloudTrail",
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-track-privileged-tasks.html):
+    no zero-padding of the day or the hour, UTC."""
+    when = when.astimezone(dt.UTC)
+    hour = when.hour % 12 or 12
+    return f"{when:%b} {when.day}, {when.year}, {hour}:{when:%M:%S} {when:%p}"
+
+
 def user_identity(
     principal: Principal,
     *,
@@ -181,10 +191,13 @@ def _resources(event_name: str, params: dict[str, Any] | None) -> list[dict[str,
     if params.get("userName"):
         out.append({"ResourceType": "AWS::IAM::User", "ResourceName": params["userName"]})
     if params.get("targetPrincipal"):
+        target = str(params["targetPrincipal"])
         out.append(
             {
                 "ResourceType": "AWS::IAM::Root",
-                "ResourceName": f"arn:aws:iam::{params['targetPrincipal']}:root",
+                "ResourceName": target
+                if target.startswith("arn:")
+                else f"arn:aws:iam::{target}:root",
             }
         )
     return out
@@ -241,9 +254,7 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
                 "credentials": {
                     "accessKeyId": issued.access_key_id,
                     "sessionToken": issued.session_token,
-                    "expiration": issued.expires_at.strftime("%b %d, %Y, %I:%M:%S %p")
-                    if issued.expires_at
-                    else None,
+                    "expiration": expiration_text(issued.expires_at) if issued.expires_at else None,
                 }
             }
     add_event(world, principal.account_id, region, record)

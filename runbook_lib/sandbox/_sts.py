@@ -10,6 +10,7 @@ from ._server import handles
 from ._state import ROOT_TASK_POLICIES, Principal, World, new_key_id, new_secret
 
 MAX_ROOT_SESSION_SECONDS = 900
+ROOT_ARN = re.compile(r"arn:aws:iam::(\d{12}):root")
 
 
 @handles("sts", "GetCallerIdentity")
@@ -27,13 +28,23 @@ def _validation(message: str) -> AwsError:
     return AwsError("ValidationError", message, 400)
 
 
+def target_account(target: str) -> str | None:
+    """The account id of AssumeRoot's ``TargetPrincipal``: "The member account principal ARN or
+    account ID" (STS API reference, AssumeRoot). None when it is neither."""
+    if re.fullmatch(r"\d{12}", target):
+        return target
+    match = ROOT_ARN.fullmatch(target)
+    return match.group(1) if match else None
+
+
 @handles("sts", "AssumeRoot")
 def assume_root(world: World, req: AwsRequest, principal: Principal) -> Response:
     """Every check AWS documents for AssumeRoot, then a short session as the member's root.
 
     Checked in order: duration (0..900), task policy (one of the five root-task ARNs), caller
     (not root; an IAM principal of the management account), centralised root sessions enabled,
-    target (a 12-digit id of a member account of this organization, not the management account).
+    target (a member account of this organization, not the management account, named by its
+    12-digit id or its root principal ARN ``arn:aws:iam::ID:root``).
     """
     target = str(req.params.get("TargetPrincipal", ""))
     policy_arn = str(req.params.get("TaskPolicyArn.arn", ""))
@@ -59,13 +70,15 @@ def assume_root(world: World, req: AwsRequest, principal: Principal) -> Response
             "root user credentials cannot call AssumeRoot",
             403,
         )
+    account_id = target_account(target)
+    resource = f"arn:aws:iam::{account_id or target}:root"
     with world.lock:
         management = world.management_account_id
         if management is None or principal.account_id != management:
             raise AwsError(
                 "AccessDenied",
                 f"User: {principal.arn} is not authorized to perform: sts:AssumeRoot on resource: "
-                f"arn:aws:iam::{target}:root because the caller is not in the management account "
+                f"{resource} because the caller is not in the management account "
                 "or a delegated administrator account for centralized root access",
                 403,
             )
@@ -73,28 +86,30 @@ def assume_root(world: World, req: AwsRequest, principal: Principal) -> Response
             raise AwsError(
                 "AccessDenied",
                 f"User: {principal.arn} is not authorized to perform: sts:AssumeRoot on resource: "
-                f"arn:aws:iam::{target}:root because centralized root sessions "
+                f"{resource} because centralized root sessions "
                 "(RootSessions) are not enabled for the organization",
                 403,
             )
-        if not re.fullmatch(r"\d{12}", target):
-            raise _validation(f"TargetPrincipal must be a 12-digit account id, got {target!r}.")
-        account = world.account(target)
+        if account_id is None:
+            raise _validation(
+                "TargetPrincipal must be a member account's 12-digit id or its principal ARN "
+                f"(arn:aws:iam::ACCOUNT_ID:root), got {target!r}."
+            )
+        account = world.account(account_id)
         if account is None or account.kind != "member":
             raise AwsError(
                 "AccessDenied",
                 f"User: {principal.arn} is not authorized to perform: sts:AssumeRoot on resource: "
-                f"arn:aws:iam::{target}:root because the target is not a member account of "
-                "the organization",
+                f"{resource} because the target is not a member account of the organization",
                 403,
             )
         now = world.clock.now()
         expires = (now + dt.timedelta(seconds=duration)).replace(microsecond=0)
         session = Principal(
-            name=f"assumed-root/{target}",
+            name=f"assumed-root/{account_id}",
             kind="assumed-root",
-            account_id=target,
-            arn=f"arn:aws:iam::{target}:root",
+            account_id=account_id,
+            arn=f"arn:aws:iam::{account_id}:root",
             access_key_id=new_key_id("ASIA"),
             secret_access_key=new_secret(),
             session_token=new_secret() + new_secret(),
@@ -103,7 +118,7 @@ def assume_root(world: World, req: AwsRequest, principal: Principal) -> Response
             assumed_by_arn=principal.arn,
             assumed_by_account=principal.account_id,
         )
-        session.user_id = target
+        session.user_id = account_id
         world.principals[session.access_key_id] = session
         world.principals_by_request[req.request_id] = session
     return render_result(
