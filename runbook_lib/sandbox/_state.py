@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# the actions each root task policy leaves to an AssumeRoot session (the policies themselves, as
+# AWS publishes them, are in _authz.TASK_POLICY_DOCUMENTS, which the sandbox evaluates)
 ROOT_TASK_POLICIES = {
     "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials": frozenset(
         {
@@ -47,10 +49,10 @@ ROOT_TASK_POLICIES = {
         }
     ),
     "arn:aws:iam::aws:policy/root-task/S3UnlockBucketPolicy": frozenset(
-        {"s3:DeleteBucketPolicy", "s3:GetBucketPolicy", "s3:PutBucketPolicy"}
+        {"s3:DeleteBucketPolicy", "s3:GetBucketPolicy", "s3:ListAllMyBuckets", "s3:PutBucketPolicy"}
     ),
     "arn:aws:iam::aws:policy/root-task/SQSUnlockQueuePolicy": frozenset(
-        {"sqs:GetQueueAttributes", "sqs:RemovePermission", "sqs:SetQueueAttributes"}
+        {"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueues", "sqs:SetQueueAttributes"}
     ),
 }
 

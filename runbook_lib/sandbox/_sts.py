@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+from . import _authz
 from ._protocol import AwsError, AwsRequest, Response, render_result
 from ._server import handles
-from ._state import ROOT_TASK_POLICIES, Principal, World, new_key_id, new_secret
+from ._state import Principal, World, new_key_id, new_secret
 
 MAX_ROOT_SESSION_SECONDS = 900
 ROOT_ARN = re.compile(r"arn:aws:iam::(\d{12}):root")
@@ -59,7 +60,7 @@ def assume_root(world: World, req: AwsRequest, principal: Principal) -> Response
             f"satisfy constraint: Member must have value less than or equal to "
             f"{MAX_ROOT_SESSION_SECONDS}"
         )
-    if policy_arn not in ROOT_TASK_POLICIES:
+    if policy_arn not in _authz.TASK_POLICY_DOCUMENTS:
         raise _validation(
             f"The task policy ARN {policy_arn or '(none)'} is not a supported root task policy."
         )
