@@ -19,13 +19,18 @@
 Principals without policies (the scenarios' administrators, the root user, IAM users created
 through the IAM API) are unrestricted.
 
-Undocumented: whether ``iam:DeleteVirtualMFADevice`` works in an IAMDeleteRootUserCredentials
-session. The task policy lists the action, but its
+Undocumented, behind a switch (``World.task_policy_variant``, control route
+``/_sandbox/task-policy-variant``): whether ``iam:DeleteVirtualMFADevice`` works in an
+IAMDeleteRootUserCredentials session. The task policy lists the action, but its
 ``DenyDeletingRootUserCredentialsOnNonRootUserResource`` statement denies it on any resource
 ``NotResource: arn:aws:iam::*:root``, and the call names the device, whose ARN is
 ``arn:aws:iam::ACCOUNT:mfa/NAME`` ("For virtual MFA devices, the serial number is the same as the
-ARN": IAM API reference, DeleteVirtualMFADevice). For now the root user's device counts as one of
-its credentials (resource: the root user), so the call goes through, as the runbook expects.
+ARN": IAM API reference, DeleteVirtualMFADevice). ``"deny"`` reads the policy literally: the
+device's ARN is the resource, the explicit deny applies (AccessDenied). ``"allow"`` treats the
+root user's device as a root credential (resource: the root user), so the call goes through.
+The default is ``"allow"`` for now: the runbook deletes the device object after deactivating it
+and would fail under ``"deny"``; ``"deny"``, the most restrictive reading, is to become the
+default once the runbook copes with it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from urllib.parse import urlparse
 from ._protocol import AwsError, AwsRequest
 from ._state import Principal, World
 
+TASK_POLICY_VARIANTS = ("allow", "deny")
 _ROOT_RESOURCE = "arn:aws:iam::*:root"
 
 
@@ -421,8 +427,8 @@ def _authorize_task(world: World, req: AwsRequest, principal: Principal, action:
     if policy is None or action not in task_policy_actions(principal.task_policy_arn or ""):
         raise access_denied(req, principal, session=True)
     resource = resource_for(req, principal)
-    if action == "iam:DeleteVirtualMFADevice":
-        # the root user's own virtual device counted as one of its credentials (undocumented)
+    if action == "iam:DeleteVirtualMFADevice" and world.task_policy_variant == "allow":
+        # the root user's own virtual device counted as one of its credentials
         resource = f"arn:aws:iam::{principal.account_id}:root"
     context = condition_values(req, principal)
     if denying_statement(policy, action, resource, context) is not None:

@@ -87,6 +87,11 @@ class ControlClient:
             )
         )
 
+    def set_task_policy_variant(self, variant: str) -> None:
+        """DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session: ``allow`` or
+        ``deny`` (the task policy's NotResource statement read literally)."""
+        self.call("POST", "task-policy-variant", {"variant": variant})
+
     def mailbox(self, account_id: str) -> list[dict[str, Any]]:
         return list(self.call("GET", f"mailbox/{account_id}")["messages"])
 

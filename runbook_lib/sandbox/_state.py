@@ -259,6 +259,8 @@ class World:
         self.lookup_rate_per_second = 2.0
         self.lookup_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.lazy_accounts: dict[str, Any] = {}  # fleet accounts built on first use
+        # DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (see _authz)
+        self.task_policy_variant = "allow"
 
     # ----------------------------------------------------------------- principals
     def add_principal(self, principal: Principal) -> Principal:

@@ -19,12 +19,14 @@ IAM User Guide, "Perform a privileged task on an AWS Organizations member accoun
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user-privileged-task.html): the S3 and
 SQS tasks delete a misconfigured bucket or queue policy that denies all principals.
 
-Undocumented: IAMDeleteRootUserCredentials lists iam:DeleteVirtualMFADevice, but its
-NotResource statement, read literally, denies it, the call naming an
-``arn:aws:iam::ACCOUNT:mfa/NAME`` resource ("For virtual MFA devices, the serial number is the
-same as the ARN": IAM API reference, DeleteVirtualMFADevice,
-https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html). For now
-the sandbox lets the root user's device count as a root credential.
+Undocumented, behind a switch (``task_policy_variant``): IAMDeleteRootUserCredentials lists
+iam:DeleteVirtualMFADevice, but its NotResource statement, read literally, denies it, the call
+naming an ``arn:aws:iam::ACCOUNT:mfa/NAME`` resource ("For virtual MFA devices, the serial number
+is the same as the ARN": IAM API reference, DeleteVirtualMFADevice,
+https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html). ``deny``
+is that literal reading (AccessDenied, an explicit deny in a session policy); ``allow`` (the
+default for now, see runbook_lib/sandbox/_authz.py) lets the root user's device count as a root
+credential.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
+from runbook_lib.sandbox import ControlApiError, SandboxInfo
 from runbook_lib.sandbox._authz import TASK_POLICY_DOCUMENTS, task_policy_actions
 from runbook_lib.sandbox._state import ROOT_TASK_POLICIES
 
@@ -155,8 +157,43 @@ def _deactivate_virtual(member: SandboxInfo, iam: Any) -> str:
     return serial
 
 
-def test_delete_virtual_mfa_device_of_the_root_user(member: SandboxInfo) -> None:
+def test_delete_virtual_mfa_device_with_the_allow_variant(member: SandboxInfo) -> None:
+    assert member.control.call("GET", "task-policy-variant") == {"variant": "allow"}
     iam = session_client(member, assume_root(member, DELETE), "iam")
     serial = _deactivate_virtual(member, iam)
     iam.delete_virtual_mfa_device(SerialNumber=serial)
     assert member.control.state(member.target_account_id)["unassigned_virtual"] == []
+
+
+def test_delete_virtual_mfa_device_with_the_deny_variant(member: SandboxInfo) -> None:
+    member.control.set_task_policy_variant("deny")
+    creds = assume_root(member, DELETE)
+    iam = session_client(member, creds, "iam")
+    serial = _deactivate_virtual(member, iam)  # DeactivateMFADevice acts on the root user
+    error = _denied(iam.delete_virtual_mfa_device, SerialNumber=serial)
+    assert error["Code"] == "AccessDenied"
+    assert error["Message"] == (
+        f"User: arn:aws:iam::{member.target_account_id}:root is not authorized to perform: "
+        f"iam:DeleteVirtualMFADevice on resource: {serial} with an explicit deny in a session "
+        "policy"
+    )
+    assert member.control.state(member.target_account_id)["unassigned_virtual"] == [serial]
+
+    member.control.set_lookup_rate(0)
+    ct = member.client("cloudtrail")
+    found = ct.lookup_events(
+        LookupAttributes=[{"AttributeKey": "AccessKeyId", "AttributeValue": creds["AccessKeyId"]}]
+    )["Events"]
+    records = {e["EventName"]: json.loads(e["CloudTrailEvent"]) for e in found}
+    assert records["DeleteVirtualMFADevice"]["errorCode"] == "AccessDenied"
+    assert "errorCode" not in records["DeactivateMFADevice"]
+
+
+def test_the_variant_switch_refuses_unknown_variants(member: SandboxInfo) -> None:
+    with pytest.raises(ControlApiError) as exc:
+        member.control.set_task_policy_variant("maybe")
+    assert exc.value.status == 400
+    member.control.set_task_policy_variant("deny")
+    assert member.control.call("GET", "task-policy-variant") == {"variant": "deny"}
+    member.control.set_task_policy_variant("allow")
+    assert member.control.call("GET", "task-policy-variant") == {"variant": "allow"}
