@@ -87,6 +87,15 @@ class ControlClient:
             )
         )
 
+    def set_cloudtrail_delay(self, seconds: float, jitter: float = 0.0) -> None:
+        """CloudTrail delivery: events become visible this long after the call (sandbox
+        clock), plus up to ``jitter``; for events recorded from now on."""
+        self.call("POST", "cloudtrail-delay", {"seconds": seconds, "jitter": jitter})
+
+    def set_lookup_window(self, mode: str) -> None:
+        """LookupEvents with a StartTime older than 90 days: ``clip`` or ``error``."""
+        self.call("POST", "lookup-window", {"mode": mode})
+
     def set_task_policy_variant(self, variant: str) -> None:
         """DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session: ``allow`` or
         ``deny`` (the task policy's NotResource statement read literally)."""

@@ -6,6 +6,28 @@ STS events (AssumeRoot among them) in the region of the STS endpoint used, in th
 LookupEvents answers the caller's account and the request's region only, newest first, one lookup
 attribute per call, at most 50 per page, and throttles above its documented rate (2 per second
 per account per region; ``World.lookup_rate_per_second``).
+
+Timing. Events are not visible at once: CloudTrail is eventually consistent ("Managing data
+consistency in CloudTrail", https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-data-consistency.html)
+and "CloudTrail log files aren't an ordered stack trace of the public API calls, so events don't
+appear in any specific order" ("CloudTrail concepts",
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-concepts.html). How long
+delivery takes is not given there, so it is a setting: an event becomes visible
+``World.cloudtrail_delay`` seconds after the call on the sandbox clock, plus a random part of up
+to ``World.cloudtrail_jitter`` (which also reorders close events). The default, 0.3 s with no
+jitter, makes every caller poll without slowing a test suite; ``POST /_sandbox/cloudtrail-delay
+{seconds, jitter}`` sets realistic minutes, which a test then lets pass by moving the clock.
+Every page of one paginated lookup sees the events visible at its first page.
+
+The window: "You can look up events that occurred in a Region within the last 90 days"
+(LookupEvents, CloudTrail API reference,
+https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html): older
+events (sandbox clock) are never returned. What a ``StartTime`` (or ``EndTime``) older than 90
+days does is not documented beyond InvalidTimeRangeException "Occurs if the timestamp values are
+not valid. Either the start time occurs after the end time, or the time range is outside the
+range of possible values", so both readings are offered (``World.lookup_window``,
+``POST /_sandbox/lookup-window {mode}``): ``"clip"`` (default) answers the part of the range
+within the last 90 days, ``"error"`` refuses it with InvalidTimeRangeException.
 """
 
 from __future__ import annotations
@@ -13,6 +35,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import random
 import time
 import uuid
 from typing import Any
@@ -21,8 +44,12 @@ from botocore.exceptions import BotoCoreError
 from botocore.model import OperationNotFoundError
 
 from ._protocol import AwsError, AwsRequest, Response, render_result, service_model
-from ._server import handles
+from ._server import ControlRouteError, control_route, handles
 from ._state import Principal, World
+
+LOOKUP_WINDOW = dt.timedelta(days=90)
+LOOKUP_WINDOW_MODES = ("clip", "error")
+MAX_DELIVERY_DELAY = 24 * 3600.0  # refuse a delay in the wrong unit (milliseconds)
 
 RECORDED_SERVICES = {"iam", "sts", "organizations", "cloudtrail"}
 GLOBAL_SERVICES = {"iam", "organizations"}
@@ -215,8 +242,16 @@ def add_event(world: World, account_id: str, region: str, record: dict[str, Any]
         when = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=dt.UTC
         )
+        delay = world.cloudtrail_delay + random.uniform(0.0, world.cloudtrail_jitter)
+        visible = world.clock.now() + dt.timedelta(seconds=delay)
         world.events.append(
-            {"account": account_id, "region": region, "record": record, "when": when}
+            {
+                "account": account_id,
+                "region": region,
+                "record": record,
+                "when": when,
+                "visible_at": visible,
+            }
         )
 
 
@@ -343,9 +378,19 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     end = _parse_time(params["EndTime"]) if params.get("EndTime") is not None else None
     if start and end and start > end:
         raise AwsError("InvalidTimeRangeException", "StartTime is after EndTime.", 400)
+    now = world.clock.now()
+    oldest = now - LOOKUP_WINDOW
+    if world.lookup_window == "error" and any(t is not None and t < oldest for t in (start, end)):
+        raise AwsError(
+            "InvalidTimeRangeException",
+            "The time range is outside the range of possible values: events can be looked up "
+            "for the last 90 days only.",
+            400,
+        )
     _take_token(world, principal.account_id, req.region)
     query = json.dumps({"a": attrs, "s": str(start), "e": str(end)}, sort_keys=True)
     offset = 0
+    as_of = now
     with world.lock:
         snapshot = len(world.events)
     if params.get("NextToken"):
@@ -356,20 +401,24 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
             offset = int(token["o"])
             # later pages see the events of the first page's moment: no repeats, no gaps
             snapshot = min(snapshot, int(token["n"]))
+            as_of = dt.datetime.fromisoformat(str(token["t"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise AwsError("InvalidNextTokenException", "Invalid NextToken.", 400) from exc
     with world.lock:
         stored = world.events[:snapshot]
-    floor = start.replace(microsecond=0) if start else None
+    floor = max(start, oldest) if start else oldest
+    floor = floor.replace(microsecond=0)
     wanted = offset + max_results + 1  # one more than the page tells whether another follows
     matched = []
     for entry in reversed(stored):  # newest first, stop as soon as the page is known
         if entry["account"] != principal.account_id or entry["region"] != req.region:
             continue
+        if entry["visible_at"] > as_of:
+            continue  # not delivered yet
         when = entry["when"]
         if end and when > end:
             continue
-        if floor and when < floor:
+        if when < floor:
             break  # events are stored in time order: everything older is out of the window
         if attrs and attrs[0]["AttributeValue"] not in _attribute_value(
             entry, attrs[0]["AttributeKey"]
@@ -381,6 +430,54 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     page = matched[offset : offset + max_results]
     result: dict[str, Any] = {"Events": [_summary(e) for e in page]}
     if offset + max_results < len(matched):
-        token_raw = json.dumps({"q": query, "o": offset + max_results, "n": snapshot}).encode()
+        token_raw = json.dumps(
+            {"q": query, "o": offset + max_results, "n": snapshot, "t": as_of.isoformat()}
+        ).encode()
         result["NextToken"] = base64.b64encode(token_raw).decode()
     return render_result(req, result)
+
+
+# ---------------------------------------------------------------------------- control routes
+def _delay_state(world: World) -> dict[str, float]:
+    return {"seconds": world.cloudtrail_delay, "jitter": world.cloudtrail_jitter}
+
+
+@control_route("GET", "cloudtrail-delay")
+def get_delivery_delay(world: World, data: dict[str, Any]) -> dict[str, float]:
+    return _delay_state(world)
+
+
+@control_route("POST", "cloudtrail-delay")
+def set_delivery_delay(world: World, data: dict[str, Any]) -> dict[str, float]:
+    """How long after a call its event becomes visible to LookupEvents (sandbox clock), for
+    events recorded from now on; ``jitter`` adds a random part (so events may arrive out of
+    order)."""
+    seconds = float(data["seconds"])
+    jitter = float(data.get("jitter", 0.0))
+    for name, value in (("seconds", seconds), ("jitter", jitter)):
+        if not 0.0 <= value <= MAX_DELIVERY_DELAY:
+            raise ControlRouteError(
+                400, "BadRequest", f"{name} must be 0..{MAX_DELIVERY_DELAY:.0f}, got {value}"
+            )
+    with world.lock:
+        world.cloudtrail_delay = seconds
+        world.cloudtrail_jitter = jitter
+        return _delay_state(world)
+
+
+@control_route("GET", "lookup-window")
+def get_lookup_window(world: World, data: dict[str, Any]) -> dict[str, str]:
+    return {"mode": world.lookup_window}
+
+
+@control_route("POST", "lookup-window")
+def set_lookup_window(world: World, data: dict[str, Any]) -> dict[str, str]:
+    """What LookupEvents does with a StartTime or EndTime older than 90 days."""
+    mode = str(data["mode"])
+    if mode not in LOOKUP_WINDOW_MODES:
+        raise ControlRouteError(
+            400, "BadRequest", f"mode must be one of {', '.join(LOOKUP_WINDOW_MODES)}"
+        )
+    with world.lock:
+        world.lookup_window = mode
+    return {"mode": mode}

@@ -3,8 +3,8 @@
 Each request goes through, in order:
 
 1. ``/_sandbox/...``: the control API (console actor, mailbox, clock, faults), JSON over HTTP.
-   Routes registered here with :func:`control_route` (the task policy variant) are answered
-   first; the rest go to ``_console.ControlApi``.
+   Routes registered here with :func:`control_route` (CloudTrail delivery, the task policy
+   variant) are answered first; the rest go to ``_console.ControlApi``.
 2. Authentication as AWS does it: the SigV4 credential's access key must belong to a known
    principal, a session's token must match and must not have expired.
 3. Injected faults (latency, throttling, AccessDenied) for the operation.
@@ -20,6 +20,8 @@ Each request goes through, in order:
 
 Control routes answered here (JSON in, JSON out; see also ``_console``)::
 
+  GET|POST /_sandbox/cloudtrail-delay {seconds, jitter?}        CloudTrail delivery delay
+  GET|POST /_sandbox/lookup-window    {mode: clip | error}      StartTime older than 90 days
   GET|POST /_sandbox/task-policy-variant {variant: allow | deny}
 """
 

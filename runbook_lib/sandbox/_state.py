@@ -259,6 +259,11 @@ class World:
         self.lookup_rate_per_second = 2.0
         self.lookup_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.lazy_accounts: dict[str, Any] = {}  # fleet accounts built on first use
+        # CloudTrail delivery (runbook_lib.sandbox._cloudtrail): an event becomes visible to
+        # LookupEvents this long (sandbox clock) after the call, plus up to ``jitter`` more
+        self.cloudtrail_delay = 0.3
+        self.cloudtrail_jitter = 0.0
+        self.lookup_window = "clip"  # a StartTime older than 90 days: "clip" or "error"
         # DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (see _authz)
         self.task_policy_variant = "allow"
 
