@@ -10,6 +10,10 @@
   one denies the task's IAM actions on any resource but the root user (``NotResource``
   ``arn:aws:iam::*:root``), answered "with an explicit deny in a session policy". So the session
   reaches the root user's own credentials and no IAM user's.
+* An ``sts:AssumeRole`` session is evaluated against its role's IAM policies as they are in
+  moto's IAM now (inline and attached managed policies; the permissions boundary, if any, must
+  also allow), and against its session policies (``Policy``/``PolicyArns`` of AssumeRole), which
+  must allow too. A role without policies may do nothing (but ``sts:GetCallerIdentity``).
 * A principal created with ``policies`` (e.g. the least-privilege policies under ``policies/``) is
   evaluated like an identity-based policy: an explicit Deny wins, otherwise some Allow must match
   the action and its conditions. Resources of identity-based policies are not evaluated (the
@@ -36,8 +40,9 @@ default once the runbook copes with it.
 from __future__ import annotations
 
 import fnmatch
+import json
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from ._protocol import AwsError, AwsRequest
 from ._state import Principal, World
@@ -220,6 +225,8 @@ def resource_for(req: AwsRequest, principal: Principal | None) -> str:
     if req.service == "sts" and req.action == "AssumeRoot":
         target = str(req.params.get("TargetPrincipal", "*"))
         return target if target.startswith("arn:") else f"arn:aws:iam::{target}:root"
+    if req.service == "sts" and req.action == "AssumeRole":
+        return str(req.params.get("RoleArn", "*"))
     if req.service == "s3" and req.params.get("Bucket"):
         return f"arn:aws:s3:::{req.params['Bucket']}"
     if req.service == "sqs":
@@ -280,10 +287,12 @@ def access_denied(
 
 
 def condition_values(req: AwsRequest, principal: Principal) -> dict[str, list[str]]:
-    """The request context keys (lower case) the sandbox's policies look at."""
+    """The request context keys (lower case) the sandbox's policies look at. For a role
+    session ``aws:PrincipalArn`` is the role's ARN, as IAM documents it."""
+    arn = principal.role.role_arn if principal.role is not None else principal.arn
     values: dict[str, list[str]] = {
         "aws:principalaccount": [principal.account_id],
-        "aws:principalarn": [principal.arn],
+        "aws:principalarn": [arn],
         "aws:requestedregion": [req.region],
     }
     if req.action == "AssumeRoot":
@@ -292,6 +301,8 @@ def condition_values(req: AwsRequest, principal: Principal) -> dict[str, list[st
             values["sts:taskpolicyarn"] = [str(task)]
         if req.params.get("DurationSeconds"):
             values["sts:durationseconds"] = [str(req.params["DurationSeconds"])]
+    if req.action == "AssumeRole" and req.params.get("ExternalId"):
+        values["sts:externalid"] = [str(req.params["ExternalId"])]
     if req.service == "sqs":
         queue = _queue(req)
         if queue:
@@ -420,6 +431,52 @@ def denying_statement(
     return None
 
 
+# ---------------------------------------------------------------------------- role policies
+def _document(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict):
+        return raw
+    for text in (str(raw), unquote(str(raw))):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            return parsed
+    return None
+
+
+def _managed_document(policy: Any) -> dict[str, Any] | None:
+    versions = getattr(policy, "versions", [])
+    default = next((v for v in versions if getattr(v, "is_default", False)), None)
+    return _document(default.document) if default is not None else None
+
+
+def find_role(account_id: str, role_arn: str) -> Any:
+    """The role in moto's IAM (None when it does not exist, or no longer)."""
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[account_id]["aws"]
+    return next((r for r in list(backend.roles.values()) if r.arn == role_arn), None)
+
+
+def role_policies(principal: Principal) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """(identity-based policies, permissions boundary) of a role session's role, read now."""
+    assert principal.role is not None
+    role = find_role(principal.account_id, principal.role.role_arn)
+    if role is None:
+        return [], None
+    documents = [_document(doc) for doc in list(role.policies.values())]
+    documents += [_managed_document(p) for p in list(role.managed_policies.values())]
+    boundary = None
+    if getattr(role, "permissions_boundary_arn", None):
+        from moto.iam.models import iam_backends
+
+        managed = iam_backends[principal.account_id]["aws"].managed_policies
+        found = managed.get(role.permissions_boundary_arn)
+        boundary = _managed_document(found) if found is not None else {"Statement": []}
+    return [d for d in documents if d is not None], boundary
+
+
 # ---------------------------------------------------------------------------- decisions
 def _authorize_task(world: World, req: AwsRequest, principal: Principal, action: str) -> None:
     """An AssumeRoot session: its task policy's Deny statements, evaluated with resources."""
@@ -445,9 +502,15 @@ def authorize(world: World, req: AwsRequest, principal: Principal) -> None:
     if principal.kind == "assumed-root":
         _authorize_task(world, req, principal, action)
         return
-    if principal.policies is None:
+    boundary: dict[str, Any] | None = None
+    session_policies: list[dict[str, Any]] = []
+    if principal.role is not None:
+        policies, boundary = role_policies(principal)
+        session_policies = list(principal.role.session_policies)
+    elif principal.policies is None:
         return
-    policies = principal.policies
+    else:
+        policies = principal.policies
     needed = [action]
     if action == "s3:PutObject" and req.params.get("ObjectLockMode"):
         needed.append("s3:PutObjectRetention")  # AWS asks for both when the upload is locked
@@ -455,3 +518,7 @@ def authorize(world: World, req: AwsRequest, principal: Principal) -> None:
     for name in needed:
         if not policies_allow(policies, name, context):
             raise access_denied(req, principal, action=name)
+        if boundary is not None and not policies_allow([boundary], name, context):
+            raise access_denied(req, principal, action=name)
+        if session_policies and not policies_allow(session_policies, name, context):
+            raise access_denied(req, principal, session=True, action=name)

@@ -87,6 +87,20 @@ class ControlClient:
             )
         )
 
+    def add_role(
+        self,
+        name: str,
+        account_id: str,
+        policies: list[dict[str, Any]] | None = None,
+        trusted: list[str] | None = None,
+        **options: Any,
+    ) -> dict[str, str]:
+        """An IAM role (``policies`` inline) that ``trusted`` (default: its account) may
+        assume with sts:AssumeRole; options: ``path``, ``max_session_duration``."""
+        payload: dict[str, Any] = {"name": name, "account_id": account_id}
+        payload.update(policies=policies, trusted=trusted, **options)
+        return dict(self.call("POST", "roles", payload))
+
     def set_cloudtrail_delay(self, seconds: float, jitter: float = 0.0) -> None:
         """CloudTrail delivery: events become visible this long after the call (sandbox
         clock), plus up to ``jitter``; for events recorded from now on."""

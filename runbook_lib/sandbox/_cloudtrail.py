@@ -7,6 +7,14 @@ LookupEvents answers the caller's account and the request's region only, newest 
 attribute per call, at most 50 per page, and throttles above its documented rate (2 per second
 per account per region; ``World.lookup_rate_per_second``).
 
+Who called (``userIdentity``) follows "CloudTrail userIdentity element" (CloudTrail User Guide,
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html):
+``IAMUser``; ``Root`` (console, long-term keys, AssumeRoot sessions); ``AssumedRole`` for a role
+session, ``arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`` with ``principalId`` ROLEID:SESSION
+and ``sessionContext.sessionIssuer`` (type Role, the role's ARN, id and name) and
+``attributes`` (``creationDate``, ``mfaAuthenticated``). LookupEvents' ``Username`` of a role
+session is its session name.
+
 Timing. Events are not visible at once: CloudTrail is eventually consistent ("Managing data
 consistency in CloudTrail", https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-data-consistency.html)
 and "CloudTrail log files aren't an ordered stack trace of the public API calls, so events don't
@@ -121,6 +129,14 @@ def _request_parameters(req: AwsRequest) -> dict[str, Any] | None:
                 if isinstance(listed, list):
                     listed.append(value)
                 continue
+            if parts[0] == "member" and len(parts) == 3 and parts[1].isdigit():
+                # a list of structures (``PolicyArns.member.1.arn``): an array of objects
+                items = out.setdefault(_lower_camel(head), [])
+                if isinstance(items, list):
+                    while len(items) < int(parts[1]):
+                        items.append({})
+                    items[int(parts[1]) - 1][_lower_camel(parts[2])] = value
+                continue
             nested = out.setdefault(_lower_camel(head), {})
             if isinstance(nested, dict):
                 nested[_lower_camel(parts[-1])] = value
@@ -153,6 +169,29 @@ def user_identity(
     """CloudTrail's ``userIdentity`` for ``principal``. ``console_key`` (with ``mfa`` and
     ``created``, the sign-in time) marks a root console session; ``created`` is also the start
     of an AssumeRoot session."""
+    if principal.role is not None:
+        role = principal.role
+        return {
+            "type": "AssumedRole",
+            "principalId": principal.user_id,
+            "arn": principal.arn,
+            "accountId": principal.account_id,
+            "accessKeyId": principal.access_key_id,
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "Role",
+                    "principalId": role.role_id,
+                    "arn": role.role_arn,
+                    "accountId": principal.account_id,
+                    "userName": role.role_name,
+                },
+                "webIdFederationData": {},
+                "attributes": {
+                    "creationDate": _stamp(role.issued_at),
+                    "mfaAuthenticated": "false",
+                },
+            },
+        }
     if principal.kind == "iam-user":
         return {
             "type": "IAMUser",
@@ -205,6 +244,8 @@ def _session_start(world: World, principal: Principal) -> dt.datetime | None:
 def username_of(identity: dict[str, Any]) -> str | None:
     if identity.get("type") == "Root":
         return "root"
+    if identity.get("type") == "AssumedRole":
+        return str(identity.get("arn", "")).rsplit("/", 1)[-1] or None
     name = identity.get("userName")
     return str(name) if name else None
 
@@ -227,6 +268,8 @@ def _resources(event_name: str, params: dict[str, Any] | None) -> list[dict[str,
                 else f"arn:aws:iam::{target}:root",
             }
         )
+    if params.get("roleArn"):
+        out.append({"ResourceType": "AWS::IAM::Role", "ResourceName": params["roleArn"]})
     return out
 
 
@@ -282,16 +325,22 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
         record["errorCode"] = response.error_code
         if response.error_message:
             record["errorMessage"] = response.error_message
-    elif req.action == "AssumeRoot":
+    elif req.action in ("AssumeRoot", "AssumeRole"):
         issued = world.principals_by_request.get(req.request_id)
         if issued is not None:
-            record["responseElements"] = {
+            elements: dict[str, Any] = {
                 "credentials": {
                     "accessKeyId": issued.access_key_id,
                     "sessionToken": issued.session_token,
                     "expiration": expiration_text(issued.expires_at) if issued.expires_at else None,
                 }
             }
+            if issued.role is not None:
+                elements["assumedRoleUser"] = {
+                    "assumedRoleId": issued.user_id,
+                    "arn": issued.arn,
+                }
+            record["responseElements"] = elements
     add_event(world, principal.account_id, region, record)
 
 

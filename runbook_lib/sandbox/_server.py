@@ -3,13 +3,15 @@
 Each request goes through, in order:
 
 1. ``/_sandbox/...``: the control API (console actor, mailbox, clock, faults), JSON over HTTP.
-   Routes registered here with :func:`control_route` (CloudTrail delivery, the task policy
-   variant) are answered first; the rest go to ``_console.ControlApi``.
+   Routes registered here with :func:`control_route` (roles, CloudTrail delivery, the task
+   policy variant) are answered first; the rest go to ``_console.ControlApi``.
 2. Authentication as AWS does it: the SigV4 credential's access key must belong to a known
-   principal, a session's token must match and must not have expired.
+   principal (an IAM user, the root user, an AssumeRoot or an AssumeRole session), a session's
+   token must match and must not have expired on the sandbox clock.
 3. Injected faults (latency, throttling, AccessDenied) for the operation.
-4. Authorization: an AssumeRoot session may do only what its task policy allows; a principal with
-   policies may do only what they allow.
+4. Authorization: an AssumeRoot session may do only what its task policy allows; a role session
+   what its role's IAM policies (and session policies) allow; a principal with policies only
+   what they allow.
 5. Scope: a service outside :data:`_protocol.SERVED_SERVICES` is answered with a NotImplemented
    error in the caller's protocol, never with moto's invented data (an EC2 instance list, an
    Identity Center instance that does not exist).
@@ -20,6 +22,8 @@ Each request goes through, in order:
 
 Control routes answered here (JSON in, JSON out; see also ``_console``)::
 
+  POST /_sandbox/roles                {name, account_id, policies?, trusted?, path?,
+                                       max_session_duration?}   an IAM role to assume
   GET|POST /_sandbox/cloudtrail-delay {seconds, jitter?}        CloudTrail delivery delay
   GET|POST /_sandbox/lookup-window    {mode: clip | error}      StartTime older than 90 days
   GET|POST /_sandbox/task-policy-variant {variant: allow | deny}

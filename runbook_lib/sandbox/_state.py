@@ -59,7 +59,7 @@ ROOT_TASK_POLICIES = {
 MAX_ROOT_MFA_DEVICES = 8
 CREDENTIAL_REPORT_MAX_AGE = dt.timedelta(hours=4)
 
-PrincipalKind = Literal["iam-user", "root", "assumed-root"]
+PrincipalKind = Literal["iam-user", "root", "assumed-root", "assumed-role"]
 DeviceKind = Literal["virtual", "fido", "hardware"]
 AccountKind = Literal["standalone", "management", "member"]
 
@@ -95,9 +95,24 @@ def new_totp_seed() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(32))
 
 
+@dataclass(frozen=True)
+class RoleSession:
+    """What an ``sts:AssumeRole`` session carries (issued by ``_sts.assume_role``): the role
+    whose IAM policies it is evaluated against, its session policies, and who assumed it."""
+
+    role_arn: str
+    role_name: str
+    role_id: str
+    session_name: str
+    issued_at: dt.datetime
+    source_arn: str
+    session_policies: tuple[dict[str, Any], ...] = ()
+
+
 @dataclass
 class Principal:
-    """Someone who signs requests: an IAM user, the root user, or an AssumeRoot session."""
+    """Someone who signs requests: an IAM user, the root user, an AssumeRoot session, or a role
+    session (``role`` set)."""
 
     name: str
     kind: PrincipalKind
@@ -115,6 +130,7 @@ class Principal:
     policies: list[dict[str, Any]] | None = None
     assumed_by_arn: str | None = None
     assumed_by_account: str | None = None
+    role: RoleSession | None = None  # kind "assumed-role"
 
     def public(self) -> dict[str, str]:
         """What the sandbox prints on start for this principal (its keys are sandbox-only)."""
