@@ -111,6 +111,34 @@ class ControlClient:
             )
         )
 
+    def add_role(
+        self,
+        name: str,
+        account_id: str,
+        policies: list[dict[str, Any]] | None = None,
+        trusted: list[str] | None = None,
+        **options: Any,
+    ) -> dict[str, str]:
+        """An IAM role (``policies`` inline) that ``trusted`` (default: its account) may
+        assume with sts:AssumeRole; options: ``path``, ``max_session_duration``."""
+        payload: dict[str, Any] = {"name": name, "account_id": account_id}
+        payload.update(policies=policies, trusted=trusted, **options)
+        return dict(self.call("POST", "roles", payload))
+
+    def set_cloudtrail_delay(self, seconds: float, jitter: float = 0.0) -> None:
+        """CloudTrail delivery: events become visible this long after the call (sandbox
+        clock), plus up to ``jitter``; for events recorded from now on."""
+        self.call("POST", "cloudtrail-delay", {"seconds": seconds, "jitter": jitter})
+
+    def set_lookup_window(self, mode: str) -> None:
+        """LookupEvents with a StartTime older than 90 days: ``clip`` or ``error``."""
+        self.call("POST", "lookup-window", {"mode": mode})
+
+    def set_task_policy_variant(self, variant: str) -> None:
+        """DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session: ``allow`` or
+        ``deny`` (the task policy's NotResource statement read literally)."""
+        self.call("POST", "task-policy-variant", {"variant": variant})
+
     def mailbox(self, account_id: str) -> list[dict[str, Any]]:
         return list(self.call("GET", f"mailbox/{account_id}")["messages"])
 

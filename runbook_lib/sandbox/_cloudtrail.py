@@ -6,6 +6,36 @@ STS events (AssumeRoot among them) in the region of the STS endpoint used, in th
 LookupEvents answers the caller's account and the request's region only, newest first, one lookup
 attribute per call, at most 50 per page, and throttles above its documented rate (2 per second
 per account per region; ``World.lookup_rate_per_second``).
+
+Who called (``userIdentity``) follows "CloudTrail userIdentity element" (CloudTrail User Guide,
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html):
+``IAMUser``; ``Root`` (console, long-term keys, AssumeRoot sessions); ``AssumedRole`` for a role
+session, ``arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`` with ``principalId`` ROLEID:SESSION
+and ``sessionContext.sessionIssuer`` (type Role, the role's ARN, id and name) and
+``attributes`` (``creationDate``, ``mfaAuthenticated``). LookupEvents' ``Username`` of a role
+session is its session name.
+
+Timing. Events are not visible at once: CloudTrail is eventually consistent ("Managing data
+consistency in CloudTrail", https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-data-consistency.html)
+and "CloudTrail log files aren't an ordered stack trace of the public API calls, so events don't
+appear in any specific order" ("CloudTrail concepts",
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-concepts.html). How long
+delivery takes is not given there, so it is a setting: an event becomes visible
+``World.cloudtrail_delay`` seconds after the call on the sandbox clock, plus a random part of up
+to ``World.cloudtrail_jitter`` (which also reorders close events). The default, 0.3 s with no
+jitter, makes every caller poll without slowing a test suite; ``POST /_sandbox/cloudtrail-delay
+{seconds, jitter}`` sets realistic minutes, which a test then lets pass by moving the clock.
+Every page of one paginated lookup sees the events visible at its first page.
+
+The window: "You can look up events that occurred in a Region within the last 90 days"
+(LookupEvents, CloudTrail API reference,
+https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html): older
+events (sandbox clock) are never returned. What a ``StartTime`` (or ``EndTime``) older than 90
+days does is not documented beyond InvalidTimeRangeException "Occurs if the timestamp values are
+not valid. Either the start time occurs after the end time, or the time range is outside the
+range of possible values", so both readings are offered (``World.lookup_window``,
+``POST /_sandbox/lookup-window {mode}``): ``"clip"`` (default) answers the part of the range
+within the last 90 days, ``"error"`` refuses it with InvalidTimeRangeException.
 """
 
 from __future__ import annotations
@@ -13,6 +43,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import random
 import time
 import uuid
 from typing import Any
@@ -21,8 +52,12 @@ from botocore.exceptions import BotoCoreError
 from botocore.model import OperationNotFoundError
 
 from ._protocol import AwsError, AwsRequest, Response, render_result, service_model
-from ._server import handles
+from ._server import ControlRouteError, control_route, handles
 from ._state import Principal, World
+
+LOOKUP_WINDOW = dt.timedelta(days=90)
+LOOKUP_WINDOW_MODES = ("clip", "error")
+MAX_DELIVERY_DELAY = 24 * 3600.0  # refuse a delay in the wrong unit (milliseconds)
 
 RECORDED_SERVICES = {"iam", "sts", "organizations", "cloudtrail"}
 GLOBAL_SERVICES = {"iam", "organizations"}
@@ -94,6 +129,14 @@ def _request_parameters(req: AwsRequest) -> dict[str, Any] | None:
                 if isinstance(listed, list):
                     listed.append(value)
                 continue
+            if parts[0] == "member" and len(parts) == 3 and parts[1].isdigit():
+                # a list of structures (``PolicyArns.member.1.arn``): an array of objects
+                items = out.setdefault(_lower_camel(head), [])
+                if isinstance(items, list):
+                    while len(items) < int(parts[1]):
+                        items.append({})
+                    items[int(parts[1]) - 1][_lower_camel(parts[2])] = value
+                continue
             nested = out.setdefault(_lower_camel(head), {})
             if isinstance(nested, dict):
                 nested[_lower_camel(parts[-1])] = value
@@ -106,6 +149,16 @@ def _stamp(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def expiration_text(when: dt.datetime) -> str:
+    """An expiry as CloudTrail writes it in STS events' ``responseElements.credentials``:
+    "Oct 25, 2024, 9:07:11 PM" (IAM User Guide, "Track privileged tasks in AWS CloudTrail",
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-track-privileged-tasks.html):
+    no zero-padding of the day or the hour, UTC."""
+    when = when.astimezone(dt.UTC)
+    hour = when.hour % 12 or 12
+    return f"{when:%b} {when.day}, {when.year}, {hour}:{when:%M:%S} {when:%p}"
+
+
 def user_identity(
     principal: Principal,
     *,
@@ -116,6 +169,29 @@ def user_identity(
     """CloudTrail's ``userIdentity`` for ``principal``. ``console_key`` (with ``mfa`` and
     ``created``, the sign-in time) marks a root console session; ``created`` is also the start
     of an AssumeRoot session."""
+    if principal.role is not None:
+        role = principal.role
+        return {
+            "type": "AssumedRole",
+            "principalId": principal.user_id,
+            "arn": principal.arn,
+            "accountId": principal.account_id,
+            "accessKeyId": principal.access_key_id,
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "Role",
+                    "principalId": role.role_id,
+                    "arn": role.role_arn,
+                    "accountId": principal.account_id,
+                    "userName": role.role_name,
+                },
+                "webIdFederationData": {},
+                "attributes": {
+                    "creationDate": _stamp(role.issued_at),
+                    "mfaAuthenticated": "false",
+                },
+            },
+        }
     if principal.kind == "iam-user":
         return {
             "type": "IAMUser",
@@ -168,6 +244,8 @@ def _session_start(world: World, principal: Principal) -> dt.datetime | None:
 def username_of(identity: dict[str, Any]) -> str | None:
     if identity.get("type") == "Root":
         return "root"
+    if identity.get("type") == "AssumedRole":
+        return str(identity.get("arn", "")).rsplit("/", 1)[-1] or None
     name = identity.get("userName")
     return str(name) if name else None
 
@@ -181,12 +259,17 @@ def _resources(event_name: str, params: dict[str, Any] | None) -> list[dict[str,
     if params.get("userName"):
         out.append({"ResourceType": "AWS::IAM::User", "ResourceName": params["userName"]})
     if params.get("targetPrincipal"):
+        target = str(params["targetPrincipal"])
         out.append(
             {
                 "ResourceType": "AWS::IAM::Root",
-                "ResourceName": f"arn:aws:iam::{params['targetPrincipal']}:root",
+                "ResourceName": target
+                if target.startswith("arn:")
+                else f"arn:aws:iam::{target}:root",
             }
         )
+    if params.get("roleArn"):
+        out.append({"ResourceType": "AWS::IAM::Role", "ResourceName": params["roleArn"]})
     return out
 
 
@@ -202,8 +285,16 @@ def add_event(world: World, account_id: str, region: str, record: dict[str, Any]
         when = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=dt.UTC
         )
+        delay = world.cloudtrail_delay + random.uniform(0.0, world.cloudtrail_jitter)
+        visible = world.clock.now() + dt.timedelta(seconds=delay)
         world.events.append(
-            {"account": account_id, "region": region, "record": record, "when": when}
+            {
+                "account": account_id,
+                "region": region,
+                "record": record,
+                "when": when,
+                "visible_at": visible,
+            }
         )
 
 
@@ -234,18 +325,22 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
         record["errorCode"] = response.error_code
         if response.error_message:
             record["errorMessage"] = response.error_message
-    elif req.action == "AssumeRoot":
+    elif req.action in ("AssumeRoot", "AssumeRole"):
         issued = world.principals_by_request.get(req.request_id)
         if issued is not None:
-            record["responseElements"] = {
+            elements: dict[str, Any] = {
                 "credentials": {
                     "accessKeyId": issued.access_key_id,
                     "sessionToken": issued.session_token,
-                    "expiration": issued.expires_at.strftime("%b %d, %Y, %I:%M:%S %p")
-                    if issued.expires_at
-                    else None,
+                    "expiration": expiration_text(issued.expires_at) if issued.expires_at else None,
                 }
             }
+            if issued.role is not None:
+                elements["assumedRoleUser"] = {
+                    "assumedRoleId": issued.user_id,
+                    "arn": issued.arn,
+                }
+            record["responseElements"] = elements
     add_event(world, principal.account_id, region, record)
 
 
@@ -332,9 +427,19 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     end = _parse_time(params["EndTime"]) if params.get("EndTime") is not None else None
     if start and end and start > end:
         raise AwsError("InvalidTimeRangeException", "StartTime is after EndTime.", 400)
+    now = world.clock.now()
+    oldest = now - LOOKUP_WINDOW
+    if world.lookup_window == "error" and any(t is not None and t < oldest for t in (start, end)):
+        raise AwsError(
+            "InvalidTimeRangeException",
+            "The time range is outside the range of possible values: events can be looked up "
+            "for the last 90 days only.",
+            400,
+        )
     _take_token(world, principal.account_id, req.region)
     query = json.dumps({"a": attrs, "s": str(start), "e": str(end)}, sort_keys=True)
     offset = 0
+    as_of = now
     with world.lock:
         snapshot = len(world.events)
     if params.get("NextToken"):
@@ -345,20 +450,24 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
             offset = int(token["o"])
             # later pages see the events of the first page's moment: no repeats, no gaps
             snapshot = min(snapshot, int(token["n"]))
+            as_of = dt.datetime.fromisoformat(str(token["t"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise AwsError("InvalidNextTokenException", "Invalid NextToken.", 400) from exc
     with world.lock:
         stored = world.events[:snapshot]
-    floor = start.replace(microsecond=0) if start else None
+    floor = max(start, oldest) if start else oldest
+    floor = floor.replace(microsecond=0)
     wanted = offset + max_results + 1  # one more than the page tells whether another follows
     matched = []
     for entry in reversed(stored):  # newest first, stop as soon as the page is known
         if entry["account"] != principal.account_id or entry["region"] != req.region:
             continue
+        if entry["visible_at"] > as_of:
+            continue  # not delivered yet
         when = entry["when"]
         if end and when > end:
             continue
-        if floor and when < floor:
+        if when < floor:
             break  # events are stored in time order: everything older is out of the window
         if attrs and attrs[0]["AttributeValue"] not in _attribute_value(
             entry, attrs[0]["AttributeKey"]
@@ -370,6 +479,54 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     page = matched[offset : offset + max_results]
     result: dict[str, Any] = {"Events": [_summary(e) for e in page]}
     if offset + max_results < len(matched):
-        token_raw = json.dumps({"q": query, "o": offset + max_results, "n": snapshot}).encode()
+        token_raw = json.dumps(
+            {"q": query, "o": offset + max_results, "n": snapshot, "t": as_of.isoformat()}
+        ).encode()
         result["NextToken"] = base64.b64encode(token_raw).decode()
     return render_result(req, result)
+
+
+# ---------------------------------------------------------------------------- control routes
+def _delay_state(world: World) -> dict[str, float]:
+    return {"seconds": world.cloudtrail_delay, "jitter": world.cloudtrail_jitter}
+
+
+@control_route("GET", "cloudtrail-delay")
+def get_delivery_delay(world: World, data: dict[str, Any]) -> dict[str, float]:
+    return _delay_state(world)
+
+
+@control_route("POST", "cloudtrail-delay")
+def set_delivery_delay(world: World, data: dict[str, Any]) -> dict[str, float]:
+    """How long after a call its event becomes visible to LookupEvents (sandbox clock), for
+    events recorded from now on; ``jitter`` adds a random part (so events may arrive out of
+    order)."""
+    seconds = float(data["seconds"])
+    jitter = float(data.get("jitter", 0.0))
+    for name, value in (("seconds", seconds), ("jitter", jitter)):
+        if not 0.0 <= value <= MAX_DELIVERY_DELAY:
+            raise ControlRouteError(
+                400, "BadRequest", f"{name} must be 0..{MAX_DELIVERY_DELAY:.0f}, got {value}"
+            )
+    with world.lock:
+        world.cloudtrail_delay = seconds
+        world.cloudtrail_jitter = jitter
+        return _delay_state(world)
+
+
+@control_route("GET", "lookup-window")
+def get_lookup_window(world: World, data: dict[str, Any]) -> dict[str, str]:
+    return {"mode": world.lookup_window}
+
+
+@control_route("POST", "lookup-window")
+def set_lookup_window(world: World, data: dict[str, Any]) -> dict[str, str]:
+    """What LookupEvents does with a StartTime or EndTime older than 90 days."""
+    mode = str(data["mode"])
+    if mode not in LOOKUP_WINDOW_MODES:
+        raise ControlRouteError(
+            400, "BadRequest", f"mode must be one of {', '.join(LOOKUP_WINDOW_MODES)}"
+        )
+    with world.lock:
+        world.lookup_window = mode
+    return {"mode": mode}

@@ -5,6 +5,15 @@ indistinguishable, to botocore, from AWS's: the Query protocol (IAM, STS) answer
 operation's output shape; the JSON protocol (CloudTrail, Organizations) answers JSON. Rendering is
 driven by botocore's own service models, so a field name or a list wrapper cannot drift from what
 the SDK parses.
+
+Errors are rendered in the protocol the caller speaks, for every service, also those the sandbox
+does not serve (:data:`SERVED_SERVICES`): a request's protocol is read from the request itself
+(``smithy-protocol: rpc-v2-cbor``, ``X-Amz-Target`` for JSON, a form body with ``Action`` for
+Query and EC2, else REST: XML for the signing names of botocore's rest-xml services, JSON for the
+rest), so botocore always finds the error code and message where its parser for that protocol
+looks (the body's ``Error/Code`` for Query, ``Errors/Error/Code`` for EC2, ``x-amzn-ErrorType``
+and ``message`` for JSON and rest-json, a CBOR map with ``__type`` and ``message`` for
+Smithy RPC v2 CBOR, ``Error/Code`` for rest-xml).
 """
 
 from __future__ import annotations
@@ -34,7 +43,17 @@ SIGNING_TO_SERVICE = {
     "cloudtrail": "cloudtrail",
     "organizations": "organizations",
     "s3": "s3",
+    "sqs": "sqs",
 }
+
+# The services the sandbox serves: those of the root MFA procedure (and the runbook's evidence
+# archive in S3), plus SQS for the SQSUnlockQueuePolicy root task. Any other service is answered
+# with a NotImplemented error in its own protocol rather than with moto's invented data.
+SERVED_SERVICES = frozenset(SIGNING_TO_SERVICE)
+
+# signing names of botocore's rest-xml services (cloudfront, route53, s3, s3control); every
+# other REST service speaks rest-json (tests/sandbox/test_protocols.py checks this list)
+REST_XML_SIGNING_NAMES = frozenset({"cloudfront", "route53", "s3"})
 
 
 @cache
@@ -86,7 +105,7 @@ def parse_request(req: AwsRequest) -> None:
     """Fill ``protocol``, ``action`` and ``params`` from the headers and body."""
     model_name = SIGNING_TO_SERVICE.get(req.service)
     if model_name is None:
-        req.protocol = "unknown"
+        _detect_protocol(req)
         return
     model = service_model(model_name)
     req.protocol = model.protocol
@@ -106,6 +125,29 @@ def parse_request(req: AwsRequest) -> None:
             req.params = {}
     elif req.protocol == "rest-xml" and req.service == "s3":
         _classify_s3(req)
+
+
+def _detect_protocol(req: AwsRequest) -> None:
+    """``protocol`` and ``action`` of a request for a service the sandbox has no model loaded
+    for, from what botocore puts on the wire for each protocol."""
+    ctype = req.header("content-type") or ""
+    if (req.header("smithy-protocol") or "").lower() == "rpc-v2-cbor":
+        req.protocol = "smithy-rpc-v2-cbor"
+        req.action = req.path.rsplit("/operation/", 1)[-1] if "/operation/" in req.path else ""
+    elif req.header("x-amz-target"):
+        req.protocol = "json"
+        req.action = str(req.header("x-amz-target")).rsplit(".", 1)[-1]
+    elif "x-www-form-urlencoded" in ctype or "Action=" in req.query_string:
+        pairs = parse_qsl(req.query_string, keep_blank_values=True)
+        if req.body and "x-www-form-urlencoded" in ctype:
+            pairs += parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True)
+        req.params = dict(pairs)
+        req.action = str(req.params.get("Action", ""))
+        req.protocol = "ec2" if req.service == "ec2" else "query"
+    elif req.service in REST_XML_SIGNING_NAMES:
+        req.protocol = "rest-xml"
+    else:
+        req.protocol = "rest-json"
 
 
 # S3 operations by (method, addresses an object, query flag); the first matching rule wins. A
@@ -314,6 +356,21 @@ def render_error(req: AwsRequest, err: AwsError) -> Response:
         headers.append(("Content-Type", "application/x-amz-json-1.1"))
         headers.append(("x-amzn-ErrorType", err.code))
         body = json.dumps({"__type": err.code, "message": err.message}).encode()
+    elif req.protocol == "rest-json":
+        headers.append(("Content-Type", "application/json"))
+        headers.append(("x-amzn-ErrorType", err.code))
+        body = json.dumps({"message": err.message}).encode()
+    elif req.protocol == "smithy-rpc-v2-cbor":
+        headers.append(("Content-Type", "application/cbor"))
+        headers.append(("smithy-protocol", "rpc-v2-cbor"))
+        body = cbor_text_map({"__type": err.code, "message": err.message})
+    elif req.protocol == "ec2":
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+            f"<Code>{escape(err.code)}</Code><Message>{escape(err.message)}</Message>"
+            f"</Error></Errors><RequestID>{req.request_id}</RequestID></Response>"
+        ).encode()
+        headers.append(("Content-Type", "text/xml;charset=UTF-8"))
     elif req.protocol == "query":
         ns = QUERY_NAMESPACES.get(req.service, "")
         kind = "Sender" if err.sender else "Receiver"
@@ -323,7 +380,7 @@ def render_error(req: AwsRequest, err: AwsError) -> Response:
             f"<RequestId>{req.request_id}</RequestId></ErrorResponse>"
         ).encode()
         headers.append(("Content-Type", "text/xml"))
-    else:  # rest-xml (S3) and anything unknown
+    else:  # rest-xml (S3)
         body = (
             f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(err.code)}</Code>'
             f"<Message>{escape(err.message)}</Message><RequestId>{req.request_id}</RequestId>"
@@ -331,3 +388,22 @@ def render_error(req: AwsRequest, err: AwsError) -> Response:
         ).encode()
         headers.append(("Content-Type", "application/xml"))
     return Response(err.status, headers, body, err.code, err.message)
+
+
+def cbor_text_map(values: dict[str, str]) -> bytes:
+    """A CBOR (RFC 8949) map of text strings: what a Smithy RPC v2 CBOR error body holds."""
+
+    def head(major: int, length: int) -> bytes:
+        if length < 24:
+            return bytes([major << 5 | length])
+        for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if length < 256**size:
+                return bytes([major << 5 | extra]) + length.to_bytes(size, "big")
+        raise ValueError("too long for CBOR")
+
+    out = bytearray(head(5, len(values)))
+    for key, value in values.items():
+        for text in (key, value):
+            raw = text.encode()
+            out += head(3, len(raw)) + raw
+    return bytes(out)

@@ -3,15 +3,30 @@
 Each request goes through, in order:
 
 1. ``/_sandbox/...``: the control API (console actor, mailbox, clock, faults), JSON over HTTP.
+   Routes registered here with :func:`control_route` (roles, CloudTrail delivery, the task
+   policy variant) are answered first; the rest go to ``_console.ControlApi``.
 2. Authentication as AWS does it: the SigV4 credential's access key must belong to a known
-   principal, a session's token must match and must not have expired.
+   principal (an IAM user, the root user, an AssumeRoot or an AssumeRole session), a session's
+   token must match and must not have expired on the sandbox clock.
 3. Injected faults (latency, throttling, AccessDenied) for the operation.
-4. Authorization: an AssumeRoot session may do only what its task policy allows; a principal with
-   policies may do only what they allow.
-5. The sandbox's own handlers for root-user behaviour (``_iam``, ``_sts``, ``_cloudtrail``, ...);
+4. Authorization: an AssumeRoot session may do only what its task policy allows; a role session
+   what its role's IAM policies (and session policies) allow; a principal with policies only
+   what they allow.
+5. Scope: a service outside :data:`_protocol.SERVED_SERVICES` is answered with a NotImplemented
+   error in the caller's protocol, never with moto's invented data (an EC2 instance list, an
+   Identity Center instance that does not exist).
+6. The sandbox's own handlers for root-user behaviour (``_iam``, ``_sts``, ``_cloudtrail``, ...);
    anything they do not take goes to moto, told which account is calling.
-6. Management events are recorded for CloudTrail's LookupEvents. A moto failure (an HTML 500) is
+7. Management events are recorded for CloudTrail's LookupEvents. A moto failure (an HTML 500) is
    turned into an AWS-shaped error, so boto3 always gets a ``ClientError``.
+
+Control routes answered here (JSON in, JSON out; see also ``_console``)::
+
+  POST /_sandbox/roles                {name, account_id, policies?, trusted?, path?,
+                                       max_session_duration?}   an IAM role to assume
+  GET|POST /_sandbox/cloudtrail-delay {seconds, jitter?}        CloudTrail delivery delay
+  GET|POST /_sandbox/lookup-window    {mode: clip | error}      StartTime older than 90 days
+  GET|POST /_sandbox/task-policy-variant {variant: allow | deny}
 """
 
 from __future__ import annotations
@@ -37,6 +52,28 @@ HANDLERS: dict[tuple[str, str], Handler] = {}
 PostHandler = Callable[[World, AwsRequest, Principal, Response], Response]
 POST_HANDLERS: dict[tuple[str, str], PostHandler] = {}
 CONTROL_PREFIX = "/_sandbox/"
+ControlRoute = Callable[[World, dict[str, Any]], Any]
+CONTROL_ROUTES: dict[tuple[str, str], ControlRoute] = {}
+
+
+class ControlRouteError(Exception):
+    """A control route refused its input (answered as ``{"error", "message"}``)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def control_route(method: str, name: str) -> Callable[[ControlRoute], ControlRoute]:
+    """Register ``METHOD /_sandbox/NAME``; the function gets the world and the JSON body."""
+
+    def register(fn: ControlRoute) -> ControlRoute:
+        CONTROL_ROUTES[(method, name)] = fn
+        return fn
+
+    return register
 
 
 def handles(service: str, *actions: str) -> Callable[[Handler], Handler]:
@@ -77,6 +114,11 @@ class SandboxApp:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         if path.startswith(CONTROL_PREFIX):
+            route = CONTROL_ROUTES.get(
+                (environ.get("REQUEST_METHOD", "GET"), path[len(CONTROL_PREFIX) :].strip("/"))
+            )
+            if route is not None:
+                return self._send(start_response, self._control(route, body))
             return self._send(start_response, self.control.handle(environ, path, body))
         headers = {
             key[5:].replace("_", "-").lower(): value
@@ -96,6 +138,17 @@ class SandboxApp:
         )
         response = self.handle(req, environ)
         return self._send(start_response, response)
+
+    def _control(self, route: ControlRoute, body: bytes) -> Response:
+        try:
+            data = json.loads(body) if body else {}
+            if not isinstance(data, dict):
+                raise ControlRouteError(400, "BadRequest", "the body must be a JSON object")
+            return json_response(200, route(self.world, data))
+        except ControlRouteError as err:
+            return json_response(err.status, {"error": err.code, "message": err.message})
+        except (ValueError, KeyError, TypeError) as err:
+            return json_response(400, {"error": "BadRequest", "message": str(err)})
 
     @staticmethod
     def _send(start_response: StartResponse, response: Response) -> list[bytes]:
@@ -131,6 +184,8 @@ class SandboxApp:
             self.world.record_key_use(principal, req.service, req.region)
             self.apply_faults(req)
             _authz.authorize(self.world, req, principal)
+            if req.service not in _protocol.SERVED_SERVICES:
+                raise _out_of_scope(req)
             handler = HANDLERS.get((req.service, req.action))
             response = handler(self.world, req, principal) if handler else None
             if response is None:
@@ -260,6 +315,22 @@ def _unsupported(req: AwsRequest, why: str) -> AwsError:
     )
 
 
+def _out_of_scope(req: AwsRequest) -> AwsError:
+    op = (
+        f"{req.service or 'unknown'}:{req.action}"
+        if req.action
+        else (f"{req.service or 'unknown'} {req.method} {req.path}")
+    )
+    served = ", ".join(sorted(_protocol.SERVED_SERVICES))
+    return AwsError(
+        "NotImplemented",
+        f"The root-mfa-runbook sandbox does not implement {op}: it serves only the services of "
+        f"the root MFA procedure ({served}).",
+        501,
+        sender=False,
+    )
+
+
 def _presigned_scope(req: AwsRequest) -> tuple[str | None, str | None, str | None]:
     """(access key, region, service) of a SigV4 presigned URL's X-Amz-Credential; its session
     token, if any, is moved where the header-signed path looks for it."""
@@ -336,3 +407,22 @@ class SandboxServer:
 def json_response(status: int, payload: Any) -> Response:
     body = json.dumps(payload, default=str).encode()
     return Response(status, [("Content-Type", "application/json")], body)
+
+
+@control_route("GET", "task-policy-variant")
+def get_task_policy_variant(world: World, data: dict[str, Any]) -> dict[str, str]:
+    return {"variant": world.task_policy_variant}
+
+
+@control_route("POST", "task-policy-variant")
+def set_task_policy_variant(world: World, data: dict[str, Any]) -> dict[str, str]:
+    """Whether an IAMDeleteRootUserCredentials session may DeleteVirtualMFADevice (``_authz``):
+    ``deny`` reads the task policy's NotResource statement literally, ``allow`` does not."""
+    variant = str(data["variant"])
+    if variant not in _authz.TASK_POLICY_VARIANTS:
+        raise ControlRouteError(
+            400, "BadRequest", f"variant must be one of {', '.join(_authz.TASK_POLICY_VARIANTS)}"
+        )
+    with world.lock:
+        world.task_policy_variant = variant
+    return {"variant": variant}

@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# the actions each root task policy leaves to an AssumeRoot session (the policies themselves, as
+# AWS publishes them, are in _authz.TASK_POLICY_DOCUMENTS, which the sandbox evaluates)
 ROOT_TASK_POLICIES = {
     "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials": frozenset(
         {
@@ -49,10 +51,10 @@ ROOT_TASK_POLICIES = {
         }
     ),
     "arn:aws:iam::aws:policy/root-task/S3UnlockBucketPolicy": frozenset(
-        {"s3:DeleteBucketPolicy", "s3:GetBucketPolicy", "s3:PutBucketPolicy"}
+        {"s3:DeleteBucketPolicy", "s3:GetBucketPolicy", "s3:ListAllMyBuckets", "s3:PutBucketPolicy"}
     ),
     "arn:aws:iam::aws:policy/root-task/SQSUnlockQueuePolicy": frozenset(
-        {"sqs:GetQueueAttributes", "sqs:RemovePermission", "sqs:SetQueueAttributes"}
+        {"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueues", "sqs:SetQueueAttributes"}
     ),
 }
 
@@ -97,7 +99,7 @@ SWITCHES: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
 }
 
-PrincipalKind = Literal["iam-user", "root", "assumed-root"]
+PrincipalKind = Literal["iam-user", "root", "assumed-root", "assumed-role"]
 DeviceKind = Literal["virtual", "fido", "hardware"]
 AccountKind = Literal["standalone", "management", "member"]
 
@@ -151,9 +153,24 @@ def new_totp_seed() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(32))
 
 
+@dataclass(frozen=True)
+class RoleSession:
+    """What an ``sts:AssumeRole`` session carries (issued by ``_sts.assume_role``): the role
+    whose IAM policies it is evaluated against, its session policies, and who assumed it."""
+
+    role_arn: str
+    role_name: str
+    role_id: str
+    session_name: str
+    issued_at: dt.datetime
+    source_arn: str
+    session_policies: tuple[dict[str, Any], ...] = ()
+
+
 @dataclass
 class Principal:
-    """Someone who signs requests: an IAM user, the root user, or an AssumeRoot session."""
+    """Someone who signs requests: an IAM user, the root user, an AssumeRoot session, or a role
+    session (``role`` set)."""
 
     name: str
     kind: PrincipalKind
@@ -171,6 +188,7 @@ class Principal:
     policies: list[dict[str, Any]] | None = None
     assumed_by_arn: str | None = None
     assumed_by_account: str | None = None
+    role: RoleSession | None = None  # kind "assumed-role"
 
     def public(self) -> dict[str, str]:
         """What the sandbox prints on start for this principal (its keys are sandbox-only)."""
@@ -337,6 +355,13 @@ class World:
         self.lookup_rate_per_second = 2.0
         self.lookup_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.lazy_accounts: dict[str, Any] = {}  # fleet accounts built on first use
+        # CloudTrail delivery (runbook_lib.sandbox._cloudtrail): an event becomes visible to
+        # LookupEvents this long (sandbox clock) after the call, plus up to ``jitter`` more
+        self.cloudtrail_delay = 0.3
+        self.cloudtrail_jitter = 0.0
+        self.lookup_window = "clip"  # a StartTime older than 90 days: "clip" or "error"
+        # DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (see _authz)
+        self.task_policy_variant = "allow"
 
     # ----------------------------------------------------------------- principals
     def add_principal(self, principal: Principal) -> Principal:

@@ -7,7 +7,7 @@ AWS. Sandboxes come from ``tests/conftest.py`` (one child process per scenario, 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 
+from runbook_lib.sandbox import SandboxInfo
 from tests.conftest import isolate_aws_env
 
 from .helpers import ContextFactory, make_context
@@ -65,3 +66,19 @@ def aws_for() -> ContextFactory:
 def since() -> dt.datetime:
     """A start time for CloudTrail lookups, taken before the test acts."""
     return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)
+
+
+@pytest.fixture
+def sandbox_factory(
+    sandbox_factory: Callable[[str], SandboxInfo],
+) -> Callable[[str], SandboxInfo]:
+    """The library's finders look CloudTrail up once (the procedure polls them): these tests
+    pin what they find, so their sandboxes deliver events at once (delay 0). The runbook's
+    end-to-end tests run with the sandbox's default delay and poll."""
+
+    def get(scenario: str) -> SandboxInfo:
+        info = sandbox_factory(scenario)
+        info.control.set_cloudtrail_delay(0)
+        return info
+
+    return get
