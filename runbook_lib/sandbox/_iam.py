@@ -49,7 +49,6 @@ from ._state import (
     World,
 )
 
-DELETE_TASK_POLICY = "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"
 
 REPORT_COLUMNS = (
     "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,"
@@ -175,19 +174,9 @@ def deactivate_root_device(world: World, account: Account, serial: str) -> MfaDe
 def delete_virtual_mfa_device(
     world: World, req: AwsRequest, principal: Principal
 ) -> Response | None:
+    # in an IAMDeleteRootUserCredentials session the switch delete-virtual-mfa-in-delete-session
+    # (default deny) is enforced with the task policy itself, in _authz
     serial = str(req.params.get("SerialNumber", ""))
-    if (
-        principal.kind == "assumed-root"
-        and principal.task_policy_arn == DELETE_TASK_POLICY
-        and world.switch("delete-virtual-mfa-in-delete-session") == "deny"
-    ):
-        # the task policy's Deny on NotResource arn:aws:iam::*:root reaches the mfa/ ARN
-        raise AwsError(
-            "AccessDenied",
-            f"User: {principal.arn} is not authorized to perform: iam:DeleteVirtualMFADevice "
-            f"on resource: {serial} with an explicit deny in a session policy",
-            403,
-        )
     with world.lock:
         account = _account(world, principal)
         root = account.root

@@ -360,8 +360,6 @@ class World:
         self.cloudtrail_delay = 0.3
         self.cloudtrail_jitter = 0.0
         self.lookup_window = "clip"  # a StartTime older than 90 days: "clip" or "error"
-        # DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (see _authz)
-        self.task_policy_variant = "allow"
 
     # ----------------------------------------------------------------- principals
     def add_principal(self, principal: Principal) -> Principal:
@@ -382,6 +380,16 @@ class World:
     def is_member(self, account_id: str) -> bool:
         acct = self.account(account_id)
         return acct is not None and acct.kind == "member"
+
+    @property
+    def task_policy_variant(self) -> str:
+        """DeleteVirtualMFADevice in an IAMDeleteRootUserCredentials session (``_authz``): the
+        switch ``delete-virtual-mfa-in-delete-session``, under the name ``_authz`` uses."""
+        return self.switches["delete-virtual-mfa-in-delete-session"]
+
+    @task_policy_variant.setter
+    def task_policy_variant(self, value: str) -> None:
+        self.switches["delete-virtual-mfa-in-delete-session"] = value
 
     def switch(self, name: str) -> str:
         with self.lock:

@@ -158,7 +158,9 @@ def _deactivate_virtual(member: SandboxInfo, iam: Any) -> str:
 
 
 def test_delete_virtual_mfa_device_with_the_allow_variant(member: SandboxInfo) -> None:
-    assert member.control.call("GET", "task-policy-variant") == {"variant": "allow"}
+    assert member.control.call("GET", "task-policy-variant") == {"variant": "deny"}  # default
+    member.control.set_task_policy_variant("allow")
+    assert member.control.switches()["delete-virtual-mfa-in-delete-session"] == "allow"
     iam = session_client(member, assume_root(member, DELETE), "iam")
     serial = _deactivate_virtual(member, iam)
     iam.delete_virtual_mfa_device(SerialNumber=serial)
