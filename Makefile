@@ -41,8 +41,8 @@ typecheck: setup ## mypy on runbook_lib
 chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chromium is missing)
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-pytest: setup ## The test suite only
-	$(BIN)/pytest
+pytest: setup ## The test suite only (two workers: the machine has two cores)
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)
 	$(BIN)/runbook sandbox --scenario $(or $(SCENARIO),standalone) --port $(or $(PORT),0)

@@ -51,8 +51,11 @@ def _private_state_dir(
     sees another's leases, and none touches the user's real state directory."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("RUNBOOK_STATE_DIR", str(state / "runbook"))
-    # the kernels' private bytecode cache, shared by the session's tests (compiled once)
-    monkeypatch.setenv("RUNBOOK_PYCACHE_DIR", str(tmp_path_factory.getbasetemp() / "pycache"))
+    # the kernels' private bytecode cache, shared by the session's tests (compiled once; the
+    # xdist workers' base temps share a parent)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    monkeypatch.setenv("RUNBOOK_PYCACHE_DIR", str(shared / "pycache"))
     return state / "runbook"
 
 

@@ -15,7 +15,7 @@ from ..errors import PreconditionError
 from ..evidence import find_enable, wait_for_evidence
 from ..params import RunParameters
 from ..state import RootMfaSnapshot, collect_snapshot
-from .common import console_actor, since
+from .common import EVIDENCE_POLL, console_actor, since
 from .facts import RunFacts
 from .gates import ConsoleCheck
 from .vocabulary import Event, Gate
@@ -157,7 +157,7 @@ def rebind(step: Step) -> dict[str, Any]:
         found = wait_for_evidence(
             lambda: find_enable(step.target, acct, start, exclude_serial=removed),
             timeout=step.params.evidence_timeout,
-            interval=2.0,
+            interval=EVIDENCE_POLL,
         )
         evidence = found.summary()
         step.log(Event.EVIDENCE_ENABLE, **evidence)

@@ -14,6 +14,10 @@ from .vocabulary import Event
 if TYPE_CHECKING:
     from .context import Step
 
+#: the first wait between CloudTrail lookups (they back off to 30 s); events take from under a
+#: second to minutes to show, and the lookups are paced at AWS's 2 requests/s anyway
+EVIDENCE_POLL = 0.5
+
 
 def show(value: Any) -> None:
     """Print a step's result as readable YAML (what papermill records as text output)."""

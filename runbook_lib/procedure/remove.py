@@ -16,7 +16,14 @@ from ..errors import PreconditionError, RunbookError
 from ..evidence import find_deactivation, wait_for_evidence
 from ..params import RunParameters
 from ..state import device_kind, read_account_mfa_enabled
-from .common import audit_allowed, audit_snapshot, console_actor, session_recorder, since
+from .common import (
+    EVIDENCE_POLL,
+    audit_allowed,
+    audit_snapshot,
+    console_actor,
+    session_recorder,
+    since,
+)
 from .facts import RunFacts
 from .gates import ConsoleCheck
 from .vocabulary import Event, Gate
@@ -166,7 +173,7 @@ def _recover(step: Step, serial: str, wait: bool = False) -> dict[str, Any] | No
         )
 
     evidence = (
-        wait_for_evidence(find, timeout=step.params.evidence_timeout, interval=2.0)
+        wait_for_evidence(find, timeout=step.params.evidence_timeout, interval=EVIDENCE_POLL)
         if wait
         else find()
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..evidence import find_console_login, wait_for_evidence
 from ..params import RunParameters
-from .common import console_actor, since
+from .common import EVIDENCE_POLL, console_actor, since
 from .facts import RunFacts
 from .gates import ConsoleCheck
 from .preflight import NO_PASSWORD_OPTIONS
@@ -57,7 +57,7 @@ def sign_in_check(step: Step) -> ConsoleCheck:
         timeout=float(step.params.evidence_timeout),
         probe=lambda: find_console_login(step.target, acct, start, mfa=mfa),
         done=lambda ev: bool(ev.found),
-        interval=2.0,
+        interval=EVIDENCE_POLL,
     )
 
 
@@ -84,7 +84,7 @@ def sign_in(step: Step) -> dict[str, Any]:
         # the verdict's CloudTrail hit, or (verified earlier, e.g. by the lab's control) again
         evidence = getattr(result.pop("verdict", None), "seen", None)
         if evidence is None:
-            evidence = wait_for_evidence(check.probe, timeout=check.timeout, interval=2.0)
+            evidence = wait_for_evidence(check.probe, timeout=check.timeout, interval=EVIDENCE_POLL)
         recorded = {"expected_mfa_used": _mfa_left(step), **evidence.summary()}
         step.log(Event.EVIDENCE_CONSOLE_LOGIN, **recorded)
     result.pop("verdict", None)

@@ -14,7 +14,7 @@ from ..errors import PreconditionError
 from ..evidence import find_deactivation, wait_for_evidence
 from ..params import RunParameters
 from ..state import device_kind, poll_until, read_account_mfa_enabled, wait_for_device_removed
-from .common import audit_session, audit_snapshot, record_snapshot, since
+from .common import EVIDENCE_POLL, audit_session, audit_snapshot, record_snapshot, since
 from .facts import RunFacts
 from .remove import PURPOSE
 from .vocabulary import Event, Gate
@@ -58,7 +58,7 @@ def verify(step: Step) -> dict[str, Any]:
     evidence = wait_for_evidence(
         lambda: find_deactivation(step.target, acct, serial, start, access_key_ids=keys),
         timeout=step.params.evidence_timeout,
-        interval=2.0,
+        interval=EVIDENCE_POLL,
     )
     step.log(Event.EVIDENCE_DEACTIVATION, **evidence.summary())
     return {

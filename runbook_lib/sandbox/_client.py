@@ -295,21 +295,28 @@ def write_profiles(
 
 
 def control_token_of(profile: str | None) -> str | None:
-    """The sandbox control token written into ``profile`` of the shared credentials file."""
+    """The sandbox control token written into ``profile``: its section in the shared
+    credentials file, or ``[profile NAME]`` in the config file (role and ``credential_process``
+    profiles live there)."""
     import configparser
 
-    path = Path(
-        os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials"
-    ).expanduser()
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path)
-    except configparser.Error:
-        return None
     section = profile or os.environ.get("AWS_PROFILE") or "default"
-    if not parser.has_section(section):
-        return None
-    return parser.get(section, PROFILE_TOKEN_KEY, fallback=None)
+    places = (
+        (os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials", section),
+        (
+            os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config",
+            section if section == "default" else f"profile {section}",
+        ),
+    )
+    for name, where in places:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(Path(name).expanduser())
+        except configparser.Error:
+            continue
+        if parser.has_section(where) and parser.has_option(where, PROFILE_TOKEN_KEY):
+            return parser.get(where, PROFILE_TOKEN_KEY)
+    return None
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -41,6 +41,7 @@ FLAGS = [
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
+    pytest.mark.xdist_group("chromium"),  # one browser at a time, on one worker
     pytest.mark.skipif(
         not CHROMIUM.exists() and not os.environ.get("CI"),
         reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; "
@@ -222,7 +223,7 @@ def test_lab_gates_in_chromium(
                 _wait(
                     "01 to refuse to start",
                     lambda: "has not finished" in opener.locator(".jp-OutputArea").inner_text(),
-                    30,
+                    90,
                 )
                 assert not _step_events(run_dir, "step.started", "01-remove-device")
                 assert serial in _serials(info), "the device must still be there"

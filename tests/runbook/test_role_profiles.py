@@ -79,6 +79,8 @@ def _add_profiles(env: Env, tmp: Path) -> tuple[str, str, dict[str, str], dict[s
         + f"endpoint_url = {info.endpoint}\n"
         + "\n[profile sso-reader]\n"
         + f"credential_process = {reader}\n"
+        # the sandbox's console actor (sandbox_actor) reads the control token from the profile
+        + f"sandbox_control_token = {env.info.control_token}\n"
         + "region = us-east-1\n"
     )
     return "root-operator", "sso-reader", operator_role, reader_role

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from runbook_lib.sandbox import SandboxInfo
 
-from .helpers import AUDIT, DELETE, error_code, session_client
+from .helpers import AUDIT, DELETE, aws_cli, error_code, session_client
 
 AWS_EXPIRATION = re.compile(r"[A-Z][a-z]{2} [1-9]\d?, \d{4}, (1[0-2]|[1-9]):[0-5]\d:[0-5]\d [AP]M")
 
@@ -100,3 +100,61 @@ def test_assume_root_event_expiration_is_written_as_aws_writes_it(member: Sandbo
     hour = issued.hour % 12 or 12
     assert text == f"{issued:%b} {issued.day}, {issued.year}, {hour}:{issued:%M:%S} {issued:%p}"
     assert abs((issued - expires).total_seconds()) < 120
+
+
+@pytest.mark.awscli
+def test_assume_root_then_use_the_credentials_with_the_aws_cli(member: SandboxInfo) -> None:
+    """The ordinary sequence, as a person types it: `aws sts assume-root` from the management
+    account, then the returned credentials in the environment for `aws iam list-mfa-devices`
+    (STS API reference, AssumeRoot: "returns a set of short term credentials you can use to
+    perform privileged tasks on a member account"; IAM User Guide, "Perform a privileged task
+    on an AWS Organizations member account")."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assumed = aws_cli(
+        member,
+        "sts",
+        "assume-root",
+        "--target-principal",
+        member.target_account_id,
+        "--task-policy-arn",
+        "arn=arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials",
+        "--duration-seconds",
+        "900",
+        principal="org-admin",
+    )
+    assert assumed.returncode == 0, assumed.stderr
+    creds = json.loads(assumed.stdout)["Credentials"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=creds["AccessKeyId"],
+        AWS_SECRET_ACCESS_KEY=creds["SecretAccessKey"],
+        AWS_SESSION_TOKEN=creds["SessionToken"],
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    aws = Path(sys.executable).parent / "aws"
+    listed = subprocess.run(
+        [
+            str(aws),
+            "--endpoint-url",
+            member.endpoint,
+            "--output",
+            "json",
+            "iam",
+            "list-mfa-devices",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    serials = {d["SerialNumber"] for d in json.loads(listed.stdout)["MFADevices"]}
+    expected = {d["serial"] for d in member.control.state(member.target_account_id)["devices"]}
+    assert serials == expected and serials
