@@ -41,8 +41,10 @@ typecheck: setup ## mypy on runbook_lib
 chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chromium is missing)
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
-pytest: setup ## The test suite only (two workers: the machine has two cores)
-	$(BIN)/pytest -n 2 --dist loadgroup
+pytest: setup ## The test suite only: two workers (two cores), then the browser tests alone
+	@# Chromium + JupyterLab + a kernel are timing-sensitive under a busy second worker
+	$(BIN)/pytest -n 2 -m "not browser"
+	$(BIN)/pytest -m browser
 
 sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)
 	$(BIN)/runbook sandbox --scenario $(or $(SCENARIO),standalone) --port $(or $(PORT),0)

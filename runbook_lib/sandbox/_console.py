@@ -370,7 +370,11 @@ class ControlApi:
             # a sign-in attempt without MFA: it starts the 35-day window to register MFA
             root.first_attempt_without_mfa = root.first_attempt_without_mfa or world.clock.now()
             root.attempt_since_last_mfa = root.attempt_since_last_mfa or world.clock.now()
-        if not devices and root.email_verification_pending:
+        if (
+            not devices
+            and root.email_verification_pending
+            and world.switch("first-sign-in-without-mfa") == "email-code"
+        ):
             code = data.get("email_code")
             pending = world.pending_sign_ins.get(account.account_id)
             if not code:
@@ -423,7 +427,11 @@ class ControlApi:
 
     def remove_mfa(self, session: ConsoleSession, account: Account, serial: str) -> dict[str, Any]:
         device = next((d for d in account.root.devices() if d.serial == serial), None)
-        if device is not None and device.console_session == session.session_id:
+        if (
+            device is not None
+            and device.console_session == session.session_id
+            and self.world.switch("remove-device-bound-this-session") == "refused"
+        ):
             message = (
                 "This MFA device was assigned in the current session. Sign out and sign "
                 "in again before you remove it."

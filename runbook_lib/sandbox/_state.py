@@ -91,6 +91,20 @@ SWITCHES: dict[str, tuple[str, tuple[str, ...], str]] = {
         "which of the root user's MFA devices GetAccountSummary counts in MFADevices and "
         "MFADevicesInUse",
     ),
+    "first-sign-in-without-mfa": (
+        "email-code",
+        ("email-code", "password-only"),
+        "the first root sign-in after the last MFA device is gone: AWS e-mails a one-time code "
+        "to the root address (the procedure's step 3, email-code), or asks only for the "
+        "password (password-only); either way CloudTrail records a ConsoleLogin with MFAUsed No",
+    ),
+    "remove-device-bound-this-session": (
+        "refused",
+        ("refused", "allowed"),
+        "removing a root MFA device in the console session that bound it: refused until the "
+        "root user signs in again (the procedure's note: EntityTemporarilyUnmodifiable, a "
+        "failed DeactivateMFADevice in CloudTrail), or allowed",
+    ),
     "get-mfa-device-non-fido": (
         "no-such-entity",
         ("no-such-entity", "validation-error", "answer"),

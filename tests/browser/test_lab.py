@@ -41,7 +41,6 @@ FLAGS = [
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.xdist_group("chromium"),  # one browser at a time, on one worker
     pytest.mark.skipif(
         not CHROMIUM.exists() and not os.environ.get("CI"),
         reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; "

@@ -543,3 +543,33 @@ def test_the_console_actor_reports_the_prompt_and_skips_it(standalone: SandboxIn
     late = actor.sign_in(standalone.target_account_id)
     assert late["signed_in"] is False and late["mfa_registration_required"] is True
     assert late["mfa_prompt"]["choice"] is None
+
+
+def test_the_first_sign_in_without_mfa_in_both_variants(standalone: SandboxInfo) -> None:
+    """The procedure (step 3) says AWS e-mails a one-time code at the first root sign-in after
+    the last device is gone; AWS's guides do not document that flow in full, so it is a switch
+    (first-sign-in-without-mfa): email-code, the default, or password-only. Either way the
+    sign-in is a ConsoleLogin with MFAUsed No."""
+    control = standalone.control
+    account = standalone.target_account_id
+    assert control.switches()["first-sign-in-without-mfa"] == "email-code"
+    _remove_only_device(standalone)
+    control.set_switch("first-sign-in-without-mfa", "password-only")
+    answer = control.sign_in(account)
+    assert answer["status"] == "signed_in"
+    assert not [m for m in control.mailbox(account) if m.get("code")]
+    login = _events(standalone, "ConsoleLogin")[0]  # newest first
+    assert login["additionalEventData"]["MFAUsed"] == "No"
+
+
+def test_removing_a_device_bound_in_this_session_in_both_variants(
+    standalone: SandboxInfo,
+) -> None:
+    """The procedure's note (a device just bound cannot be removed before the root user signs
+    in again) is not in AWS's reference: a switch (remove-device-bound-this-session), refused
+    by default as the procedure says, or allowed."""
+    control = standalone.control
+    control.set_switch("remove-device-bound-this-session", "allowed")
+    session = _sign_in_with_mfa(standalone)
+    serial = control.bind_virtual(session, "second")
+    assert control.remove_mfa(session, serial) == {"removed": serial, "kind": "virtual"}
