@@ -491,3 +491,28 @@ def test_a_failed_device_listing_is_named_as_such(env_for: Callable[[str], Env])
     assert "AccessDenied" in error and "iam:ListVirtualMFADevices" in error
     assert "FIDO" not in error
     assert env.devices() == before
+
+
+def test_cloudtrail_delivery_delay_tests_the_runbooks_patience(
+    env_for: Callable[[str], Env],
+) -> None:
+    """CloudTrail delivers events minutes after the call (the sandbox's delay runs on its
+    clock): with a delay longer than evidence_timeout the run fails at 02 saying why and what
+    to do, changes nothing more, and resumes once the event is there."""
+    env = env_for("member")
+    control = env.info.control
+    control.set_cloudtrail_delay(600)  # ten minutes of sandbox time
+    code, run_dir = env.run(env.approved("assume-root", evidence_timeout=2))
+    assert code == 1
+    halted = run_info(run_dir)["halted_at"]
+    assert halted["step"] == "02-verify-removal"
+    assert "waiting for the CloudTrail event" in halted["error"]
+    assert "CloudTrail usually shows events within 5 minutes" in halted["error"]
+    assert not of_type(run_dir, "evidence.deactivation")
+    control.advance_clock(601)  # the event is delivered
+    control.set_cloudtrail_delay(0.3)
+    code = env.resume(run_dir, {"evidence_timeout": 20})
+    assert code == 0, env.progress
+    assert of_type(run_dir, "evidence.deactivation")[-1]["data"]["found"] is True
+    assert len(of_type(run_dir, "action.started")) == 1  # the removal was not repeated
+    assert verify(run_dir).ok
