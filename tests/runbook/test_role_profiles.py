@@ -23,31 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runbook_lib.record import verify
+# the SSO-shaped role and the credential_process helper the sandbox's own tests use
+from tests.sandbox.test_role_sessions import CREDENTIAL_PROCESS, OPERATOR, SSO_PATH, SSO_ROLE
 
 from .helpers import REPO, STEP_NAMES, Env, of_type, run_info
-
-SSO_PATH = "/aws-reserved/sso.amazonaws.com/"
-SSO_ROLE = "AWSReservedSSO_RunbookReader_0123456789abcdef"
-OPERATOR = "operator@example.com"
-
-CREDENTIAL_PROCESS = '''\
-"""credential_process helper: AssumeRole with a source profile, print the credentials."""
-import json, sys
-import boto3
-profile, role_arn, session_name, endpoint = sys.argv[1:5]
-sts = boto3.Session(profile_name=profile, region_name="us-east-1").client(
-    "sts", endpoint_url=endpoint
-)
-creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
-print(json.dumps({
-    "Version": 1,
-    "AccessKeyId": creds["AccessKeyId"],
-    "SecretAccessKey": creds["SecretAccessKey"],
-    "SessionToken": creds["SessionToken"],
-    "Expiration": creds["Expiration"].isoformat(),
-}))
-'''
-
 
 def _policy(name: str) -> dict[str, object]:
     return dict(json.loads((REPO / "policies" / name).read_text()))
