@@ -23,10 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runbook_lib.record import verify
+
 # the SSO-shaped role and the credential_process helper the sandbox's own tests use
 from tests.sandbox.test_role_sessions import CREDENTIAL_PROCESS, OPERATOR, SSO_PATH, SSO_ROLE
 
 from .helpers import REPO, STEP_NAMES, Env, of_type, run_info
+
 
 def _policy(name: str) -> dict[str, object]:
     return dict(json.loads((REPO / "policies" / name).read_text()))
