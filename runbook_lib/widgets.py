@@ -4,7 +4,7 @@ Each approval control shows what will happen (account, device serial, method, ch
 enables its Confirm button only once the operator has typed the expected text (the account id)
 exactly, and writes the decision into the run record from the button's callback: who (caller
 ARN, OS user, host), what they typed, and when. Cancel records ``gate.denied``, a decision to
-stop. The cell that shows the control returns at once; the next action halts (``Step.require``)
+stop. The cell that shows the control returns at once; the next action halts (``Gates.require``)
 until the record holds the confirmation. See :mod:`runbook_lib.lab` for why nothing blocks.
 
 A console step (``Gates.console_step``) shows the procedure's exact console path and a "Done"
