@@ -78,6 +78,7 @@ __all__ = [
     "acquire",
     "consume_approval",
     "executing",
+    "give_back_approval",
     "holder",
     "is_executing",
     "load_plan",
@@ -502,6 +503,25 @@ def consume_approval(digest: str, run_id: str) -> dict[str, Any]:
                 raise
             return existing
     return record
+
+
+def give_back_approval(digest: str, run_id: str) -> bool:
+    """Undo :func:`consume_approval` for a run that could not be created: remove the record
+    only if ``run_id`` made it (False otherwise, or if there is none)."""
+    _check_digest(digest)
+    _check_run_id(run_id)
+    approvals = _subdir("approvals")
+    path = approvals / f"{digest}.json"
+    with _locked(approvals / ".lock"):
+        try:
+            existing = _existing_approval(path, digest, run_id)
+        except ApprovalConsumed:
+            return False
+        if existing is None:
+            return False
+        path.unlink()
+        _fsync_dir(approvals)
+    return True
 
 
 # --- plans ---------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def create_run(
             record = RunRecord.create(runs_dir, new_run_info(params, plan), run_id=run_id)
         except BaseException:
             if consumed is not None:
-                _unconsume(plan.digest, run_id)
+                lease.give_back_approval(plan.digest, run_id)
             raise
     except BaseException:
         lease.release(params.account_id, run_id)
@@ -152,14 +152,6 @@ def _fingerprints(params: RunParameters) -> dict[str, Any]:
         "fingerprinted": {which: len(fps) for which, fps in found.items()},
         "secret_fingerprints": sorted({fp for fps in found.values() for fp in fps}),
     }
-
-
-def _unconsume(digest: str, run_id: str) -> None:
-    """Give back an approval a run consumed but could not be created for."""
-    path = lease.state_dir() / "approvals" / f"{digest}.json"
-    with contextlib.suppress(OSError, ValueError):
-        if lease._read_json(path).get("run_id") == run_id:  # type: ignore[union-attr]
-            path.unlink()
 
 
 # ---------------------------------------------------------------------------- state

@@ -15,7 +15,7 @@ from ..errors import PreconditionError
 from ..evidence import find_enable, wait_for_evidence
 from ..params import RunParameters
 from ..state import RootMfaSnapshot, collect_snapshot
-from .common import EVIDENCE_POLL, console_actor, since
+from .common import EVIDENCE_POLL, console_actor, dry_run_missing, since
 from .facts import RunFacts
 from .gates import ConsoleCheck
 from .vocabulary import Event, Gate
@@ -191,7 +191,7 @@ def registration_deadline(step: Step) -> dict[str, Any]:
 
 def checks_missing(facts: RunFacts, params: RunParameters) -> list[str]:
     if params.dry_run:
-        return [] if facts.first(Event.STEP_SKIPPED, STEP) else ["the dry-run skip is not recorded"]
+        return dry_run_missing(facts, STEP)
     if params.rebind == "skip":
         return (
             []

@@ -21,6 +21,7 @@ from .common import (
     audit_allowed,
     audit_snapshot,
     console_actor,
+    dry_run_missing,
     session_recorder,
     since,
 )
@@ -192,7 +193,7 @@ def _recover(step: Step, serial: str, wait: bool = False) -> dict[str, Any] | No
 
 def checks_missing(facts: RunFacts, params: RunParameters) -> list[str]:
     if params.dry_run:
-        return [] if facts.first(Event.STEP_SKIPPED, STEP) else ["the dry-run skip is not recorded"]
+        return dry_run_missing(facts, STEP)
     if params.method == "console":
         return []  # the gate (verified console step) is checked by finish()
     if facts.first(Event.ACTION_REMOVE_DEVICE, STEP) or facts.first(Event.ACTION_RECOVERED, STEP):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..evidence import find_console_login, wait_for_evidence
 from ..params import RunParameters
-from .common import EVIDENCE_POLL, console_actor, since
+from .common import EVIDENCE_POLL, console_actor, dry_run_missing, since
 from .facts import RunFacts
 from .gates import ConsoleCheck
 from .preflight import NO_PASSWORD_OPTIONS
@@ -97,7 +97,7 @@ def sign_in(step: Step) -> dict[str, Any]:
 
 def checks_missing(facts: RunFacts, params: RunParameters) -> list[str]:
     if params.dry_run:
-        return [] if facts.first(Event.STEP_SKIPPED, STEP) else ["the dry-run skip is not recorded"]
+        return dry_run_missing(facts, STEP)
     if facts.first(Event.DECISION_NO_ROOT_PASSWORD, STEP):
         return []
     if facts.first(Event.EVIDENCE_CONSOLE_LOGIN, STEP) is None:

@@ -14,7 +14,14 @@ from ..errors import PreconditionError
 from ..evidence import find_deactivation, wait_for_evidence
 from ..params import RunParameters
 from ..state import device_kind, poll_until, read_account_mfa_enabled, wait_for_device_removed
-from .common import EVIDENCE_POLL, audit_session, audit_snapshot, record_snapshot, since
+from .common import (
+    EVIDENCE_POLL,
+    audit_session,
+    audit_snapshot,
+    dry_run_missing,
+    record_snapshot,
+    since,
+)
 from .facts import RunFacts
 from .remove import PURPOSE
 from .vocabulary import Event, Gate
@@ -100,7 +107,7 @@ def _wait_removed(step: Step, serial: str) -> str:
 
 def checks_missing(facts: RunFacts, params: RunParameters) -> list[str]:
     if params.dry_run:
-        return [] if facts.first(Event.STEP_SKIPPED, STEP) else ["the dry-run skip is not recorded"]
+        return dry_run_missing(facts, STEP)
     missing = []
     if facts.first(Event.VERIFICATION_REMOVED, STEP) is None:
         missing.append("the removal is not verified")

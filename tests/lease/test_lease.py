@@ -567,6 +567,7 @@ def test_lease_module_exports() -> None:
         "acquire",
         "consume_approval",
         "executing",
+        "give_back_approval",
         "holder",
         "is_executing",
         "load_plan",
@@ -576,3 +577,14 @@ def test_lease_module_exports() -> None:
     }
     for name in lease.__all__:
         assert getattr(lease, name) is not None
+
+
+def test_an_approval_is_given_back_only_by_the_run_that_used_it() -> None:
+    digest = "b" * 64
+    lease.consume_approval(digest, "run-a")
+    assert lease.give_back_approval(digest, "run-b") is False  # not its approval
+    with pytest.raises(lease.ApprovalConsumed):
+        lease.consume_approval(digest, "run-b")
+    assert lease.give_back_approval(digest, "run-a") is True
+    assert lease.give_back_approval(digest, "run-a") is False  # nothing left to give back
+    assert lease.consume_approval(digest, "run-b")["run_id"] == "run-b"
