@@ -86,10 +86,15 @@ from .secrets_scan import file_findings, find_secrets, fingerprints_in_events, r
 
 __all__ = [
     "EVENTS_FILE",
+    "LEDGER_ENTRIES_FILE",
     "LEDGER_FILE",
+    "LEDGER_HEAD_FILE",
     "LOCK_FILE",
     "MANIFEST_FILE",
     "RUN_FILE",
+    "SEAL_FILES",
+    "SUMS_FILE",
+    "SUMS_SIG_FILE",
     "EvidenceExists",
     "NotARunError",
     "RecordError",
@@ -108,6 +113,12 @@ EVENTS_FILE = "events.jsonl"
 MANIFEST_FILE = "manifest.json"
 LEDGER_FILE = "ledger.jsonl"  # in the runs dir, beside the run dirs
 LOCK_FILE = "run.json.lock"
+SUMS_FILE = "SHA256SUMS"  # `sha256sum -c` list of every file, manifest.json included
+SUMS_SIG_FILE = "SHA256SUMS.sig"  # the operator's SSH signature of SHA256SUMS
+SEAL_FILES = (MANIFEST_FILE, SUMS_FILE, SUMS_SIG_FILE)  # written by seal(), not in the manifest
+# an archived copy of a run (runbook_lib.archive) also holds, beside the seal files:
+LEDGER_ENTRIES_FILE = "ledger-entries.jsonl"  # this run's lines of the runs dir's ledger
+LEDGER_HEAD_FILE = "ledger-head.json"  # the ledger's last entry (seq, hash) when archived
 
 ZERO_HASH = "0" * 64
 DIR_MODE = 0o700
