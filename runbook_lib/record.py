@@ -83,6 +83,8 @@ from ._files import unlink_quietly as _unlink_quietly
 from ._files import write_all as _write_all
 from .errors import RunbookError
 from .secrets_scan import file_findings, find_secrets, fingerprints_in_events, redact_file
+from .signing import SEAL_NAMESPACE, Signer, SigningError
+from .signing import verify as verify_signature
 
 __all__ = [
     "EVENTS_FILE",
@@ -95,6 +97,7 @@ __all__ = [
     "SEAL_FILES",
     "SUMS_FILE",
     "SUMS_SIG_FILE",
+    "TRUST_FILE",
     "EvidenceExists",
     "NotARunError",
     "RecordError",
@@ -119,12 +122,17 @@ SEAL_FILES = (MANIFEST_FILE, SUMS_FILE, SUMS_SIG_FILE)  # written by seal(), not
 # an archived copy of a run (runbook_lib.archive) also holds, beside the seal files:
 LEDGER_ENTRIES_FILE = "ledger-entries.jsonl"  # this run's lines of the runs dir's ledger
 LEDGER_HEAD_FILE = "ledger-head.json"  # the ledger's last entry (seq, hash) when archived
+TRUST_FILE = "trust/allowed_signers"  # who may sign this run's approvals and seals
+#: your organisation's allowed_signers: verify() checks signatures against it when no file is
+#: given (before falling back to the record's own copy)
+ALLOWED_SIGNERS_ENV = "RUNBOOK_ALLOWED_SIGNERS"
 
 ZERO_HASH = "0" * 64
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 # the record's own files: never written through write_json & co., not on the file chain
-_RESERVED = {RUN_FILE, EVENTS_FILE, MANIFEST_FILE, LOCK_FILE}
+_RESERVED = {RUN_FILE, EVENTS_FILE, LOCK_FILE, *SEAL_FILES, LEDGER_ENTRIES_FILE, LEDGER_HEAD_FILE}
+_ARCHIVE_FILES = (LEDGER_ENTRIES_FILE, LEDGER_HEAD_FILE)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 RUN_CREATED = "run.created"
@@ -400,7 +408,7 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
 
 def _append_chained(
     path: Path,
-    body: dict[str, Any],
+    body: dict[str, Any] | Callable[[int, str], dict[str, Any]],
     check: Callable[[dict[str, Any]], None] | None = None,
     *,
     guard: Guard | None = None,
@@ -408,7 +416,9 @@ def _append_chained(
 ) -> dict[str, Any]:
     """Append ``body`` + seq/time/prev/hash to the chain file at ``path``, under flock.
 
-    ``guard`` sees the chain's entries before anything is written; ``check`` sees the new entry.
+    ``body`` may be a function of the new entry's seq and prev hash (a seal's manifest names
+    its place in the ledger, and is signed, before its entry is written). ``guard`` sees the
+    chain's entries before anything is written; ``check`` sees the new entry.
     Either raising appends nothing. ``commit`` runs after the entry is written and fsynced,
     still under the lock (it puts the file the entry describes in place). If the write, the
     fsync or ``commit`` fails, the file is cut back to its size before the write: no torn line,
@@ -419,7 +429,9 @@ def _append_chained(
             guard(_parse_chain(_read_fd(fd), path.name).entries)
         last = _last_entry(fd)
         seq = int(last["seq"]) + 1 if last else 1
-        entry = {"seq": seq, "time": _now(), **body, "prev": last["hash"] if last else ZERO_HASH}
+        prev = last["hash"] if last else ZERO_HASH
+        fields = body(seq, prev) if callable(body) else body
+        entry = {"seq": seq, "time": _now(), **fields, "prev": prev}
         entry["hash"] = entry_hash(entry)
         if check is not None:
             check(entry)
@@ -746,9 +758,19 @@ class RunRecord:
     # -- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, runs_dir: Path, run: dict[str, Any], run_id: str | None = None) -> RunRecord:
+    def create(
+        cls,
+        runs_dir: Path,
+        run: dict[str, Any],
+        run_id: str | None = None,
+        allowed_signers: bytes | None = None,
+    ) -> RunRecord:
         """Create ``runs_dir/<run_id>/`` with run.json and the first event, ``run.created``,
         whose data holds what run.json was created with (less ``status``).
+
+        ``allowed_signers`` (the file's bytes, as the plan named and hashed it) is kept as
+        :data:`TRUST_FILE`: the trust root :func:`verify` checks the seals' signatures against
+        unless it is given another one.
 
         ``runs_dir`` must be yours, not a symbolic link and not group/other-writable; it is
         checked before anything is created. A new one (and its missing parents) is made 0700.
@@ -774,6 +796,8 @@ class RunRecord:
             pass
         info = {k: v for k, v in doc.items() if k != "status"}
         record._append(RUN_CREATED, None, {"run_id": run_id, "info": info})
+        if allowed_signers is not None:
+            record._write_file(TRUST_FILE, allowed_signers, None, True)
         _fsync_dir(run_dir)
         return record
 
@@ -1252,8 +1276,15 @@ class RunRecord:
         if self.sealed_final:
             raise RunSealedError(f"Run {self.run_id} is sealed final; {what}")
 
-    def seal(self, final: bool = True) -> dict[str, Any]:
-        """Write manifest.json and chain its digest into the ledger; return the manifest.
+    def seal(self, final: bool = True, signer: Signer | None = None) -> dict[str, Any]:
+        """Write manifest.json, SHA256SUMS and its signature, chain the manifest's digest into
+        the ledger; return the manifest.
+
+        The manifest names its signer and its place in the ledger (seq, previous entry's hash),
+        and ``SHA256SUMS`` (every file, manifest.json included, in ``sha256sum -c`` format) is
+        signed by ``signer`` (:data:`~runbook_lib.signing.SEAL_NAMESPACE`): without the key,
+        a record cannot be re-chained or moved into another ledger undetected. A seal without
+        a signer is written but :func:`verify` reports it (tests of the record mechanics only).
 
         A run can be sealed several times (checkpoints); after a final seal nothing more can be
         appended, written or sealed. Refused (nothing written) while any file disagrees with
@@ -1280,43 +1311,106 @@ class RunRecord:
             previous: str | None = None
             if os.path.lexists(manifest_path):
                 previous = hashlib.sha256(_read_regular(manifest_path)).hexdigest()
-            manifest = {
-                "run_id": self.run_id,
-                "sealed_at": _now(),
-                "final": bool(final),
-                "files": _file_digests(self.path),
-                "events": {
-                    "count": len(chain.entries),
-                    "head": chain.entries[-1]["hash"] if chain.entries else ZERO_HASH,
-                },
-                "previous_manifest_sha256": previous,
-            }
-            data = _json_bytes(manifest)
-            # The manifest is staged first and put in place only once its ledger entry is
+            files = _file_digests(self.path)
+            staged: list[tuple[Path, Path]] = []
+            sealed: dict[str, Any] = {}
+
+            def body(seq: int, prev: str) -> dict[str, Any]:
+                # under the ledger's lock: the manifest names the entry it will be
+                manifest = {
+                    "run_id": self.run_id,
+                    "sealed_at": _now(),
+                    "final": bool(final),
+                    "files": files,
+                    "events": {
+                        "count": len(chain.entries),
+                        "head": chain.entries[-1]["hash"] if chain.entries else ZERO_HASH,
+                    },
+                    "previous_manifest_sha256": previous,
+                    "ledger": {"seq": seq, "prev": prev},
+                    "signer": signer.describe() if signer else None,
+                }
+                data = _json_bytes(manifest)
+                sums = sums_bytes(files, hashlib.sha256(data).hexdigest())
+                outputs = [(manifest_path, data), (self.path / SUMS_FILE, sums)]
+                if signer is not None:
+                    try:
+                        signature = signer.sign(sums, SEAL_NAMESPACE)
+                    except SigningError as err:
+                        raise RecordError(
+                            f"Refused to seal run {self.run_id}: {err}. Nothing was written."
+                        ) from err
+                    outputs.append((self.path / SUMS_SIG_FILE, signature))
+                for target, content in outputs:
+                    staged.append((_stage(target, content), target))
+                sealed.update(manifest)
+                return {
+                    "run_id": self.run_id,
+                    "manifest_sha256": hashlib.sha256(data).hexdigest(),
+                    "final": bool(final),
+                    "signer": signer.key.fingerprint if signer else None,
+                }
+
+            def commit() -> None:
+                # the signature and the sums first: manifest.json in place means "sealed". If
+                # one cannot be put in place, those already replaced are put back as they were.
+                done: list[tuple[Path, Path | None]] = []
+                try:
+                    for tmp, target in reversed(staged):
+                        backup: Path | None = None
+                        if os.path.lexists(target):
+                            backup = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+                            os.link(target, backup, follow_symlinks=False)
+                        done.append((target, backup))
+                        os.replace(tmp, target)
+                    if signer is None:
+                        _unlink_quietly(self.path / SUMS_SIG_FILE)
+                except BaseException:
+                    for target, backup in reversed(done):
+                        with suppress(OSError):
+                            if backup is not None:
+                                os.replace(backup, target)
+                            else:
+                                os.unlink(target)
+                    raise
+                finally:
+                    for _, backup in done:
+                        if backup is not None:
+                            _unlink_quietly(backup)
+
+            # The seal files are staged first and put in place only once the ledger entry is
             # written, under the ledger's lock; if that fails the entry is cut off again. A
             # crash between the two leaves a ledger entry without its manifest, which verify()
             # reports and a new seal repairs (the reverse would block it).
-            tmp = _stage(manifest_path, data)
             try:
-                _append_chained(
-                    self.ledger_path,
-                    {
-                        "run_id": self.run_id,
-                        "manifest_sha256": hashlib.sha256(data).hexdigest(),
-                        "final": bool(final),
-                    },
-                    commit=lambda: os.replace(tmp, manifest_path),
-                )
+                _append_chained(self.ledger_path, body, commit=commit)
             except BaseException:
-                _unlink_quietly(tmp)
+                for tmp, _ in staged:
+                    _unlink_quietly(tmp)
                 raise
             _fsync_dir(self.path)
-        return manifest
+        return sealed
+
+
+def sums_bytes(files: dict[str, dict[str, Any]], manifest_sha256: str) -> bytes:
+    """SHA256SUMS: ``sha256sum`` lines (coreutils format, names escaped as it escapes them) for
+    every file in ``files`` and manifest.json, sorted by name."""
+    rows = {**{rel: str(meta["sha256"]) for rel, meta in files.items()}}
+    rows[MANIFEST_FILE] = manifest_sha256
+    out = []
+    for rel in sorted(rows):
+        if "\\" in rel or "\n" in rel or "\r" in rel:
+            name = rel.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+            out.append(f"\\{rows[rel]}  {name}\n")
+        else:
+            out.append(f"{rows[rel]}  {rel}\n")
+    return "".join(out).encode("utf-8")
 
 
 def _walk(run_dir: Path) -> Iterator[tuple[str, Path]]:
     """(relative posix path, path) for every entry below ``run_dir``, sorted, not following
-    symbolic links; the top-level manifest.json is left out."""
+    symbolic links; the seal's own files (manifest.json, SHA256SUMS, its signature) are left
+    out."""
     for dirpath, dirnames, filenames in os.walk(run_dir):
         dirnames.sort()
         base = Path(dirpath)
@@ -1324,7 +1418,7 @@ def _walk(run_dir: Path) -> Iterator[tuple[str, Path]]:
         for name in names:
             path = base / name
             rel = path.relative_to(run_dir).as_posix()
-            if rel != MANIFEST_FILE:
+            if rel not in SEAL_FILES:
                 yield rel, path
 
 
@@ -1343,24 +1437,49 @@ def _file_digests(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify` found. ``ok`` only if ``problems`` is empty."""
+    """What :func:`verify` found. ``ok`` only if ``problems`` is empty.
+
+    ``signer``: who signed the last seal (principal, fingerprint, key type) when the signature
+    verified; ``trust``: which allowed_signers it was checked against; ``archived_copy``: the
+    record was verified on its own (its ``ledger-entries.jsonl``, no runs-dir ledger)."""
 
     ok: bool
     problems: list[str]
     sealed: bool
     final: bool
     events: int
+    signer: dict[str, str] | None = None
+    trust: str = ""
+    archived_copy: bool = False
 
     def __str__(self) -> str:
         state = (
             "sealed final" if self.final else "sealed (checkpoint)" if self.sealed else "unsealed"
         )
         head = f"{'OK' if self.ok else 'FAILED'}: {state}, {self.events} events"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+        lines = [head]
+        if self.signer:
+            lines.append(
+                f"  seal signed by {self.signer['principal']} ({self.signer['key_type']} key "
+                f"{self.signer['fingerprint']})"
+            )
+        if self.trust:
+            lines.append(f"  signatures checked against {self.trust}")
+        if self.archived_copy:
+            lines.append("  verified as an archived copy (its own ledger-entries.jsonl)")
+        return "\n".join([*lines, *(f"  - {p}" for p in self.problems)])
 
 
-def verify(run_dir: Path) -> VerifyReport:
-    """Check a run's events chain, manifest, files and ledger entry; name every problem."""
+def verify(run_dir: Path, allowed_signers: Path | None = None) -> VerifyReport:
+    """Check a run's events chain, manifest, files, ledger entry and seal signature; name every
+    problem.
+
+    The ledger is the runs directory's ``ledger.jsonl`` beside the run; a copy downloaded from
+    the archive has none, and is checked against its own ``ledger-entries.jsonl`` instead. The
+    seal's signature is checked against ``allowed_signers`` (an auditor's own file), else
+    ``$RUNBOOK_ALLOWED_SIGNERS``, else against the record's :data:`TRUST_FILE` (then it shows
+    only that the record is consistent with the trust root it carries: say which, as
+    :attr:`VerifyReport.trust` does)."""
     run_dir = Path(run_dir)
     problems: list[str] = []
     if not run_dir.is_dir():
@@ -1380,6 +1499,16 @@ def verify(run_dir: Path) -> VerifyReport:
     except (OSError, ValueError):
         problems.append(f"{RUN_FILE}: not valid JSON")
 
+    ledger_path = run_dir.parent / LEDGER_FILE
+    archived = not os.path.lexists(ledger_path) and os.path.lexists(run_dir / LEDGER_ENTRIES_FILE)
+    if not archived:
+        problems.extend(
+            f"{name}: belongs to an archived copy, not to a run in a runs directory (who put it "
+            "there?)"
+            for name in _ARCHIVE_FILES
+            if os.path.lexists(run_dir / name)
+        )
+
     chain = _read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
     problems.extend(chain.problems)
     head = chain.entries[-1].get("hash") if chain.entries else ZERO_HASH
@@ -1389,52 +1518,175 @@ def verify(run_dir: Path) -> VerifyReport:
     sealed = final = False
     manifest_path = run_dir / MANIFEST_FILE
     manifest_sha: str | None = None
+    manifest_raw = b""
     manifest: Any = None
     if not os.path.lexists(manifest_path):
         problems.append(f"{MANIFEST_FILE}: missing: the run is not sealed")
     else:
         try:
-            raw = _read_regular(manifest_path)
+            manifest_raw = _read_regular(manifest_path)
         except OSError:
-            raw = b""
-        manifest_sha = hashlib.sha256(raw).hexdigest()
+            manifest_raw = b""
+        manifest_sha = hashlib.sha256(manifest_raw).hexdigest()
         try:
-            manifest = json.loads(raw.decode("utf-8"))
+            manifest = json.loads(manifest_raw.decode("utf-8"))
         except ValueError:
             manifest = None
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
             problems.append(f"{MANIFEST_FILE}: not a valid manifest")
             manifest = None
+    signer: dict[str, str] | None = None
+    trust = ""
     if manifest is not None:
         sealed = True
         final = manifest.get("final") is True
         problems.extend(
-            _check_manifest(run_dir, run_id, manifest, len(chain.entries), head, digests)
+            _check_manifest(run_dir, run_id, manifest, len(chain.entries), head, digests, archived)
         )
+        sig_problems, signer, trust = _check_signature(
+            run_dir, manifest, manifest_sha or "", allowed_signers
+        )
+        problems.extend(sig_problems)
 
-    ledger_problems, entry, previous = _check_ledger(run_dir.parent / LEDGER_FILE, run_id)
+    if archived:
+        ledger_problems, entry, previous = _check_ledger_entries(
+            run_dir / LEDGER_ENTRIES_FILE, run_id
+        )
+        where = LEDGER_ENTRIES_FILE
+    else:
+        ledger_problems, entry, previous = _check_ledger(ledger_path, run_id)
+        where = LEDGER_FILE
     problems.extend(ledger_problems)
     if manifest is not None:
         if entry is None:
-            problems.append(f"{LEDGER_FILE}: no entry for run {run_id}: the seal is not recorded")
+            problems.append(f"{where}: no entry for run {run_id}: the seal is not recorded")
         else:
-            if entry.get("manifest_sha256") != manifest_sha:
-                problems.append(
-                    f"{MANIFEST_FILE}: its sha256 differs from the ledger's latest entry for this "
-                    f"run (ledger seq {entry.get('seq')}): the manifest was rewritten or replaced"
-                )
-            if entry.get("final") is not final:
-                problems.append(
-                    f"{MANIFEST_FILE}: final={final} but the ledger entry (seq "
-                    f"{entry.get('seq')}) says final={entry.get('final')}"
-                )
-            expected_prev = previous.get("manifest_sha256") if previous else None
-            if manifest.get("previous_manifest_sha256") != expected_prev:
-                problems.append(
-                    f"{MANIFEST_FILE}: previous_manifest_sha256 does not match the ledger's "
-                    "previous entry for this run"
-                )
-    return VerifyReport(not problems, problems, sealed, final, len(chain.entries))
+            problems.extend(_check_entry(manifest, manifest_sha, final, entry, previous, where))
+    return VerifyReport(
+        not problems, problems, sealed, final, len(chain.entries), signer, trust, archived
+    )
+
+
+def _check_entry(
+    manifest: dict[str, Any],
+    manifest_sha: str | None,
+    final: bool,
+    entry: dict[str, Any],
+    previous: dict[str, Any] | None,
+    where: str,
+) -> list[str]:
+    """The manifest against the ledger's latest entry for its run (and the one before)."""
+    problems: list[str] = []
+    if entry.get("manifest_sha256") != manifest_sha:
+        problems.append(
+            f"{MANIFEST_FILE}: its sha256 differs from the ledger's latest entry for this run "
+            f"({where} seq {entry.get('seq')}): the manifest was rewritten or replaced"
+        )
+    if entry.get("final") is not final:
+        problems.append(
+            f"{MANIFEST_FILE}: final={final} but the entry in {where} (seq {entry.get('seq')}) "
+            f"says final={entry.get('final')}"
+        )
+    expected_prev = previous.get("manifest_sha256") if previous else None
+    if manifest.get("previous_manifest_sha256") != expected_prev:
+        problems.append(
+            f"{MANIFEST_FILE}: previous_manifest_sha256 does not match the previous entry for "
+            f"this run in {where}"
+        )
+    place = manifest.get("ledger")
+    if place is not None and (
+        not isinstance(place, dict)
+        or place.get("seq") != entry.get("seq")
+        or place.get("prev") != entry.get("prev")
+    ):
+        problems.append(
+            f"{MANIFEST_FILE}: it was sealed as ledger entry {_seq_of(place)}, but {where} holds "
+            f"it as entry {entry.get('seq')} after another entry: the ledger was rebuilt or "
+            "the run moved into another runs directory"
+        )
+    if manifest.get("signer") and entry.get("signer") != manifest["signer"].get("fingerprint"):
+        problems.append(
+            f"{where}: the entry (seq {entry.get('seq')}) names another signer than {MANIFEST_FILE}"
+        )
+    return problems
+
+
+def _seq_of(place: Any) -> Any:
+    return place.get("seq") if isinstance(place, dict) else place
+
+
+def _check_signature(
+    run_dir: Path, manifest: dict[str, Any], manifest_sha: str, allowed_signers: Path | None
+) -> tuple[list[str], dict[str, str] | None, str]:
+    """The seal's signature: SHA256SUMS lists exactly the manifest's files and manifest.json,
+    and SHA256SUMS.sig is its signer's signature (allowed_signers, namespace seal@...)."""
+    claimed = manifest.get("signer")
+    if not isinstance(claimed, dict) or not isinstance(claimed.get("principal"), str):
+        return (
+            [
+                f"{MANIFEST_FILE}: the seal is not signed: anyone able to run this code could "
+                "have written it (seal again with the operator's key)"
+            ],
+            None,
+            "",
+        )
+    problems: list[str] = []
+    try:
+        sums = _read_regular(run_dir / SUMS_FILE)
+    except OSError:
+        return (
+            [f"{SUMS_FILE}: missing or unreadable: the seal's signature cannot be checked"],
+            None,
+            "",
+        )
+    if sums != sums_bytes(manifest["files"], manifest_sha):
+        problems.append(f"{SUMS_FILE}: does not list exactly the manifest's files and digests")
+    try:
+        signature = _read_regular(run_dir / SUMS_SIG_FILE)
+    except OSError:
+        return (
+            [*problems, f"{SUMS_SIG_FILE}: missing or unreadable: the seal is not signed"],
+            None,
+            "",
+        )
+    env = os.environ.get(ALLOWED_SIGNERS_ENV)
+    if allowed_signers is not None:
+        trust_path = Path(allowed_signers)
+        trust = f"{trust_path} (given)"
+    elif env:
+        trust_path = Path(env)
+        trust = f"{trust_path} (${ALLOWED_SIGNERS_ENV})"
+    else:
+        trust_path = run_dir / TRUST_FILE
+        trust = f"the record's own {TRUST_FILE}"
+    try:
+        trust_sha = hashlib.sha256(_read_regular(trust_path)).hexdigest()
+    except OSError:
+        return (
+            [
+                *problems,
+                f"{trust_path}: no allowed_signers to check the seal's signature against (pass "
+                "--allowed-signers FILE)",
+            ],
+            None,
+            trust,
+        )
+    trust += f", sha256 {trust_sha[:16]}…"
+    at = None
+    with suppress(TypeError, ValueError):
+        at = dt.datetime.fromisoformat(str(manifest.get("sealed_at")))
+    try:
+        good = verify_signature(
+            sums, signature, claimed["principal"], SEAL_NAMESPACE, trust_path, at=at
+        )
+    except SigningError as err:
+        return [*problems, f"{SUMS_SIG_FILE}: {err}"], None, trust
+    if good.fingerprint != claimed.get("fingerprint"):
+        problems.append(
+            f"{SUMS_SIG_FILE}: signed by key {good.fingerprint}, but {MANIFEST_FILE} names "
+            f"{claimed.get('fingerprint')}"
+        )
+    return problems, {**claimed, "principal": good.principal, "key_type": good.key_type}, trust
 
 
 def _check_manifest(
@@ -1444,8 +1696,10 @@ def _check_manifest(
     count: int,
     head: Any,
     digests: dict[str, tuple[str, int]],
+    archived: bool = False,
 ) -> list[str]:
-    """The files and events against the manifest (links and the like: :func:`_check_files`)."""
+    """The files and events against the manifest (links and the like: :func:`_check_files`).
+    An archived copy also holds the archive's ledger files, which no manifest lists."""
     problems: list[str] = []
     if manifest.get("run_id") != run_id:
         problems.append(f"{MANIFEST_FILE}: run_id {manifest.get('run_id')!r} is not {run_id!r}")
@@ -1455,7 +1709,7 @@ def _check_manifest(
         present.add(rel)
         if path.is_symlink() or not path.is_file():
             continue  # named by _check_files
-        if rel not in listed:
+        if rel not in listed and not (archived and rel in _ARCHIVE_FILES):
             problems.append(f"{rel}: not in the manifest (added after the seal)")
     for rel, meta in sorted(listed.items()):
         path = run_dir / rel
@@ -1494,6 +1748,35 @@ def _check_ledger(
     latest = mine[-1] if mine else None
     previous = mine[-2] if len(mine) > 1 else None
     return chain.problems, latest, previous
+
+
+def _check_ledger_entries(
+    path: Path, run_id: str
+) -> tuple[list[str], dict[str, Any] | None, dict[str, Any] | None]:
+    """An archived copy's ledger lines (only this run's, so not linked to each other): each
+    entry's own hash, its run, increasing seq; the latest entry and the one before it."""
+    try:
+        raw = _read_regular(path)
+    except OSError:
+        return [f"{LEDGER_ENTRIES_FILE}: unreadable"], None, None
+    problems: list[str] = []
+    mine: list[dict[str, Any]] = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        entry = _parse_line(line)
+        if entry is None:
+            problems.append(f"{LEDGER_ENTRIES_FILE}: line {number} is not a ledger entry")
+            continue
+        if entry_hash({k: v for k, v in entry.items() if k != "hash"}) != entry["hash"]:
+            problems.append(f"{LEDGER_ENTRIES_FILE}: line {number}: its hash does not match")
+        if entry.get("run_id") != run_id:
+            problems.append(f"{LEDGER_ENTRIES_FILE}: line {number} is another run's entry")
+            continue
+        if mine and not int(entry.get("seq", 0)) > int(mine[-1].get("seq", 0)):
+            problems.append(f"{LEDGER_ENTRIES_FILE}: line {number}: seq does not increase")
+        mine.append(entry)
+    latest = mine[-1] if mine else None
+    previous = mine[-2] if len(mine) > 1 else None
+    return problems, latest, previous
 
 
 def check_integrity(run_dir: Path, allow_unrecorded: Collection[str] = ()) -> list[str]:

@@ -173,6 +173,41 @@ _DECODED = {
     "&#61": "=",
 }
 _RE_DATA_URI = re.compile(r"data:(?:image|video|audio)/[\w.+-]+;base64,[A-Za-z0-9+/=\s]+")
+# public SSH material: an armored signature (approvals, seals) and a public key line; masked
+# only when the base64 really is one (it decodes to SSHSIG, or to the key's own type name)
+_RE_SSH_SIGNATURE = re.compile(
+    r"-----BEGIN SSH SIGNATURE-----(?P<body>[A-Za-z0-9+/=\s]+)-----END SSH SIGNATURE-----"
+)
+_RE_SSH_PUBLIC_KEY = re.compile(
+    r"(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|"
+    r"sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) "
+    r"(?P<body>AAAA[A-Za-z0-9+/=]+)"
+)
+
+
+def _mask_public_ssh(text: str) -> str:
+    """``text`` with genuine SSH signatures and public keys blanked out: they are public
+    (a signature and a public key reveal no secret) and base64, which would look random."""
+
+    def decoded(body: str) -> bytes:
+        try:
+            return base64.b64decode("".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return b""
+
+    def signature(m: re.Match[str]) -> str:
+        return " " * len(m.group()) if decoded(m.group("body"))[:6] == b"SSHSIG" else m.group()
+
+    def public_key(m: re.Match[str]) -> str:
+        kind = m.group("type").encode()
+        head = len(kind).to_bytes(4, "big") + kind
+        return " " * len(m.group()) if decoded(m.group("body")).startswith(head) else m.group()
+
+    if "SSH SIGNATURE" in text:
+        text = _RE_SSH_SIGNATURE.sub(signature, text)
+    if "AAAA" in text:
+        text = _RE_SSH_PUBLIC_KEY.sub(public_key, text)
+    return text
 
 
 class _Decoded:
@@ -570,7 +605,7 @@ def findings(
     if not _RE_WORTH_A_LOOK.search(scanned):
         return _located(text, found, len(prefix))
     decoded = _Decoded(scanned)
-    masked = _RE_DATA_URI.sub(lambda m: " " * len(m.group()), decoded.text)
+    masked = _mask_public_ssh(_RE_DATA_URI.sub(lambda m: " " * len(m.group()), decoded.text))
     inner = _Found()
     _scan_decoded(masked, inner, frozenset(fingerprints))
     for s, e, kind, what in inner.items:

@@ -41,6 +41,7 @@ __all__ = [
     "SEAL_NAMESPACE",
     "AllowedSigner",
     "SignatureInvalid",
+    "Signer",
     "SignerKey",
     "SigningError",
     "Verified",
@@ -84,6 +85,25 @@ class SignerKey:
     public_key: str  # "ssh-ed25519 AAAA..." (type and base64 blob, no comment)
     fingerprint: str  # "SHA256:..." as ssh-keygen -l prints it
     key_type: str
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A key and the principal allowed_signers names for it: what signs a seal."""
+
+    key: SignerKey
+    principal: str
+
+    def sign(self, data: bytes, namespace: str) -> bytes:
+        return sign(self.key, data, namespace)
+
+    def describe(self) -> dict[str, str]:
+        """What a manifest says about its signer (public information only)."""
+        return {
+            "principal": self.principal,
+            "fingerprint": self.key.fingerprint,
+            "key_type": self.key.key_type,
+        }
 
 
 @dataclass(frozen=True)

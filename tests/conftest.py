@@ -8,6 +8,7 @@ not see each other's changes. All processes are stopped when the session ends.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from runbook_lib.sandbox import SandboxInfo, sandbox_process
 from runbook_lib.secrets_scan import fingerprints_in_events_bytes, scan_path
+from tests import keys
 
 # the host's AWS settings that must never reach a test (nor a kernel it starts)
 HOST_AWS_VARS = (
@@ -41,6 +43,12 @@ def isolate_aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Seals are checked against the test keys' allowed_signers (tests/keys.py): set for the
+    whole process (a test's monkeypatch.undo() must not take it away), subprocesses inherit it."""
+    os.environ["RUNBOOK_ALLOWED_SIGNERS"] = str(keys.allowed_signers())
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ from runbook_lib.aws import AwsContext
 from runbook_lib.errors import ParameterError, PreconditionError, RunbookError
 from runbook_lib.record import LEDGER_FILE, MANIFEST_FILE, RunRecord
 from runbook_lib.sandbox import SandboxInfo
+from tests.keys import signer
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policies" / "runbook-archive.json"
@@ -43,7 +44,7 @@ def make_run(runs_dir: Path, run_id: str = RUN_ID, *, final: bool | None = True)
     record.write_json("snapshots/before.json", {"root_mfa": True, "devices": ["virtual"]})
     record.write_text("notebooks/01-preflight.ipynb", json.dumps({"cells": [], "nbformat": 4}))
     if final is not None:
-        record.seal(final=final)
+        record.seal(final=final, signer=signer())
     return record
 
 
@@ -135,7 +136,7 @@ def test_ledger_entries_are_this_runs_lines_only(
     rec = make_run(runs, RUN_ID, final=False)
     make_run(runs, "20261126T060000Z-0002")
     rec.append("step.started", "remove")
-    rec.seal(final=True)  # two entries for this run, interleaved with the others'
+    rec.seal(final=True, signer=signer())  # two entries for this run, interleaved with the others'
 
     result = archive_run(rec.path, f"s3://{BUCKET}", 1, aws=context(standalone))
 

@@ -16,6 +16,7 @@ from runbook_lib.errors import PreconditionError
 from runbook_lib.record import RunRecord, verify
 from runbook_lib.sandbox import SandboxInfo
 from runbook_lib.secrets_scan import fingerprint
+from tests.keys import signer
 
 from .test_archive import BUCKET, RUN_ID, all_versions, context, make_run
 
@@ -57,7 +58,7 @@ def sealed_with_secret(runs: Path, monkeypatch: pytest.MonkeyPatch, text: str) -
     record.record_file("notebooks/01.ipynb")
     with monkeypatch.context() as m:
         m.setattr(record_module, "file_findings", lambda *a, **k: [])
-        record.seal(final=True)
+        record.seal(final=True, signer=signer())
     assert verify(record.path).ok
     return record
 

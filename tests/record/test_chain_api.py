@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from runbook_lib.record import EVENTS_FILE, RUN_FILE, RecordError, RunRecord, verify
+from tests.keys import signer
 
 from .helpers import dump, events_path, lines, make_run, rehash, write_lines
 
@@ -205,7 +206,7 @@ def test_check_and_append_is_atomic_across_processes(tmp_path: Path) -> None:
     assert results == ["refused"] * 7 + ["started"]
     starts = [e for e in rec.events() if e["type"] == "step.started" and e["step"] == "01"]
     assert len(starts) == 1
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok
 
 

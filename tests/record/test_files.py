@@ -23,6 +23,7 @@ from runbook_lib.record import (
     RunSealedError,
     verify,
 )
+from tests.keys import signer
 
 from .helpers import NOTEBOOK, events_path, ledger_path, make_run
 
@@ -82,16 +83,16 @@ def test_relpath_is_recorded_normalized(tmp_path: Path) -> None:
     rec = RunRecord.create(tmp_path / "runs", {})
     rec.write_text("snapshots/./x.txt", "x")
     assert file_events(rec)[0]["data"]["path"] == "snapshots/x.txt"  # type: ignore[index]
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok, verify(rec.path).problems
 
 
 def test_rewriting_a_file_records_each_version_and_verifies(tmp_path: Path) -> None:
     rec = RunRecord.create(tmp_path / "runs", {})
     rec.write_text("report.html", "<p>one</p>")
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     rec.write_text("report.html", "<p>two, longer</p>")
-    rec.seal()
+    rec.seal(signer=signer())
     assert len(file_events(rec)) == 2
     report = verify(rec.path)
     assert report.ok, report.problems
@@ -153,7 +154,7 @@ def test_record_file_tightens_mode_and_appends_file_recorded(tmp_path: Path) -> 
     assert event["type"] == "file.recorded" and event["step"] == "remove"
     assert event["data"] == {"path": NB, "sha256": sha(data), "size": len(data)}
     assert rec.events()[-1] == event
-    rec.seal()
+    rec.seal(signer=signer())
     report = verify(rec.path)
     assert report.ok, report.problems
 
@@ -225,7 +226,7 @@ def test_record_file_refuses_paths_outside_and_the_records_own(
 
 def test_record_file_is_refused_after_the_final_seal(tmp_path: Path) -> None:
     rec = RunRecord.create(tmp_path / "runs", {})
-    rec.seal()
+    rec.seal(signer=signer())
     path = papermill_writes(rec, NB, "{}", mode=0o644)
     with pytest.raises(RunSealedError):
         rec.record_file(NB)
@@ -251,7 +252,7 @@ def test_move_aside_keeps_the_earlier_attempt_and_verifies(tmp_path: Path) -> No
     }
     papermill_writes(rec, NB, '{"attempt": 2}')  # the re-execution writes the old name again
     rec.record_file(NB, step="remove")
-    rec.seal()
+    rec.seal(signer=signer())
     report = verify(rec.path)
     assert report.ok, report.problems
     # the moved-aside file is still guarded under its new name
@@ -306,7 +307,7 @@ def test_verify_names_files_that_disagree_with_the_chain_even_if_the_manifest_ag
     (rec.path / "snapshots/planted.json").write_text("{}")
     (rec.path / NB).unlink()
     monkeypatch.setattr(record_mod, "_check_files", lambda *a, **k: [])
-    rec.seal()
+    rec.seal(signer=signer())
     monkeypatch.undo()
     report = verify(rec.path)
     assert sorted(report.problems) == [
@@ -320,13 +321,13 @@ def test_verify_names_files_that_disagree_with_the_chain_even_if_the_manifest_ag
 
 def test_checkpoint_then_edit_then_reseal_is_caught(tmp_path: Path) -> None:
     rec = make_run(tmp_path / "runs")
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     assert verify(rec.path).ok
     (rec.path / "snapshots/before.json").write_text('{"mfa_devices": []}\n')
     before = state(rec)
     manifest = (rec.path / MANIFEST_FILE).read_bytes()
     with pytest.raises(RecordError) as err:
-        rec.seal(final=False)
+        rec.seal(final=False, signer=signer())
     assert "snapshots/before.json: differs from what the event chain recorded" in str(err.value)
     assert "Nothing was written" in str(err.value)
     assert state(rec) == before and (rec.path / MANIFEST_FILE).read_bytes() == manifest
@@ -345,7 +346,7 @@ def test_seal_refuses_every_disagreement_and_names_each_file(tmp_path: Path, fin
     (rec.path / "link").symlink_to(tmp_path)  # not a file at all
     before = state(rec)
     with pytest.raises(RecordError) as err:
-        rec.seal(final=final)
+        rec.seal(final=final, signer=signer())
     message = str(err.value)
     for name in ("notebooks/02-verify.ipynb", "snapshots/before.json", NB, "link"):
         assert name in message
@@ -358,7 +359,7 @@ def test_seal_refuses_every_disagreement_and_names_each_file(tmp_path: Path, fin
     rec.record_file("notebooks/02-verify.ipynb")
     rec.write_json("snapshots/before.json", {"mfa_devices": []})
     rec.write_text(NB, json.dumps(NOTEBOOK))
-    rec.seal(final=final)
+    rec.seal(final=final, signer=signer())
     report = verify(rec.path)
     assert report.ok, report.problems
 

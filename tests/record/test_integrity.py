@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.record import MANIFEST_FILE, RUN_FILE, RunRecord, check_integrity
+from tests.keys import signer
 
 from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, write_lines
 
@@ -33,12 +34,12 @@ def rec(tmp_path: Path) -> RunRecord:
 
 
 def test_clean_runs_have_no_problems_at_every_stage(rec: RunRecord) -> None:
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     assert check_integrity(rec.path) == []
     rec.append("run.resumed", None)  # events after the checkpoint are normal for a resumed run
     rec.write_text("report.html", "<p>later</p>")
     assert check_integrity(rec.path) == []
-    rec.seal()
+    rec.seal(signer=signer())
     assert check_integrity(rec.path) == []
 
 
@@ -125,7 +126,7 @@ def test_broken_events_chain_is_named(rec: RunRecord) -> None:
 
 
 def test_broken_ledger_chain_is_named(rec: RunRecord) -> None:
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     path = ledger_path(rec)
     entry = json.loads(lines(path)[0])
     entry["final"] = True
@@ -135,7 +136,7 @@ def test_broken_ledger_chain_is_named(rec: RunRecord) -> None:
 
 
 def test_manifest_the_ledger_does_not_point_at_is_named(rec: RunRecord) -> None:
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     manifest_path = rec.path / MANIFEST_FILE
     manifest = json.loads(manifest_path.read_text())
     manifest["sealed_at"] = "2026-01-01T00:00:00+00:00"
@@ -145,7 +146,7 @@ def test_manifest_the_ledger_does_not_point_at_is_named(rec: RunRecord) -> None:
 
 
 def test_manifest_without_a_ledger_entry_is_named(rec: RunRecord) -> None:
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     ledger_path(rec).unlink()
     problems = check_integrity(rec.path)
     assert problems == [only(problems, "ledger.jsonl", "no entry for run", rec.run_id)]
@@ -154,7 +155,7 @@ def test_manifest_without_a_ledger_entry_is_named(rec: RunRecord) -> None:
 def test_events_rewritten_before_the_checkpoint_are_named(rec: RunRecord) -> None:
     """A chain rewritten from the start links up and its files still match, but the checkpoint's
     events.head no longer names its event."""
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     rec.append("run.resumed", None)
     path = events_path(rec)
     events = [json.loads(line) for line in lines(path)]
@@ -172,7 +173,7 @@ def test_events_rewritten_before_the_checkpoint_are_named(rec: RunRecord) -> Non
 
 
 def test_events_deleted_before_the_checkpoint_are_named(rec: RunRecord) -> None:
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     path = events_path(rec)
     write_lines(path, lines(path)[:-2])
     problems = check_integrity(rec.path)
@@ -180,7 +181,7 @@ def test_events_deleted_before_the_checkpoint_are_named(rec: RunRecord) -> None:
 
 
 def test_files_against_the_chain_and_allow_unrecorded(rec: RunRecord) -> None:
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     (rec.path / "notebooks" / "02-verify.ipynb").write_text("{}")  # papermill, not recorded
     os.chmod(rec.path / "notebooks" / "02-verify.ipynb", 0o600)
     (rec.path / NB).write_text("{}")  # edited

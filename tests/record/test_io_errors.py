@@ -29,6 +29,7 @@ from runbook_lib.record import (
     _read_chain,
     verify,
 )
+from tests.keys import signer
 
 from .helpers import events_path, make_run
 
@@ -105,7 +106,7 @@ def assert_clean_failure(
 
 def test_disk_full_every_write_fails_cleanly_then_resumes(small_fs: Path) -> None:
     rec = make_run(small_fs / "runs")
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     filler = small_fs / "filler"
     fill(filler)
     before = snapshot(rec)
@@ -127,7 +128,7 @@ def test_disk_full_every_write_fails_cleanly_then_resumes(small_fs: Path) -> Non
     assert_clean_failure(err, rec, errno.ENOSPC)
     assert snapshot(rec) == before
     with pytest.raises(RecordIOError) as err:
-        rec.seal()
+        rec.seal(signer=signer())
     assert_clean_failure(err, rec, errno.ENOSPC)
     assert snapshot(rec) == before  # no ledger entry, the checkpoint's manifest untouched
     assert not rec.sealed_final
@@ -136,7 +137,7 @@ def test_disk_full_every_write_fails_cleanly_then_resumes(small_fs: Path) -> Non
     rec.append("run.resumed", None)
     rec.write_json("snapshots/after.json", {"mfa_devices": []})
     rec.update_run(status="done")
-    rec.seal()
+    rec.seal(signer=signer())
     report = verify(rec.path)
     assert report.ok, report.problems
 
@@ -157,7 +158,7 @@ def test_read_only_file_system_every_write_fails_cleanly(small_fs: Path) -> None
             ("record_file", lambda: rec.record_file("notebooks/02-verify.ipynb")),
             ("move_aside", lambda: rec.move_aside(NB, "notebooks/01-remove.1.ipynb")),
             ("update_run", lambda: rec.update_run(status="done")),
-            ("seal", lambda: rec.seal()),
+            ("seal", lambda: rec.seal(signer=signer())),
         ]
         for name, call in calls:
             with pytest.raises(RecordIOError) as err:
@@ -168,7 +169,7 @@ def test_read_only_file_system_every_write_fails_cleanly(small_fs: Path) -> None
     finally:
         assert _mount(["-o", "remount,rw", str(small_fs)]).returncode == 0
     rec.record_file("notebooks/02-verify.ipynb")
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok
 
 
@@ -207,7 +208,7 @@ def test_file_too_large_is_cut_back_in_a_child_process(tmp_path: Path) -> None:
     assert out["size"] == len(before)
     assert events_path(rec).read_bytes() == before
     rec.append("evidence.cloudtrail", "verify", blob="x" * 5000)
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok
 
 
@@ -236,7 +237,7 @@ def test_fsync_failure_takes_the_written_line_back(
     assert events_path(rec).read_bytes() == before
     monkeypatch.undo()
     rec.append("step.started", "verify")
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok
 
 
@@ -282,16 +283,16 @@ def test_manifest_not_put_in_place_takes_the_ledger_entry_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rec = make_run(tmp_path / "runs")
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     before = snapshot(rec)
     assert LEDGER_FILE in before
     failed = _fail_for(monkeypatch, "replace", MANIFEST_FILE)
     with pytest.raises(RecordIOError):
-        rec.seal()
+        rec.seal(signer=signer())
     assert failed and snapshot(rec) == before
     assert not list(rec.path.glob(".*"))
     monkeypatch.undo()
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok
 
 

@@ -27,6 +27,7 @@ from runbook_lib.record import (
     list_runs,
     verify,
 )
+from tests.keys import signer
 
 from .helpers import FAKE_SECRET_KEY, FAKE_SEED, FAKE_SESSION_TOKEN, make_run
 
@@ -56,7 +57,7 @@ def test_round_trip_create_append_seal_verify(tmp_path: Path) -> None:
     assert not report.ok and not report.sealed and report.events == 2
     assert any("not sealed" in p for p in report.problems)
 
-    manifest = rec.seal()
+    manifest = rec.seal(signer=signer())
     assert manifest["final"] is True and manifest["previous_manifest_sha256"] is None
     assert manifest["events"] == {"count": 2, "head": events[1]["hash"]}
     assert set(manifest["files"]) == {RUN_FILE, EVENTS_FILE, "run.json.lock"}
@@ -70,12 +71,12 @@ def test_round_trip_create_append_seal_verify(tmp_path: Path) -> None:
 
 def test_checkpoint_seals_chain_and_final_seal_refuses_more(tmp_path: Path) -> None:
     rec = make_run(tmp_path / "runs")
-    first = rec.seal(final=False)
+    first = rec.seal(final=False, signer=signer())
     assert verify(rec.path).ok and not rec.sealed_final
     rec.append("step.started", "verify")  # a resumed run continues after a checkpoint
     assert not verify(rec.path).ok  # events changed since the checkpoint seal
     rec.write_json("snapshots/after.json", {"mfa_devices": []})
-    second = rec.seal(final=True)
+    second = rec.seal(final=True, signer=signer())
     first_sha = json.loads((rec.runs_dir / LEDGER_FILE).read_text().splitlines()[0])
     assert second["previous_manifest_sha256"] == first_sha["manifest_sha256"]
     # the appended event and write_json's file.written
@@ -88,7 +89,7 @@ def test_checkpoint_seals_chain_and_final_seal_refuses_more(tmp_path: Path) -> N
     with pytest.raises(RunSealedError, match="sealed"):
         RunRecord.open(rec.path).append("step.started", "late")
     with pytest.raises(RunSealedError, match="sealed"):
-        rec.seal(final=True)
+        rec.seal(final=True, signer=signer())
     with pytest.raises(RunSealedError, match="sealed"):
         rec.write_json("late.json", {})
     with pytest.raises(RunSealedError, match="sealed"):
@@ -160,9 +161,9 @@ def umask(request: pytest.FixtureRequest) -> Iterator[None]:
 def test_modes_are_0700_and_0600_whatever_the_umask(tmp_path: Path) -> None:
     rec = make_run(tmp_path / "runs")
     rec.write_json("deep/er/still.json", [1])
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     rec.update_run(status="done")
-    rec.seal()
+    rec.seal(signer=signer())
     checked = 0
     for path in [tmp_path / "runs", *sorted((tmp_path / "runs").rglob("*"))]:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -196,7 +197,7 @@ def test_concurrent_appends_from_two_processes_keep_one_chain(tmp_path: Path) ->
     assert [e["seq"] for e in events] == list(range(1, 2 * n + 2))
     for name in ("runner", "kernel"):
         assert [e["data"]["i"] for e in events if e["step"] == name] == list(range(n))
-    rec.seal()
+    rec.seal(signer=signer())
     report = verify(rec.path)
     assert report.ok, report.problems[:5]
 
@@ -260,7 +261,7 @@ def test_list_runs(tmp_path: Path) -> None:
     a = RunRecord.create(runs, {"parameters": {"account_id": "111111111111"}}, run_id="20261126T1")
     RunRecord.create(runs, {}, run_id="20261126T3")
     b.update_run(status="halted", halted_at="approve-removal")
-    b.seal(final=False)
+    b.seal(final=False, signer=signer())
     (runs / "not-a-run").mkdir()
     (runs / "stray.txt").write_text("x")
     listed = list_runs(runs)

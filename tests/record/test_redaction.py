@@ -19,6 +19,7 @@ from runbook_lib.record import (
     verify,
 )
 from runbook_lib.secrets_scan import fingerprint, scan_path
+from tests.keys import signer
 
 from .test_secrets_scan import KEY_ID, SANDBOX_KEY, SANDBOX_TOKEN, debug_log_notebook
 
@@ -84,7 +85,7 @@ def test_record_file_redacts_then_records(tmp_path: Path) -> None:
     assert event["seq"] == redacted[-1]["seq"] + 1
     assert event["data"]["size"] == path.stat().st_size
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    rec.seal()
+    rec.seal(signer=signer())
     assert verify(rec.path).ok
     assert scan_path(rec.path, fingerprints=rec.secret_fingerprints()) == []
     for file in rec.path.rglob("*"):
@@ -114,7 +115,7 @@ def test_seal_redacts_files_others_wrote(tmp_path: Path) -> None:
         "notebooks/attempts/01-remove-device.attempt-1.ipynb",
         "notebooks/attempts/kept.ipynb",
     )
-    manifest = rec.seal(final=False)
+    manifest = rec.seal(final=False, signer=signer())
     assert verify(rec.path).ok
     assert scan_path(rec.path, fingerprints=rec.secret_fingerprints()) == []
     redacted = events_of(rec, "secret.redacted")
@@ -124,7 +125,7 @@ def test_seal_redacts_files_others_wrote(tmp_path: Path) -> None:
     assert recorded.count(NOTEBOOK) == 2
     assert "[REDACTED" in (rec.path / NOTEBOOK).read_text()
     assert manifest["files"][NOTEBOOK]["size"] == (rec.path / NOTEBOOK).stat().st_size
-    rec.seal()  # nothing left to redact: no new event
+    rec.seal(signer=signer())  # nothing left to redact: no new event
     assert len(events_of(rec, "secret.redacted")) == len(redacted)
 
 
@@ -137,7 +138,7 @@ def test_seal_refuses_when_a_file_the_record_wrote_holds_a_secret(tmp_path: Path
     rec.append("credentials.fingerprinted", secret_fingerprints=[fingerprint(SANDBOX_KEY)])
     events = (rec.path / EVENTS_FILE).read_bytes()
     with pytest.raises(RecordError, match="files the record wrote itself") as err:
-        rec.seal()
+        rec.seal(signer=signer())
     message = str(err.value)
     assert (
         "events.jsonl: secret-access-key" in message and "notes.txt: secret-access-key" in message
@@ -155,7 +156,7 @@ def test_seal_leaves_a_tampered_file_to_the_integrity_check(tmp_path: Path) -> N
     nb = rec.path / NOTEBOOK
     nb.write_text(nb.read_text() + " ")  # edited behind the record's back
     with pytest.raises(RecordError, match="differs from what the event chain recorded"):
-        rec.seal()
+        rec.seal(signer=signer())
     assert events_of(rec, "secret.redacted") == []
     shutil.rmtree(rec.path)
 

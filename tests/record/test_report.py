@@ -7,6 +7,7 @@ from pathlib import Path
 
 from runbook_lib.record import EVENTS_FILE, RUN_FILE, RunRecord
 from runbook_lib.report import render_html
+from tests.keys import signer
 
 from .helpers import make_run
 
@@ -15,7 +16,7 @@ def test_event_data_is_escaped_and_the_page_is_self_contained(tmp_path: Path) ->
     rec = make_run(tmp_path / "runs")
     rec.append("evidence.note", "verify", text="<script>alert('x')</script>", who='"><img>')
     rec.write_json("snapshots/after.json", {"mfa_devices": [], "<b>key</b>": "<i>v</i>"})
-    rec.seal()
+    rec.seal(signer=signer())
     page = render_html(rec.path)
     assert "<script" not in page.lower()
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
@@ -33,7 +34,7 @@ def test_halted_run_without_after_snapshot(tmp_path: Path) -> None:
     rec = make_run(tmp_path / "runs")
     rec.append("gate.halted", "approve-removal", who="bob@example.com", what="not approved")
     rec.update_run(status="halted", halted_at="approve-removal")
-    rec.seal(final=False)
+    rec.seal(final=False, signer=signer())
     page = render_html(rec.path)
     assert "halted" in page and "approve-removal" in page
     assert "snapshots/after.json: missing" in page
@@ -43,7 +44,7 @@ def test_halted_run_without_after_snapshot(tmp_path: Path) -> None:
 
 def test_tampered_and_broken_runs_still_render(tmp_path: Path) -> None:
     rec = make_run(tmp_path / "runs")
-    rec.seal()
+    rec.seal(signer=signer())
     (rec.path / "snapshots" / "before.json").write_text("{not json")
     page = render_html(rec.path)
     assert "NOT VERIFIED" in page and "snapshots/before.json: changed" in page
@@ -64,5 +65,5 @@ def test_page_written_into_the_record_at_sealing_points_to_verify(tmp_path: Path
     assert "NOT verified" not in page and "NOT VERIFIED" not in page
     assert "runbook verify" in page and rec.events()[-1]["hash"] in page
     rec.write_text("report.html", page)
-    rec.seal()
+    rec.seal(signer=signer())
     assert "NOT verified" in render_html(tmp_path / "runs" / "missing")  # a real check still

@@ -19,6 +19,7 @@ from runbook_lib.record import (
     RunRecord,
     verify,
 )
+from tests.keys import signer
 
 from .helpers import make_run
 
@@ -99,7 +100,7 @@ def test_new_runs_dir_and_its_parents_are_0700_under_umask_000(tmp_path: Path) -
     top = tmp_path / "top"
     runs = top / "deep" / "runs"
     rec = make_run(runs)
-    rec.seal()
+    rec.seal(signer=signer())
     for path in (top, top / "deep", runs, rec.path, rec.path / "snapshots"):
         assert mode(path) == 0o700, f"{path}: {oct(mode(path))}"
     files = [p for p in runs.rglob("*") if p.is_file()]
@@ -149,7 +150,7 @@ def test_append_through_a_planted_events_link_is_refused(tmp_path: Path) -> None
     with pytest.raises(RecordError, match="symbolic link"):
         rec.write_json("snapshots/after.json", {})
     with pytest.raises(RecordError, match="symbolic link"):
-        rec.seal()
+        rec.seal(signer=signer())
     assert outside.read_bytes() == data
     assert not (rec.path / "snapshots" / "after.json").exists()
     assert any("symbolic link" in p for p in verify(rec.path).problems)
@@ -163,7 +164,7 @@ def test_writes_through_a_planted_lock_link_are_refused(tmp_path: Path) -> None:
     for call in (
         lambda: rec.update_run(status="x"),
         lambda: rec.write_text("notes.txt", "x"),
-        lambda: rec.seal(),
+        lambda: rec.seal(signer=signer()),
     ):
         with pytest.raises(RecordError, match="symbolic link"):
             call()
@@ -176,7 +177,7 @@ def test_seal_through_a_planted_ledger_link_is_refused(tmp_path: Path) -> None:
     outside = tmp_path / "outside-ledger.jsonl"
     plant(rec, rec.runs_dir / LEDGER_FILE, outside)
     with pytest.raises(RecordError, match="symbolic link"):
-        rec.seal()
+        rec.seal(signer=signer())
     assert outside.read_bytes() == b""
     assert not (rec.path / "manifest.json").exists()
 

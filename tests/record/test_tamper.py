@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.record import MANIFEST_FILE, RunRecord, verify
+from tests.keys import signer
 
 from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, write_lines
 
@@ -16,7 +17,7 @@ from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, wr
 @pytest.fixture
 def sealed(tmp_path: Path) -> RunRecord:
     rec = make_run(tmp_path / "runs")
-    rec.seal()
+    rec.seal(signer=signer())
     report = verify(rec.path)
     assert report.ok, report.problems  # the baseline every tamper case starts from
     return rec
@@ -125,7 +126,7 @@ def test_torn_last_line_is_its_own_problem_and_append_recovers(tmp_path: Path) -
     after = rec.append("run.resumed", None)  # the torn fragment is closed off, not glued to
     assert after["seq"] == n + 1 and after["prev"] == rec.events()[-2]["hash"]
     assert path.read_bytes().count(b"\n") == n + 2
-    rec.seal()
+    rec.seal(signer=signer())
     report = verify(rec.path)
     assert [p for p in report.problems if f"line {n + 1}" in p] == [
         f"events.jsonl line {n + 1}: not a valid entry (torn or edited)"
@@ -170,8 +171,10 @@ def test_manifest_rewritten_to_match_a_tampered_file_is_caught_by_the_ledger(
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     report = verify(sealed.path)
-    assert report.problems == [  # the ledger catches the manifest, the event chain the file
+    assert report.problems == [  # the ledger catches the manifest, the event chain the file,
+        # and the signed SHA256SUMS no longer lists the manifest's digests
         "snapshots/before.json: differs from what the event chain recorded (edited)",
+        "SHA256SUMS: does not list exactly the manifest's files and digests",
         next(p for p in report.problems if "ledger" in p and "rewritten" in p),
     ], report.problems
 
@@ -190,10 +193,10 @@ def test_edited_ledger_is_named(sealed: RunRecord) -> None:
 def test_deleted_ledger_entry_is_named(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     other = make_run(runs, run_id="20261126T000000Z-aaaa")
-    other.seal()
+    other.seal(signer=signer())
     rec = make_run(runs)
-    rec.seal(final=False)
-    rec.seal()
+    rec.seal(final=False, signer=signer())
+    rec.seal(signer=signer())
     assert verify(rec.path).ok and verify(other.path).ok
     path = ledger_path(rec)
     old = lines(path)
@@ -207,7 +210,7 @@ def test_manifest_of_another_run_is_named(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     a = make_run(runs, run_id="20261126T000000Z-aaaa")
     b = make_run(runs, run_id="20261126T000000Z-bbbb")
-    a.seal()
-    b.seal()
+    a.seal(signer=signer())
+    b.seal(signer=signer())
     (b.path / MANIFEST_FILE).write_bytes((a.path / MANIFEST_FILE).read_bytes())
     problems_with(b, "manifest.json", "run_id")
