@@ -38,6 +38,7 @@ approvers, whether the operator may approve their own plan): every problem is re
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -65,6 +66,7 @@ __all__ = [
     "PlanFileInvalid",
     "Policy",
     "approval_file_name",
+    "sk_flags",
     "build_statement",
     "content_digest",
     "digest_content",
@@ -523,6 +525,7 @@ def read_approval(
     allowed_signers: Path,
     now: dt.datetime | None = None,
     plan_file_sha256: str | None = None,
+    issued_at: str | None = None,
 ) -> Approval:
     """One approval file, verified; :class:`ApprovalError` (one line, what to do) otherwise."""
     now = now or dt.datetime.now(dt.UTC)
@@ -556,6 +559,12 @@ def read_approval(
             f"approval {name} by {approver} is dated {fields['approved-at']}, in the future: the "
             "approver's clock is wrong; they fix it and approve again"
         )
+    if issued_at is not None and approved_at < dt.datetime.fromisoformat(issued_at) - CLOCK_SKEW:
+        raise ApprovalError(
+            f"approval {name} by {approver} is dated {fields['approved-at']}, before the plan "
+            f"was issued ({issued_at}): backdated, or the approver's clock is wrong; they fix "
+            "it and approve again"
+        )
     try:
         expires = dt.datetime.fromisoformat(fields["plan-expires"])
     except ValueError:
@@ -579,6 +588,14 @@ def read_approval(
             f"approval {name} by {approver}: signature refused ({err}); not counted: the "
             "approver signs again with a key allowed_signers lists for them (runbook approve)"
         ) from err
+    flags = sk_flags(signature)
+    if flags is not None and not flags & SK_USER_PRESENT:
+        raise ApprovalError(
+            f"approval {name} by {approver}: made by hardware key {verified.fingerprint} without "
+            "a touch (no user presence); not counted: the approver signs again and touches the "
+            "key when asked (an approval needs the touch: a key made with no-touch-required "
+            "cannot approve)"
+        )
     if verified.principal != approver:
         raise ApprovalError(
             f"approval {name} names {approver} but verified for {verified.principal}: not "
@@ -607,6 +624,42 @@ def read_approval(
     )
 
 
+SK_USER_PRESENT = 0x01
+
+
+def _ssh_string(raw: bytes, offset: int) -> tuple[bytes, int]:
+    if offset + 4 > len(raw):
+        raise ValueError("truncated")
+    length = int.from_bytes(raw[offset : offset + 4], "big")
+    end = offset + 4 + length
+    if end > len(raw):
+        raise ValueError("truncated")
+    return raw[offset + 4 : end], end
+
+
+def sk_flags(signature: bytes) -> int | None:
+    """The authenticator flags of a hardware-backed key's SSH signature (``sk-*`` key types,
+    PROTOCOL.u2f: bit 0 user present), None for other keys or an unreadable signature.
+    ``ssh-keygen -Y verify`` (OpenSSH 9.2) does not require the user-presence flag."""
+    text = signature.decode("ascii", "replace").strip()
+    body = "".join(
+        text.removeprefix(SIGNATURE_BEGIN.decode()).removesuffix(SIGNATURE_END.decode()).split()
+    )
+    try:
+        raw = base64.b64decode(body, validate=True)
+        offset = 10  # "SSHSIG" + uint32 version
+        for _ in range(4):  # public key, namespace, reserved, hash algorithm
+            _, offset = _ssh_string(raw, offset)
+        blob, _ = _ssh_string(raw, offset)
+        key_type, offset = _ssh_string(blob, 0)
+        if not key_type.startswith(b"sk-"):
+            return None
+        _, offset = _ssh_string(blob, offset)
+        return blob[offset] if offset < len(blob) else None
+    except (ValueError, IndexError):
+        return None
+
+
 def verify_approvals(
     files: list[Path],
     plan_digest: str,
@@ -614,10 +667,17 @@ def verify_approvals(
     allowed_signers: Path,
     now: dt.datetime | None = None,
     plan_file_sha256: str | None = None,
+    issued_at: str | None = None,
 ) -> ApprovalSet:
     """Verify every approval file for the plan ``plan_digest`` against ``allowed_signers``
     and count them under ``policy``: the :class:`ApprovalSet`, or :class:`ApprovalRefused`
     listing every problem (each one line, what to do).
+
+    Each signature is verified at its statement's ``approved-at`` (so an allowed_signers
+    ``valid-before`` ends a key's approvals from then on); an approval dated more than
+    :data:`CLOCK_SKEW` after ``now``, before the plan's ``issued_at`` (when given: a key
+    expired since cannot backdate an approval of a newer plan) or after the plan expired is
+    refused. ``plan_file_sha256``, when given, must be the plan file the approval names.
 
     An approval counts once per approver: a second one by the same principal, or by the same
     key under another name, is not counted (``duplicates``; a problem only if too few are
@@ -635,7 +695,13 @@ def verify_approvals(
         try:
             valid.append(
                 read_approval(
-                    Path(path), plan_digest, policy, allowed_signers, now, plan_file_sha256
+                    Path(path),
+                    plan_digest,
+                    policy,
+                    allowed_signers,
+                    now,
+                    plan_file_sha256,
+                    issued_at,
                 )
             )
         except ApprovalError as err:
