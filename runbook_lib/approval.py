@@ -321,8 +321,8 @@ def read_plan_file(
         expired = identity.expired(now)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise PlanFileInvalid(
-            f"plan file {path}: the plan lacks {err} or has a wrong value: not a plan runbook "
-            f"plan made. {ask}"
+            f"plan file {path}: the plan is malformed ({type(err).__name__}: {err}): not a "
+            f"plan runbook plan made. {ask}"
         ) from err
     if "gates" not in digest_content(data):
         _check_gates(path, data, plan, ask)
