@@ -1,6 +1,7 @@
 """The ``runbook`` command line.
 
-  runbook plan -f FILE [-p k=v ...] | --run RUN_DIR         print (and store) a plan, its digest
+  runbook plan -f FILE [-p k=v ...] [--out F] | --run RUN_DIR print, store and write a plan file
+  runbook approve PLAN_FILE --key KEY [--as P] [--out F]     a reviewer signs an approval of it
   runbook run -f FILE [-p k=v ...] [--approve D] [--runs-dir DIR]   execute the steps
   runbook resume RUN_DIR [-p k=v ...] [--approve D]          continue a halted/failed run
   runbook runs [--runs-dir DIR]                              list runs and their status
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -33,7 +35,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ParameterError, RunbookError
-from .terminal import EscapingWriter, escape_controls, out
+from .terminal import EscapingWriter, escape_controls, out, quote
 from .terminal import err as err_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
@@ -77,20 +79,172 @@ def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from .approval import write_plan_file
     from .plan import describe
     from .runner import describe_run, plan_for
 
     if args.run:
-        if args.file or args.param:
-            _err("plan: --run takes no -f/-p (a run keeps its parameters)")
+        if args.file or args.param or args.out:
+            _err("plan: --run takes no -f/-p/--out (a run keeps its parameters)")
             return EXIT_USAGE
         out(describe_run(Path(args.run)))
         return EXIT_OK
     if not args.file:
         _err("plan: -f FILE is required (or --run RUN_DIR)")
         return EXIT_USAGE
+    if args.out and os.path.lexists(args.out):
+        _err(
+            f"plan: {quote(args.out)} exists; a plan file is never overwritten "
+            "(choose another --out)"
+        )
+        return EXIT_USAGE
     _, plan = plan_for(_raw_params(args), save=True)
+    target = Path(args.out) if args.out else Path(f"plan-{plan.digest[:12]}.txt")
+    try:
+        write_plan_file(plan, target)
+    except FileExistsError:
+        _err(f"plan: {quote(str(target))} exists; a plan file is never overwritten (use --out)")
+        return EXIT_USAGE
+    except OSError as error:
+        _err(f"plan: cannot write the plan file {quote(str(target))} ({error.strerror or error})")
+        return EXIT_FAILED
     out(describe(plan))
+    out("")
+    out(f"plan file     {target}")
+    if plan.dry_run:
+        out("next:         a dry run needs no approval; run it with runbook run -f FILE")
+    else:
+        out(
+            f"next:         send it to a reviewer: runbook approve {target} --key ~/.ssh/id_ed25519"
+        )
+    return EXIT_OK
+
+
+def _allowed_signers_for(args: argparse.Namespace, plan: dict[str, Any]) -> Path:
+    from .approval import ApprovalError
+
+    if args.allowed_signers:
+        return Path(args.allowed_signers).expanduser()
+    named = plan.get("parameters", {}).get("allowed_signers")
+    if isinstance(named, str) and named:
+        path = Path(named).expanduser()
+        if path.is_file() and os.access(path, os.R_OK):
+            return path
+        raise ApprovalError(
+            f"approve: the plan's allowed_signers {quote(named)} cannot be read here; pass "
+            "--allowed-signers FILE (the file that lists who may approve)"
+        )
+    raise ApprovalError(
+        "approve: the plan names no allowed_signers; pass --allowed-signers FILE (the file "
+        "that lists who may approve)"
+    )
+
+
+def _approver_principal(args: argparse.Namespace, key: Any, signers_path: Path) -> str:
+    import fnmatch
+
+    from .approval import ApprovalError
+    from .signing import APPROVAL_NAMESPACE, principals_for, read_allowed_signers
+
+    names = principals_for(read_allowed_signers(signers_path), key.public_key, APPROVAL_NAMESPACE)
+    if not names:
+        raise ApprovalError(
+            f"approve: your key {key.fingerprint} is not listed in {signers_path} for namespace "
+            f"{APPROVAL_NAMESPACE}: ask whoever keeps allowed_signers to add it, or use the key "
+            "that is listed"
+        )
+    if args.principal:
+        if any(args.principal == n or fnmatch.fnmatchcase(args.principal, n) for n in names):
+            return str(args.principal)
+        raise ApprovalError(
+            f"approve: {signers_path} lists your key {key.fingerprint} for "
+            f"{', '.join(names)}, not for {quote(args.principal)}"
+        )
+    if len(names) > 1 or any(ch in names[0] for ch in "*?"):
+        raise ApprovalError(
+            f"approve: {signers_path} lists your key for {', '.join(names)}: say which one you "
+            "approve as with --as PRINCIPAL"
+        )
+    return names[0]
+
+
+def _cmd_approve(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .approval import (
+        ApprovalError,
+        approval_file_name,
+        build_statement,
+        read_plan_file,
+        write_new_file,
+    )
+    from .signing import APPROVAL_NAMESPACE, load_key, sign, verify
+
+    plan_path = Path(args.plan_file)
+    target = Path(args.out) if args.out else None
+    if target is not None and os.path.lexists(target):
+        _err(f"approve: {quote(str(target))} exists; an approval is never overwritten")
+        return EXIT_USAGE
+    if not args.yes and not sys.stdin.isatty():
+        _err(
+            "approve: stdin is not a terminal: type the account id at a terminal, or pass --yes "
+            "(you have read the plan file)"
+        )
+        return EXIT_USAGE
+    plan_file = read_plan_file(plan_path)
+    plan = plan_file.plan
+    if plan.get("parameters", {}).get("dry_run"):
+        raise ApprovalError("approve: this is a dry-run plan; a dry run needs no approval")
+    key = load_key(args.key)
+    signers_path = _allowed_signers_for(args, plan)
+    principal = _approver_principal(args, key, signers_path)
+    trust = plan_file.trust
+    found = trust.get("operator")
+    operator: dict[str, Any] = found if isinstance(found, dict) else {}
+    operator_principal = str(operator.get("principal") or "unknown")
+    operator_fp = str(operator.get("fingerprint") or "")
+    self_ok = bool(trust.get("self_approval", plan["parameters"].get("self_approval", False)))
+    by_operator = principal == operator_principal or key.fingerprint == operator_fp
+    if by_operator and not self_ok:
+        raise ApprovalError(
+            f"approve: you are this plan's operator ({operator_principal}, key "
+            f"{operator_fp or key.fingerprint}); under four-eyes someone else approves it"
+        )
+    target = target or approval_file_name(plan_path, principal)
+    if os.path.lexists(target):
+        _err(f"approve: {quote(str(target))} exists; an approval is never overwritten (--out)")
+        return EXIT_USAGE
+    out(plan_file.text)
+    out("")
+    if by_operator:
+        err_line("runbook: warning: SELF-APPROVED: you are the plan's operator (self_approval)")
+    if not args.yes:
+        sys.stderr.write(
+            f"Approve this plan for account {plan_file.account_id} as {principal}? "
+            "Type the account id to approve: "
+        )
+        sys.stderr.flush()
+        typed = sys.stdin.readline(64).strip()
+        if typed != plan_file.account_id:
+            raise ApprovalError(
+                f"approve: not approved (typed {quote(typed)}, the plan's account is "
+                f"{plan_file.account_id}); nothing was signed"
+            )
+    statement = build_statement(plan_file, principal, operator_principal, dt.datetime.now(dt.UTC))
+    signature = sign(key, statement, APPROVAL_NAMESPACE)
+    verify(statement, signature, principal, APPROVAL_NAMESPACE, signers_path)
+    try:
+        write_new_file(target, statement + signature)
+    except FileExistsError:
+        _err(f"approve: {quote(str(target))} exists; an approval is never overwritten (--out)")
+        return EXIT_USAGE
+    out((statement + signature).decode("utf-8", "replace").rstrip("\n"))
+    out("")
+    out(f"approval file {target}")
+    out(
+        "next:         give it to the operator; the run takes it with "
+        f"-p 'approvals=[{target.name}]'"
+    )
     return EXIT_OK
 
 
@@ -272,7 +426,41 @@ def build_parser() -> argparse.ArgumentParser:
     params(plan, file_required=False)
     plan.add_argument("-f", "--file", help="YAML parameters file")
     plan.add_argument("--run", metavar="RUN_DIR", help="show the plan of an existing run")
+    plan.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where the plan file goes (default plan-DIGEST12.txt here; never overwritten)",
+    )
     plan.set_defaults(func=_cmd_plan)
+
+    approve = sub.add_parser(
+        "approve",
+        help="review a plan file and sign an approval of it with your SSH key",
+        description="Check a plan file (digest, text, expiry), show it, ask you to type the "
+        "account id, and write an approval file: a statement naming the plan, signed with your "
+        "SSH key (ssh-keygen -Y sign, namespace approval@root-mfa-runbook).",
+    )
+    approve.add_argument("plan_file", metavar="PLAN_FILE")
+    approve.add_argument(
+        "--key",
+        required=True,
+        help="your SSH private key (its .pub beside it), or a .pub in ssh-agent",
+    )
+    approve.add_argument(
+        "--as", dest="principal", metavar="PRINCIPAL", help="approve as this principal of your key"
+    )
+    approve.add_argument(
+        "--allowed-signers",
+        metavar="FILE",
+        help="who may approve (default: the file the plan names)",
+    )
+    approve.add_argument(
+        "--out", metavar="FILE", help="default PLAN_STEM.PRINCIPAL.approval beside the plan file"
+    )
+    approve.add_argument(
+        "--yes", action="store_true", help="do not ask for the account id (you read the plan)"
+    )
+    approve.set_defaults(func=_cmd_approve)
 
     run = sub.add_parser("run", help="execute the step notebooks in batch")
     params(run)
