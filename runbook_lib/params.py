@@ -78,7 +78,11 @@ class RunParameters:
     region: str = "us-east-1"
     endpoint_url: str | None = None
     dry_run: bool = True
-    approve: str | None = None
+    operator_key: str | None = None
+    allowed_signers: str | None = None
+    approvals_required: int = 1
+    self_approval: bool = False
+    approvals: tuple[str, ...] = field(default=())
     confirm: tuple[str, ...] = field(default=())
     sandbox_actor: bool = False
     delete_virtual: bool = True
@@ -89,14 +93,15 @@ class RunParameters:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["confirm"] = list(self.confirm)
+        data["approvals"] = list(self.approvals)
         return data
 
     def plan_view(self) -> dict[str, Any]:
-        """The parameters the plan digest covers: all but the approval itself, the operator's
-        confirmations of console steps (statements of fact, verified through the API) and
-        where the record is written."""
+        """The parameters the plan digest covers: all but the approvals themselves (they sign
+        the digest), the operator's confirmations of console steps (statements of fact,
+        verified through the API) and where the record is written."""
         data = self.to_dict()
-        for key in ("approve", "confirm", "run_dir"):
+        for key in ("approvals", "confirm", "run_dir"):
             data.pop(key)
         return data
 
@@ -113,7 +118,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "region": (str,),
     "endpoint_url": (str, type(None)),
     "dry_run": (bool,),
-    "approve": (str, type(None)),
+    "operator_key": (str, type(None)),
+    "allowed_signers": (str, type(None)),
+    "approvals_required": (int,),
+    "self_approval": (bool,),
+    "approvals": (list, tuple),
     "confirm": (list, tuple),
     "sandbox_actor": (bool,),
     "delete_virtual": (bool,),
@@ -136,7 +145,13 @@ HELP = {
     "region": "regional STS endpoint for AssumeRoot; IAM and sign-in events are read in us-east-1",
     "endpoint_url": "an AWS-compatible endpoint instead of AWS (e.g. the local sandbox)",
     "dry_run": "true: look and plan, change nothing",
-    "approve": "the plan digest printed by `runbook plan` (batch mode)",
+    "operator_key": "your SSH key (private key file with its .pub, or a .pub whose key is in "
+    "ssh-agent): it signs the seals, and names you as the operator",
+    "allowed_signers": "the allowed_signers file (OpenSSH format, as git uses) naming who may "
+    "approve and seal; its sha256 is in the plan",
+    "approvals_required": "how many distinct people other than the operator must sign the plan",
+    "self_approval": "true: the operator's own approval counts (the run is marked SELF-APPROVED)",
+    "approvals": "approval files (runbook approve PLAN_FILE, by the reviewers)",
     "confirm": "console steps the operator confirms they did (batch mode): "
     + ", ".join(HUMAN_STEPS),
     "sandbox_actor": "sandbox only: a simulated console actor performs the human steps",
@@ -265,9 +280,15 @@ def validate(raw: dict[str, Any]) -> RunParameters:
     for name in ("profile", "management_profile"):
         if values.get(name) and not PROFILE_RE.fullmatch(values[name]):
             problems.append(f"{name} {quote(values[name])} is not a valid profile name")
-    approve = values.get("approve")
-    if approve and not DIGEST_RE.fullmatch(approve):
-        problems.append("approve must be the 64-character plan digest printed by `runbook plan`")
+    approvals = values.get("approvals")
+    if isinstance(approvals, list | tuple):
+        if any(not isinstance(item, str) or not item.strip() for item in approvals):
+            problems.append("approvals items must be paths of approval files (runbook approve)")
+        else:
+            values["approvals"] = tuple(dict.fromkeys(str(i).strip() for i in approvals))
+    required = values.get("approvals_required")
+    if required is not None and not 1 <= required <= 9:
+        problems.append("approvals_required must be between 1 and 9")
     confirm = values.get("confirm")
     if isinstance(confirm, list | tuple):
         for item in confirm:

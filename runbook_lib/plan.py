@@ -25,10 +25,29 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .errors import ParameterError
 from .params import RunParameters
 from .procedure.vocabulary import Gate
+from .signing import (
+    SEAL_NAMESPACE,
+    Signer,
+    SigningError,
+    load_key,
+    principals_for,
+    read_allowed_signers,
+)
 
 DEFAULT_VALIDITY = dt.timedelta(hours=24)
+#: the keys of a plan's dict its digest is computed over (runbook_lib.approval recomputes it)
+DIGEST_COVERS = (
+    "parameters",
+    "notebooks",
+    "library",
+    "dependencies",
+    "account_id",
+    "identity",
+    "trust",
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -196,6 +215,69 @@ class PlanIdentity:
         return now >= dt.datetime.fromisoformat(self.expires_at)
 
 
+def trust_for(params: RunParameters) -> dict[str, Any]:
+    """Who the plan trusts and who performs it, for the digest: the allowed_signers file's
+    sha256, the operator (the principal allowed_signers names for ``operator_key``, and its
+    fingerprint), how many approvals it needs and whether the operator may approve.
+
+    ParameterError (what to do) when the key or the file is missing, or the operator's key is
+    not in allowed_signers for sealing: refused before anything is done."""
+    problems = []
+    if not params.operator_key:
+        problems.append(
+            "operator_key is required: your SSH key, which signs the run's seals (e.g. "
+            "operator_key: ~/.ssh/id_ed25519; a .pub file if the key is in ssh-agent)"
+        )
+    if not params.allowed_signers:
+        problems.append(
+            "allowed_signers is required: the file (OpenSSH allowed_signers format, as git uses) "
+            "naming who may approve and seal; get it from your security team"
+        )
+    if problems:
+        raise ParameterError(problems)
+    assert params.operator_key and params.allowed_signers
+    path = Path(params.allowed_signers).expanduser()
+    try:
+        key = load_key(params.operator_key)
+        signers = read_allowed_signers(path)
+    except SigningError as err:
+        raise ParameterError([str(err)]) from err
+    names = principals_for(signers, key.public_key, SEAL_NAMESPACE)
+    if len(names) != 1:
+        why = "does not list" if not names else f"lists several principals ({', '.join(names)}) for"
+        raise ParameterError(
+            [
+                f"allowed_signers {path} {why} your key {key.fingerprint} ({params.operator_key}) "
+                f"in namespace {SEAL_NAMESPACE}: ask your security team to add exactly one line "
+                "for you (the operator signs every seal)"
+            ]
+        )
+    return {
+        "allowed_signers_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "operator": {
+            "principal": names[0],
+            "fingerprint": key.fingerprint,
+            "key_type": key.key_type,
+        },
+        "approvals_required": params.approvals_required,
+        "self_approval": params.self_approval,
+    }
+
+
+def operator_signer(params: RunParameters, trust: dict[str, Any]) -> Signer:
+    """The operator's seal signer, as the plan named it."""
+    assert params.operator_key
+    key = load_key(params.operator_key)
+    if key.fingerprint != trust["operator"]["fingerprint"]:
+        raise ParameterError(
+            [
+                f"operator_key {params.operator_key} is key {key.fingerprint}, but the plan's "
+                f"operator signs with {trust['operator']['fingerprint']}: use the plan's key"
+            ]
+        )
+    return Signer(key, str(trust["operator"]["principal"]))
+
+
 @dataclass(frozen=True)
 class Plan:
     digest: str
@@ -207,6 +289,7 @@ class Plan:
     gates: tuple[GateInfo, ...]
     identity: PlanIdentity
     dependencies_sha256: str = ""
+    trust: dict[str, Any] | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -214,6 +297,22 @@ class Plan:
 
     def gate(self, name: str) -> GateInfo | None:
         return next((g for g in self.gates if g.name == name), None)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The plan :meth:`to_dict` describes (a plan file's JSON, a run's first event)."""
+        return cls(
+            str(data["digest"]),
+            str(data["account_id"]),
+            dict(data["parameters"]),
+            {str(k): str(v) for k, v in dict(data["notebooks"]).items()},
+            str(data["library"]["version"]),
+            str(data["library"]["sha256"]),
+            tuple(GateInfo(**g) for g in data["gates"]),
+            PlanIdentity.from_dict(data["identity"]),
+            str(data["dependencies"]["sha256"]),
+            dict(data["trust"]) if isinstance(data.get("trust"), dict) else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,7 +323,9 @@ class Plan:
             "notebooks": self.notebooks,
             "library": {"version": self.library_version, "sha256": self.library_sha256},
             "dependencies": {"sha256": self.dependencies_sha256},
+            "trust": self.trust,
             "gates": [g.__dict__ for g in self.gates],
+            "digest_covers": list(DIGEST_COVERS),
         }
 
 
@@ -232,6 +333,7 @@ def make_plan(params: RunParameters, identity: PlanIdentity | None = None) -> Pl
     """The plan for ``params``; a new identity unless ``identity`` is given (a run's own plan,
     recomputed by its steps and by resume, keeps the identity it was created with)."""
     identity = identity or PlanIdentity.new()
+    trust = trust_for(params)
     parameters = params.plan_view()
     notebooks = notebook_hashes()
     library = library_fingerprint()
@@ -243,6 +345,7 @@ def make_plan(params: RunParameters, identity: PlanIdentity | None = None) -> Pl
         "dependencies": {"sha256": dependencies},
         "account_id": params.account_id,
         "identity": identity.to_dict(),
+        "trust": trust,
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256(canonical).hexdigest()
@@ -256,6 +359,7 @@ def make_plan(params: RunParameters, identity: PlanIdentity | None = None) -> Pl
         tuple(gates_for(params)),
         identity,
         dependencies,
+        trust,
     )
 
 
@@ -275,6 +379,7 @@ def describe(plan: Plan) -> str:
         f"method        {p['method']}   rebind {p['rebind']}   "
         f"dry_run {str(p['dry_run']).lower()}   mode {p['mode']}",
         f"change ticket {p['change_ticket']}",
+        *_trust_lines(plan),
         f"library       root-mfa-runbook {plan.library_version} ({plan.library_sha256[:12]})",
         f"dependencies  {plan.dependencies_sha256[:12]} (the installed distributions and versions)",
         "notebooks:",
@@ -283,7 +388,7 @@ def describe(plan: Plan) -> str:
     lines.append("gates:" if plan.gates else "gates:        none (dry run)")
     for gate in plan.gates:
         how = (
-            "approved by --approve DIGEST"
+            "approved by the signed approvals of this plan"
             if gate.kind == "approval"
             else f"confirmed by -p confirm=[{gate.name}] after doing it"
         )
@@ -293,7 +398,25 @@ def describe(plan: Plan) -> str:
         lines.append("run with:     runbook run -f FILE   (a dry run needs no approval)")
     else:
         lines.append(
-            f"approve with: runbook run ... --approve {plan.digest}   "
-            "(one run only, until the plan expires)"
+            "approve with: runbook approve PLAN_FILE --key KEY   (by a reviewer; then "
+            "runbook run ... --approval FILE for each; one run only, until the plan expires)"
         )
     return "\n".join(lines)
+
+
+def _trust_lines(plan: Plan) -> list[str]:
+    trust = plan.trust
+    if not trust:
+        return []
+    operator = trust["operator"]
+    need = trust["approvals_required"]
+    policy = f"{need} signed approval{'s' if need > 1 else ''} by " + (
+        "anyone in allowed_signers, the operator included: SELF-APPROVAL ALLOWED"
+        if trust["self_approval"]
+        else "people other than the operator (four eyes)"
+    )
+    return [
+        f"operator      {operator['principal']} ({operator['key_type']} {operator['fingerprint']})",
+        f"approvals     {'none (dry run)' if plan.dry_run else policy}",
+        f"trust         allowed_signers sha256 {trust['allowed_signers_sha256']}",
+    ]

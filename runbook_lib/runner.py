@@ -26,7 +26,9 @@ refuse, say why, and write nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -34,10 +36,22 @@ from pathlib import Path
 from typing import Any
 
 from . import lease
+from .approval import (
+    MAX_APPROVAL_FILE_BYTES,
+    ApprovalError,
+    ApprovalRefused,
+    ApprovalSet,
+    Policy,
+    parse_statement,
+    policy_event,
+    render_plan_file,
+    split_approval,
+    verify_approvals,
+)
 from .errors import ParameterError, RunbookError, RunRefused
 from .isolation import kernel_env
 from .params import RunParameters, validate
-from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path
+from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path, operator_signer
 from .privileged import credential_fingerprints
 from .procedure.context import RESUMABLE_CHANGES, new_run_info, now_iso, operator_identity, run_plan
 from .procedure.facts import RunFacts
@@ -54,6 +68,7 @@ from .record import (
     verify,
 )
 from .report import render_html
+from .signing import Signer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 ORDER = [name for name, _ in STEPS]
@@ -88,14 +103,15 @@ def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Pl
 
 
 def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
-    """The plan a new run executes, and whether ``approve`` approves it: the stored plan the
-    digest names when these parameters make exactly that plan, else a new plan (whose first
-    gate will say why the approval does not match)."""
-    if params.approve:
-        stored = lease.load_plan(params.approve)
+    """The plan a new run executes, and whether its ``approvals`` name it: the stored plan
+    their digest names when these parameters make exactly that plan, else a new plan (the
+    approvals are then refused as another plan's)."""
+    digest = approval_digest([Path(f) for f in params.approvals]) if params.approvals else None
+    if digest:
+        stored = lease.load_plan(digest)
         if stored is not None and stored.get("identity"):
             plan = make_plan(params, PlanIdentity.from_dict(stored["identity"]))
-            if plan.digest == params.approve:
+            if plan.digest == digest:
                 if plan.identity.expired():
                     raise RunRefused(
                         f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}: an "
@@ -109,20 +125,24 @@ def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
 
 
 # ---------------------------------------------------------------------------- creation
-def create_run(
-    params: RunParameters, runs_dir: Path, plan: Plan | None = None, approved: bool = False
-) -> RunRecord:
-    """Take the account's lease, consume the approval (when ``approved``), create the record.
-    Nothing is left behind when any of it is refused."""
-    plan = plan or make_plan(params)
+def create_run(params: RunParameters, runs_dir: Path, plan: Plan | None = None) -> RunRecord:
+    """Verify the approvals, take the account's lease, consume the approval, create the
+    record with its trust root and approvals. Nothing is left behind when any of it is
+    refused."""
+    if plan is None:
+        plan, _ = _plan_to_run(params)
+    verified = _verified_approvals(params, plan)  # ApprovalRefused: nothing done yet
+    trust = _trust_bytes(params, plan)
     lease.save_plan(plan.to_dict())
     run_id = new_run_id()
     runs_dir = Path(runs_dir).absolute()
     held = lease.acquire(params.account_id, run_id, runs_dir / run_id)
     try:
-        consumed = lease.consume_approval(plan.digest, run_id) if approved else None
+        consumed = lease.consume_approval(plan.digest, run_id) if verified else None
         try:
-            record = RunRecord.create(runs_dir, new_run_info(params, plan), run_id=run_id)
+            record = RunRecord.create(
+                runs_dir, new_run_info(params, plan), run_id=run_id, allowed_signers=trust
+            )
         except BaseException:
             if consumed is not None:
                 lease.give_back_approval(plan.digest, run_id)
@@ -131,11 +151,133 @@ def create_run(
         lease.release(params.account_id, run_id)
         raise
     record.append(Event.LEASE_ACQUIRED, account_id=params.account_id, since=held.get("since"))
+    if verified is not None:
+        _record_approvals(record, plan, verified)
     if consumed is not None:
         record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
     record.append("credentials.fingerprinted", **_fingerprints(params))
     _project(record)
     return record
+
+
+# ---------------------------------------------------------------------------- approvals
+def _policy(plan: Plan) -> Policy:
+    trust = plan.trust or {}
+    operator = trust.get("operator") or {}
+    return Policy(
+        required=int(trust.get("approvals_required", 1)),
+        self_approval=bool(trust.get("self_approval")),
+        operator_principal=str(operator.get("principal", "")),
+        operator_fingerprint=str(operator.get("fingerprint", "")),
+    )
+
+
+def _verified_approvals(params: RunParameters, plan: Plan) -> ApprovalSet | None:
+    """The approval files checked against the plan (signatures, allowed_signers, policy, the
+    plan file each approver signed); None when none were given. ApprovalRefused otherwise."""
+    if not params.approvals:
+        return None
+    if plan.dry_run:
+        raise ParameterError(
+            [
+                "approvals: a dry run needs no approval (it changes nothing); drop them, or plan "
+                "the real change with dry_run: false and have that plan approved"
+            ]
+        )
+    assert params.allowed_signers
+    return verify_approvals(
+        [Path(f).expanduser() for f in params.approvals],
+        plan.digest,
+        _policy(plan),
+        Path(params.allowed_signers).expanduser(),
+        plan_file_sha256=hashlib.sha256(render_plan_file(plan)).hexdigest(),
+        issued_at=plan.identity.issued_at,
+    )
+
+
+def approval_digest(files: list[Path]) -> str:
+    """The plan digest the approval files name (read, not verified yet: that is
+    :func:`_verified_approvals`); ApprovalRefused when they name different plans."""
+    digests: dict[str, str] = {}
+    problems = []
+    for path in files:
+        try:
+            with open(path.expanduser(), "rb") as handle:
+                raw = handle.read(MAX_APPROVAL_FILE_BYTES + 1)
+            statement, _ = split_approval(raw)
+            digests[str(path)] = parse_statement(statement)["plan-digest"]
+        except (OSError, ApprovalError, KeyError) as err:
+            problems.append(f"{path}: not a readable approval file ({err})")
+    if not problems and len(set(digests.values())) > 1:
+        problems.append(
+            "the approval files approve different plans ("
+            + ", ".join(f"{p}: {d[:12]}…" for p, d in digests.items())
+            + "); give the approvals of one plan"
+        )
+    if problems:
+        raise ApprovalRefused(problems)
+    return next(iter(digests.values()))
+
+
+def _trust_bytes(params: RunParameters, plan: Plan) -> bytes:
+    """The allowed_signers file, as the plan hashed it (else refused: it changed since)."""
+    assert params.allowed_signers
+    path = Path(params.allowed_signers).expanduser()
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != (plan.trust or {}).get("allowed_signers_sha256"):
+        raise RunRefused(
+            f"allowed_signers {path} changed since the plan was made (its sha256 is in the "
+            "plan); plan again and have the new plan approved. Nothing was changed."
+        )
+    return data
+
+
+def _record_approvals(record: RunRecord, plan: Plan, verified: ApprovalSet) -> None:
+    """Keep the plan file and each approval (statement + signature) in the record, then say
+    what was verified: one ``approval.verified`` each, then the ``approval.policy`` verdict."""
+    facts = RunFacts(record.events())
+    if not (record.path / "plan.txt").exists():
+        record.write_text("plan.txt", render_plan_file(plan).decode("utf-8"), once=True)
+    known = {
+        e["data"].get("key_fingerprint")
+        for e in facts.of(Event.APPROVAL_VERIFIED)
+        if e["data"].get("plan_digest") == plan.digest
+    }
+    n = len(facts.of(Event.APPROVAL_VERIFIED))
+    for approval in verified.approvals:
+        if approval.key_fingerprint in known:
+            continue
+        n += 1
+        name = re.sub(r"[^A-Za-z0-9@._-]", "_", approval.principal)[:64]
+        base = f"approvals/{n:02d}-{name}.txt"
+        record.write_text(base, approval.statement.decode("utf-8"), once=True)
+        record.write_text(f"{base}.sig", approval.signature.decode("ascii"), once=True)
+        record.append(
+            Event.APPROVAL_VERIFIED,
+            statement=base,
+            signature=f"{base}.sig",
+            file=str(approval.path),
+            **approval.to_dict(),
+        )
+    trust = plan.trust or {}
+    record.append(
+        Event.APPROVAL_POLICY,
+        **policy_event(
+            verified, _policy(plan), plan.digest, str(trust.get("allowed_signers_sha256"))
+        ),
+    )
+
+
+def _signer_for(record: RunRecord) -> Signer:
+    """The operator's seal signer: the run's operator_key, as its plan named it."""
+    facts = RunFacts(record.events())
+    params = validate({**facts.parameters(), "run_dir": str(record.path)})
+    trust = (facts.created.get("plan") or {}).get("trust")
+    if not trust:
+        raise RunRefused(
+            f"Run {record.run_id} names no operator key in its plan; it cannot be sealed."
+        )
+    return operator_signer(params, trust)
 
 
 def _fingerprints(params: RunParameters) -> dict[str, Any]:
@@ -372,8 +514,8 @@ def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> 
             progress(line)
         progress(
             "DRY RUN complete: nothing was changed. To make the change, plan it with "
-            "dry_run: false (runbook plan -f FILE -p dry_run=false), have that plan approved, "
-            "and run it with --approve <its digest>."
+            "dry_run: false (runbook plan -f FILE -p dry_run=false), have a reviewer approve "
+            "the plan file (runbook approve PLAN_FILE --key KEY), and run it with --approval FILE."
         )
     else:
         progress("run succeeded")
@@ -448,23 +590,24 @@ def _failed(record: RunRecord, step: str, message: str, progress: Progress) -> i
 
 
 def _seal(record: RunRecord, final: bool) -> None:
+    signer = _signer_for(record)  # before anything is written: a missing key refuses the seal
     record.write_text("report.html", render_html(record.path, for_seal=True))
-    record.seal(final=final)
+    record.seal(final=final, signer=signer)
 
 
 # ---------------------------------------------------------------------------- entry points
 def run(raw: dict[str, Any], runs_dir: Path, progress: Progress = print) -> tuple[int, Path | None]:
     """Validate, find or make the plan, lease the account, create the record, execute."""
     params = validate({k: v for k, v in raw.items() if k != "run_dir"})
-    if params.dry_run and params.approve:
+    if params.dry_run and params.approvals:
         raise ParameterError(
             [
-                "approve: a dry run needs no approval (it changes nothing); drop --approve, or "
-                "plan the real change with dry_run: false and approve that plan"
+                "approvals: a dry run needs no approval (it changes nothing); drop --approval, or "
+                "plan the real change with dry_run: false and have that plan approved"
             ]
         )
-    plan, approved = _plan_to_run(params)
-    record = create_run(params, Path(runs_dir), plan, approved)
+    plan, _ = _plan_to_run(params)
+    record = create_run(params, Path(runs_dir), plan)
     banner = "DRY RUN " if params.dry_run else ""
     progress(
         f"{banner}run {record.run_id} on account {params.account_id} "
@@ -520,15 +663,20 @@ def resume(
         plan = run_plan(params, facts)
     except RunbookError as err:
         raise RunRefused(str(err).replace("RUN", str(record.path))) from err
-    if params.approve and params.approve == plan.digest:
+    if params.approvals and "approvals" in changes:
         if plan.identity.expired():
             raise RunRefused(
                 f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}; an approval is "
                 f"not a standing permission. End this run (runbook abandon {record.path} --reason "
                 "...) and plan again. Nothing was changed."
             )
-        consumed = lease.consume_approval(plan.digest, record.run_id)
+        verified = _verified_approvals(params, plan)  # ApprovalRefused: nothing written
+        assert verified is not None
+        consumed = None
         if facts.first(Event.APPROVAL_CONSUMED) is None:
+            consumed = lease.consume_approval(plan.digest, record.run_id)
+        _record_approvals(record, plan, verified)
+        if consumed is not None:
             record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
     holder = lease.holder(params.account_id)
     if holder is None or holder.get("run_id") != record.run_id:

@@ -46,7 +46,7 @@ STEP_MODULES = {
     "05-close-out": "close_out",
 }
 #: what resume may change: how long to wait, the approval and the console confirmations
-RESUMABLE_CHANGES = frozenset({"approve", "confirm", "verify_timeout", "evidence_timeout"})
+RESUMABLE_CHANGES = frozenset({"approvals", "confirm", "verify_timeout", "evidence_timeout"})
 _NOT_COMPARED = frozenset({"run_dir"})
 
 
@@ -224,6 +224,13 @@ def run_plan(params: RunParameters, facts: RunFacts) -> Plan:
             "The run's first event holds no plan identity; it is not a run of this version."
         )
     plan = make_plan(params, PlanIdentity.from_dict(created["identity"]))
+    if created.get("trust") != plan.trust:
+        raise StepRefused(
+            "The plan's trust changed since this run started (the allowed_signers file, the "
+            "operator's key or the approval policy); the run's approvals were given under the "
+            "old one. Nothing was done: end this run (runbook abandon RUN --reason ...) and "
+            "start a new one."
+        )
     changed = [s for s, sha in plan.notebooks.items() if created.get("notebooks", {}).get(s) != sha]
     if changed:
         raise StepRefused(
@@ -275,7 +282,7 @@ def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any)
             f"{name} was given other parameters than run {record.run_id} has: "
             + "; ".join(problems)
             + ". A step always runs with its run's parameters (only `runbook resume -p` may "
-            "change approve, confirm and the timeouts). Nothing was done."
+            "change approvals, confirm and the timeouts). Nothing was done."
         )
     plan = run_plan(params, facts)
     step = Step(name, params, record, plan)

@@ -148,6 +148,15 @@ class RunFacts:
                 )
         return out
 
+    def approvals(self, digest: str) -> dict[str, Any] | None:
+        """The latest ``approval.policy`` for plan ``digest``: who approved it with which key,
+        and whether that satisfies the plan's policy (the orchestrator checked the signatures
+        against allowed_signers before appending it)."""
+        for event in reversed(self.of(Event.APPROVAL_POLICY)):
+            if event["data"].get("plan_digest") == digest:
+                return dict(event["data"])
+        return None
+
     def approved(self, gate: str) -> bool:
         """Approval gates: the last decision is an approval. Console steps: the last verdict
         after a claim is *verified* (or *unverifiable* from this account: then the next step's

@@ -8,9 +8,11 @@ Rules, for both modes (the ``mode`` parameter chooses; the frontend is never sni
 * **Every earlier gate first.** :meth:`Gates.require` (called before every action) halts unless
   *every* gate of the plan up to and including the one named was approved in this run, the
   risk acknowledgement included.
-* **Approvals.** Batch: approved when ``approve`` equals this run's plan digest (the digest
-  covers the plan's identity and expiry, so it approves this plan only, until it expires).
-  Interactive: the operator types the account id and presses Confirm
+* **Approvals are signed, by someone else.** The plan's digest (which covers its identity,
+  expiry and trust: allowed_signers, operator, policy) must carry the SSH-signed approvals its
+  policy asks for; the orchestrator verifies them and records ``approval.verified`` and
+  ``approval.policy`` (:mod:`runbook_lib.approval`). Batch: that approves the gate.
+  Interactive: the operator also types the account id and presses Confirm
   (:mod:`runbook_lib.widgets`); the cell returns at once and the next action halts until the
   record holds the confirmation.
 * **Console steps are claims until the API agrees.** A person says a console step is done
@@ -144,29 +146,24 @@ class Gates:
             raise self.halt(name, f"{name}{before}: {why}")
 
     def approval(self, gate: str, title: str, facts: Mapping[str, Any], expected: str) -> Any:
-        """An approval gate. Batch: approved by this run's plan digest, else halt. Interactive:
-        the confirmation control (the operator types ``expected`` to enable Confirm)."""
+        """An approval gate: the plan must carry the signed approvals its policy asks for (the
+        orchestrator verified them: ``approval.policy``). Batch: that approves the gate.
+        Interactive: the operator then confirms in the control (types ``expected``)."""
         self._refuse_outside_plan(gate)
         if self.approved(gate):
             return {"gate": gate, "status": "already approved in this run"}
         step = self.step
-        if step.params.mode == "interactive":
-            from ..widgets import confirmation
-
-            return confirmation(step, gate, title, dict(facts), expected)
-        approve, plan = step.params.approve, step.plan
-        run = step.record.path
-        if not approve:
+        plan, run = step.plan, step.record.path
+        policy = step.facts.approvals(plan.digest)
+        reason = None
+        if policy is None or not policy.get("satisfied"):
+            need = (plan.trust or {}).get("approvals_required", 1)
             reason = (
-                f"no approval was given for plan {plan.digest[:12]}…; review it "
-                f"(runbook plan --run {run}) and continue with: runbook resume {run} "
-                f"--approve {plan.digest}"
-            )
-        elif approve != plan.digest:
-            reason = (
-                f"the approval is for plan {approve[:12]}…, but this run's plan is "
-                f"{plan.digest[:12]}… (parameters, notebooks or library changed, or it is "
-                f"another plan's approval); review `runbook plan --run {run}`"
+                f"plan {plan.digest[:12]}… has no valid signed approval yet (it needs {need}, "
+                "by people other than the operator unless the plan allows self-approval): a "
+                f"reviewer signs the plan file (runbook plan --run {run} --out PLAN_FILE; "
+                "runbook approve PLAN_FILE --key KEY), then continue with: runbook resume "
+                f"{run} --approval FILE"
             )
         elif plan.identity.expired():
             reason = (
@@ -174,12 +171,24 @@ class Gates:
                 f"is not a standing permission: abandon this run (runbook abandon {run} "
                 "--reason ...) and plan again"
             )
-        else:
-            self.decide(
-                Event.GATE_APPROVED, gate, "batch", f"--approve {approve}", facts=dict(facts)
-            )
-            return {"gate": gate, "status": "approved (plan digest matches)"}
-        raise self.halt(gate, reason, facts=dict(facts))
+        if reason:
+            raise self.halt(gate, reason, facts=dict(facts))
+        assert policy is not None
+        if step.params.mode == "interactive":
+            from ..widgets import confirmation
+
+            return confirmation(step, gate, title, dict(facts), expected)
+        approvers = ", ".join(policy.get("approvers") or [])
+        self.decide(
+            Event.GATE_APPROVED,
+            gate,
+            "batch",
+            f"signed approvals by {approvers}",
+            facts=dict(facts),
+            approvers=policy.get("approvers"),
+            self_approved=bool(policy.get("self_approved")),
+        )
+        return {"gate": gate, "status": f"approved (signed by {approvers})"}
 
     def console_step(
         self,

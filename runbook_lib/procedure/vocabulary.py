@@ -41,6 +41,8 @@ class Event(StrEnum):
     LEASE_ACQUIRED = "lease.acquired"
     LEASE_RELEASED = "lease.released"
     APPROVAL_CONSUMED = "approval.consumed"
+    APPROVAL_VERIFIED = "approval.verified"  # one signed approval, checked by the orchestrator
+    APPROVAL_POLICY = "approval.policy"  # the approvals against the plan's policy
     LAB_PREPARED = "lab.prepared"
     LAB_STARTED = "lab.started"
     LAB_STOPPED = "lab.stopped"
