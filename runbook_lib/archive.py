@@ -35,8 +35,8 @@ compared by its bytes with its *first* version ever written, the anchor):
 * every key byte-identical to the local copy: nothing is uploaded (``"already archived,
   identical"``); the anchors' retention is checked, and extended if shorter than asked;
 * the archived manifest.json identical but some files missing (an archive that failed part-way:
-  the seal files go first, so the manifest binds every missing file): those are uploaded
-  (``"completed"``);
+  the seal files go first, so the manifest binds every missing file), or no ledger head yet (an
+  archive made before heads were archived): those are uploaded (``"completed"``);
 * anything else (a file that differs, exists only locally or only in the archive): refused with
   :class:`PreconditionError` naming each, and nothing is uploaded. A forged record cannot be put
   over an archived one.
@@ -245,13 +245,6 @@ def archive_run(
 
     archived = _survey(s3, bucket, f"{base}/")
     todo, anchors, warnings = _plan(s3, bucket, run_dir, collected, archived)
-    if not archived:
-        status = STATUS_ARCHIVED
-    elif todo:
-        status = STATUS_COMPLETED
-    else:
-        status = STATUS_IDENTICAL
-
     head_body = _head_body(collected.head, collected.run_id)
     head_key = _key(
         prefix,
@@ -259,8 +252,15 @@ def archive_run(
         f"{collected.run_id}.json",
     )
     heads: list[_Upload] = []
-    if _key(base, LEDGER_HEAD_FILE) not in archived:
+    if _anchor(archived.get(_key(base, LEDGER_HEAD_FILE), [])) is None:
+        # a first archive, or one made before ledger heads were archived: anchor it now
         heads = [_upload(_key(base, LEDGER_HEAD_FILE), head_body), _upload(head_key, head_body)]
+    if not archived:
+        status = STATUS_ARCHIVED
+    elif todo or heads:
+        status = STATUS_COMPLETED
+    else:
+        status = STATUS_IDENTICAL
 
     objects: list[dict[str, Any]] = []
     uploaded: list[tuple[_Upload, str]] = []

@@ -171,6 +171,21 @@ def test_a_partial_archive_is_completed_when_its_manifest_matches(
     assert gone["key"] in {k for k, _ in keys_and_versions(s3)}
 
 
+def test_an_archive_without_a_ledger_head_gets_one(
+    standalone: SandboxInfo, s3: Any, run_dir: Path, archived: dict[str, Any]
+) -> None:
+    """An archive made before ledger heads were archived (simulated: the lock ended and the
+    head objects were deleted) is completed with the ledger's head now."""
+    standalone.control.advance_clock(3 * 86400 + 120)
+    for obj in archived["objects"]:
+        if obj["key"].endswith(LEDGER_HEAD_FILE) or f"/{LEDGER_HEADS_PREFIX}/" in obj["key"]:
+            s3.delete_object(Bucket=BUCKET, Key=obj["key"], VersionId=obj["version_id"])
+    again = archive_run(run_dir, DEST, 10, aws=context(standalone))
+    assert (again["status"], again["uploaded"]) == ("completed", 2)
+    assert again["ledger_head"] is not None
+    assert verify_against(run_dir, DEST, aws=context(standalone)).ledger_heads
+
+
 def test_a_write_between_the_check_and_the_upload_is_refused(
     standalone: SandboxInfo, s3: Any, run_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
