@@ -5,11 +5,11 @@
   runbook run -f FILE [-p k=v ...] [--approve D] [--runs-dir DIR]   execute the steps
   runbook resume RUN_DIR [-p k=v ...] [--approve D]          continue a halted/failed run
   runbook runs [--runs-dir DIR]                              list runs and their status
-  runbook verify RUN_DIR                                     check a record (exit 0: intact)
+  runbook verify RUN_DIR [--against s3://BUCKET/PREFIX]     check a record (and its archive)
   runbook seal RUN_DIR                                       seal a run whose every step succeeded
   runbook abandon RUN_DIR --reason TEXT                      end a run on purpose; frees the account
   runbook lab -f FILE [-p k=v ...] [--port N]                the same run, in JupyterLab
-  runbook archive RUN_DIR s3://BUCKET/PREFIX --retain-days N upload with S3 Object Lock
+  runbook archive RUN_DIR s3://BUCKET/PREFIX --retain-days N upload with S3 Object Lock, once
   runbook demo [--scenario S] [--method M] [--runs-dir DIR]  the whole procedure on the sandbox
   runbook sandbox [--scenario NAME] [--port N] [--list]      serve the local AWS sandbox
 
@@ -289,15 +289,54 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .record import verify
 
+    if args.against is None:
+        extra = [
+            f"--{n.replace('_', '-')}" for n in ("profile", "endpoint_url") if getattr(args, n)
+        ]
+        if extra:
+            _err(f"verify: {' and '.join(extra)} only go with --against s3://BUCKET/PREFIX")
+            return EXIT_USAGE
+    else:
+        from .archive import parse_destination
+
+        try:
+            parse_destination(args.against)
+        except ParameterError as error:
+            _err("verify: " + "; ".join(error.problems))
+            return EXIT_USAGE
+        if not Path(args.run_dir).is_dir():
+            _err(f"verify: {args.run_dir} is not a run directory")
+            return EXIT_USAGE
+
     report = verify(Path(args.run_dir))
     if report.ok:
         kind = "final seal" if report.final else "checkpoint seal"
         out(f"OK: {args.run_dir} is intact ({report.events} events, {kind})")
-        return EXIT_OK
-    out(f"TAMPERED or INCOMPLETE: {args.run_dir}")
-    for problem in report.problems:
-        out(f"  - {problem}")
-    return EXIT_FAILED
+    else:
+        out(f"TAMPERED or INCOMPLETE: {args.run_dir}")
+        for problem in report.problems:
+            out(f"  - {problem}")
+    if args.against is None:
+        return EXIT_OK if report.ok else EXIT_FAILED
+    return _verify_against(args, report.ok)
+
+
+def _verify_against(args: argparse.Namespace, local_ok: bool) -> int:
+    from .archive import verify_against
+
+    try:
+        archived = verify_against(
+            Path(args.run_dir),
+            args.against,
+            profile=args.profile,
+            endpoint_url=args.endpoint_url,
+            region=args.region,
+        )
+    except ParameterError as error:
+        _err("verify: " + "; ".join(error.problems))
+        return EXIT_USAGE
+    out(str(archived))
+    return EXIT_OK if local_ok and archived.ok else EXIT_FAILED
 
 
 def _cmd_seal(args: argparse.Namespace) -> int:
@@ -348,6 +387,10 @@ def _cmd_archive(args: argparse.Namespace) -> int:
         endpoint_url=args.endpoint_url,
         region=args.region,
     )
+    if result.get("status") != "archived":
+        err_line(f"{result['status']}: {result['uploaded']} object(s) uploaded")
+    for warning in result.get("warnings", []):
+        err_line(f"warning: {warning}")
     out(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 
@@ -480,6 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="check a run record; exit 0 when intact")
     ver.add_argument("run_dir")
+    ver.add_argument(
+        "--against",
+        metavar="s3://BUCKET/PREFIX",
+        help="also compare it with its archived (Object Lock) copy there; exit 1 if it differs",
+    )
+    ver.add_argument("--profile", help="AWS profile for --against")
+    ver.add_argument("--region", default="us-east-1", help="region for --against")
+    ver.add_argument("--endpoint-url", help="S3 endpoint for --against")
     ver.set_defaults(func=_cmd_verify)
 
     seal = sub.add_parser("seal", help="seal a run whose every step succeeded")

@@ -26,6 +26,9 @@ answers or vets these operations (path-style requests, classified by ``_protocol
   only one of mode and retain-until date is given, for an unknown mode, or for a date not in the
   future. An object that takes the bucket's default retention gets its retain-until date counted
   from the sandbox clock (moto counts from wall time).
+* PutObject with ``If-None-Match: *`` (conditional write, moto's own check): 412
+  PreconditionFailed when the key's current version is an object; a delete marker as the current
+  version lets it through, as AWS documents (the header looks at the current version only).
 
 "In force" is judged by the sandbox clock (``world.clock.now()``), so a test that advances it past
 a retain-until date may then delete the version. Moto still judges by wall time, so when the
@@ -37,7 +40,9 @@ checks, CopyObject and multipart uploads with lock headers, PutObjectLockConfigu
 (moto's), the per-version ``VersionId`` in DeleteObjects' errors (moto gives the key only),
 IAM permissions ``s3:BypassGovernanceRetention`` / ``s3:PutObjectRetention`` (any principal allowed
 to call may bypass), and virtual-hosted-style URLs. Writing over a locked object's key adds a
-version, on AWS as in moto.
+version, on AWS as in moto. Conditional writes are not atomic in moto (it checks, then writes,
+without a lock), so two conditional writes racing on one key can both succeed here, where AWS
+answers the loser 412 or 409 ConditionalRequestConflict.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from runbook_lib.archive import LEDGER_ENTRIES_OBJECT, archive_run
 from runbook_lib.aws import AwsContext
 from runbook_lib.errors import ParameterError, PreconditionError, RunbookError
-from runbook_lib.record import LEDGER_FILE, MANIFEST_FILE, RunRecord
+from runbook_lib.record import LEDGER_FILE, LEDGER_HEAD_FILE, LOCK_FILE, MANIFEST_FILE, RunRecord
 from runbook_lib.sandbox import SandboxInfo
 from tests.keys import signer
 
@@ -91,9 +91,10 @@ def test_archive_uploads_every_file_under_compliance_lock(
     s3: Any, run_dir: Path, archived: dict[str, Any]
 ) -> None:
     files = manifest_files(run_dir)
-    assert {"run.json", "events.jsonl", "snapshots/before.json"} <= set(files)
-    expected = {f"records/{RUN_ID}/{rel}" for rel in files}
+    assert {"run.json", "events.jsonl", "snapshots/before.json", LOCK_FILE} <= set(files)
+    expected = {f"records/{RUN_ID}/{rel}" for rel in files if rel != LOCK_FILE}
     expected |= {f"records/{RUN_ID}/{MANIFEST_FILE}", f"records/{RUN_ID}/{LEDGER_ENTRIES_OBJECT}"}
+    expected |= {f"records/{RUN_ID}/{LEDGER_HEAD_FILE}", archived["ledger_head"]["key"]}
 
     assert archived["run_id"] == RUN_ID
     assert (archived["bucket"], archived["prefix"], archived["mode"]) == (
@@ -120,7 +121,7 @@ def test_archive_uploads_every_file_under_compliance_lock(
         assert len(body) == obj["size"]
         assert hashlib.sha256(body).hexdigest() == obj["sha256"] == got["Metadata"]["sha256"]
         rel = obj["key"].removeprefix(f"records/{RUN_ID}/")
-        if rel == LEDGER_ENTRIES_OBJECT:
+        if rel in (LEDGER_ENTRIES_OBJECT, LEDGER_HEAD_FILE) or "ledger-heads/" in rel:
             continue
         assert body == (run_dir / rel).read_bytes(), rel
         if rel != MANIFEST_FILE:
@@ -215,17 +216,15 @@ def test_archived_versions_cannot_be_deleted_or_their_retention_shortened(
     }
 
 
-def test_re_archiving_adds_new_versions_and_keeps_the_locked_ones(
+def test_re_archiving_the_same_record_adds_no_version_and_keeps_the_locked_ones(
     standalone: SandboxInfo, s3: Any, run_dir: Path, archived: dict[str, Any]
 ) -> None:
     again = archive_run(run_dir, f"s3://{BUCKET}/records/", 5, aws=context(standalone))
 
-    assert [o["key"] for o in again["objects"]] == [o["key"] for o in archived["objects"]]
-    assert [o["sha256"] for o in again["objects"]] == [o["sha256"] for o in archived["objects"]]
+    assert again["status"] == "already archived, identical" and again["uploaded"] == 0
     old = {(o["key"], o["version_id"]) for o in archived["objects"]}
-    new = {(o["key"], o["version_id"]) for o in again["objects"]}
-    assert not old & new
-    assert {(v["Key"], v["VersionId"]) for v in all_versions(s3, BUCKET)} == old | new
+    assert {(v["Key"], v["VersionId"]) for v in all_versions(s3, BUCKET)} == old
+    assert {(o["key"], o["version_id"]) for o in again["objects"]} <= old
     first = archived["objects"][0]
     with pytest.raises(ClientError) as exc:
         s3.delete_object(Bucket=BUCKET, Key=first["key"], VersionId=first["version_id"])
@@ -372,7 +371,7 @@ def test_a_retention_shorter_than_asked_is_detected(
         return Wrapped()
 
     monkeypatch.setattr(AwsContext, "client", client)
-    with pytest.raises(RunbookError, match=rf"s3://{BUCKET}/{RUN_ID}/events.jsonl .*earlier"):
+    with pytest.raises(RunbookError, match=rf"s3://{BUCKET}/{RUN_ID}/{MANIFEST_FILE} .*earlier"):
         archive_run(run_dir, f"s3://{BUCKET}", 2, aws=context(standalone))
 
 
@@ -449,10 +448,11 @@ def test_archive_policy_allows_exactly_the_documented_actions() -> None:
             grants.setdefault(action, set()).add(statement["Resource"])
     assert grants == {
         "s3:GetBucketObjectLockConfiguration": {"arn:aws:s3:::BUCKET"},
+        "s3:ListBucketVersions": {"arn:aws:s3:::BUCKET"},
         "s3:PutObject": {"arn:aws:s3:::BUCKET/*"},
         "s3:PutObjectRetention": {"arn:aws:s3:::BUCKET/*"},
         "s3:GetObjectRetention": {"arn:aws:s3:::BUCKET/*"},
-        "s3:GetObject": {"arn:aws:s3:::BUCKET/*"},
+        "s3:GetObjectVersion": {"arn:aws:s3:::BUCKET/*"},
     }
     import runbook_lib.archive as archive
 

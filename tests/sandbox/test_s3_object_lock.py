@@ -392,3 +392,55 @@ def test_s3_requests_are_classified(
     req.service = "s3"
     parse_request(req)
     assert (req.action, req.params) == (action, params)
+
+
+# --- conditional writes ------------------------------------------------------------------------
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html: If-None-Match: *
+# makes the write fail when an object with the key exists; in a versioned bucket (every Object
+# Lock bucket is one) it looks at the current version only. PutObject's API reference
+# (https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html, IfNoneMatch): 412
+# Precondition Failed when the key exists; 409 ConditionalRequestConflict when a conflicting
+# operation happens during the upload (retry).
+
+
+def test_conditional_put_writes_a_new_key_with_its_lock(s3: Any) -> None:
+    until = _now() + dt.timedelta(days=1)
+    answer = s3.put_object(
+        Bucket=BUCKET,
+        Key=KEY,
+        Body=b"first",
+        IfNoneMatch="*",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=until,
+    )
+    assert _versions(s3) == [answer["VersionId"]]
+    assert _retention(s3, answer["VersionId"]) == ("COMPLIANCE", until)
+
+
+@pytest.mark.parametrize("locked", [False, True])
+def test_conditional_put_over_an_existing_key_is_412_and_adds_no_version(
+    s3: Any, locked: bool
+) -> None:
+    first = _put_locked(s3, "COMPLIANCE", _now() + dt.timedelta(days=1))
+    lock: dict[str, Any] = {}
+    if locked:
+        lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": _now()}
+        lock["ObjectLockRetainUntilDate"] += dt.timedelta(days=2)
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"forged", IfNoneMatch="*", **lock)
+    status, code, _ = _error(exc)
+    assert (status, code) == (412, "PreconditionFailed")
+    assert _versions(s3) == [first]
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == b'{"run": "record"}'
+
+
+def test_conditional_put_looks_at_the_current_version_only(s3: Any) -> None:
+    """A delete marker as the current version lets the conditional write through; the locked
+    version stays, under the new one."""
+    first = _put_locked(s3, "COMPLIANCE", _now() + dt.timedelta(days=1))
+    s3.delete_object(Bucket=BUCKET, Key=KEY)
+    second = s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"again", IfNoneMatch="*")["VersionId"]
+    assert _versions(s3) == [second, first]
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"third", IfNoneMatch="*")
+    assert _error(exc)[:2] == (412, "PreconditionFailed")
