@@ -2,8 +2,8 @@
 
   runbook plan -f FILE [-p k=v ...] [--out F] | --run RUN_DIR print, store and write a plan file
   runbook approve PLAN_FILE --key KEY [--as P] [--out F]     a reviewer signs an approval of it
-  runbook run -f FILE [-p k=v ...] [--approve D] [--runs-dir DIR]   execute the steps
-  runbook resume RUN_DIR [-p k=v ...] [--approve D]          continue a halted/failed run
+  runbook run -f FILE [-p k=v ...] [--approval F ...] [--runs-dir DIR]   execute the steps
+  runbook resume RUN_DIR [-p k=v ...] [--approval F ...]     continue a halted/failed run
   runbook runs [--runs-dir DIR]                              list runs and their status
   runbook verify RUN_DIR [--against s3://BUCKET/PREFIX]     check a record (and its archive)
   runbook seal RUN_DIR                                       seal a run whose every step succeeded
@@ -73,9 +73,31 @@ def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
         problems += error.problems
     if problems:
         raise ParameterError(problems)
-    if getattr(args, "approve", None):
-        raw["approve"] = args.approve
+    _refuse_digest_approval(args)
+    if getattr(args, "approval", None):
+        raw["approvals"] = list(args.approval)
     return raw
+
+
+def _approval_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--approval",
+        action="append",
+        metavar="FILE",
+        help="an approval file a reviewer signed (runbook approve PLAN_FILE); repeat for each",
+    )
+    parser.add_argument("--approve", metavar="DIGEST", help=argparse.SUPPRESS)
+
+
+def _refuse_digest_approval(args: argparse.Namespace) -> None:
+    if getattr(args, "approve", None):
+        raise ParameterError(
+            [
+                "--approve DIGEST is gone: an approval is now a file a reviewer signs with their "
+                "SSH key (runbook plan writes the plan file; they run runbook approve PLAN_FILE "
+                "--key KEY); pass it with --approval FILE"
+            ]
+        )
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -262,8 +284,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from .runner import resume
 
     overrides = parse_overrides(args.param or [])
-    if args.approve:
-        overrides["approve"] = args.approve
+    _refuse_digest_approval(args)
+    if args.approval:
+        overrides["approvals"] = list(args.approval)
     code, run_dir = resume(Path(args.run_dir), overrides, progress=_progress)
     out(str(run_dir))
     return code
@@ -461,10 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser(
         "plan",
-        help="make a plan, store it for --approve, print its digest and gates",
+        help="make a plan, write the plan file a reviewer approves, print its digest and gates",
         description="Make a new plan (a new identity: an approval approves one plan, for one "
-        "run, until it expires) and store it so `runbook run --approve DIGEST` runs exactly it; "
-        "or, with --run, show the plan a run executes.",
+        "run, until it expires), store it and write the plan file a reviewer signs with "
+        "`runbook approve`; `runbook run --approval FILE` then runs exactly it. With --run, show "
+        "the plan a run executes.",
     )
     params(plan, file_required=False)
     plan.add_argument("-f", "--file", help="YAML parameters file")
@@ -507,14 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="execute the step notebooks in batch")
     params(run)
-    run.add_argument("--approve", metavar="DIGEST", help="approve the plan with this digest")
+    _approval_args(run)
     run.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
     run.set_defaults(func=_cmd_run)
 
     resume = sub.add_parser("resume", help="continue a halted or failed run")
     resume.add_argument("run_dir")
     params(resume, file_required=False)
-    resume.add_argument("--approve", metavar="DIGEST")
+    _approval_args(resume)
     resume.set_defaults(func=_cmd_resume)
 
     runs = sub.add_parser("runs", help="list runs")
@@ -550,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     params(lab, file_required=False)
     lab.add_argument("-f", "--file", help="YAML parameters file (mode is set to interactive)")
+    _approval_args(lab)
     lab.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
     lab.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
     lab.add_argument(

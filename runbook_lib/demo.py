@@ -5,6 +5,12 @@ owner-only credentials file (deleted at the end, never in the record), computes 
 approves exactly that plan, runs the six steps in batch with the simulated console actor doing
 the console steps, verifies the record, and prints a short summary whose last line is the run
 directory. The runbook code it drives is the same as against AWS: profiles + an endpoint URL.
+
+It also shows the two-person flow with throwaway SSH keys made in a temporary directory
+(never committed, deleted at the end): an *operator* key that signs the seals and an *approver*
+key that signs the plan file (``runbook approve``), both listed in a temporary allowed_signers.
+The record keeps its own copy of that allowed_signers (``trust/allowed_signers``), so
+``runbook verify`` still checks the seal afterwards (against the record's own trust root).
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +74,47 @@ def _demo_state_dir() -> Iterator[None]:
             os.environ.pop("RUNBOOK_STATE_DIR", None)
 
 
-def demo_parameters(info: SandboxInfo, method: str, profiles: dict[str, str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoKeys:
+    """Throwaway keys of the demo's two people, and the allowed_signers naming them."""
+
+    operator: Path
+    approver: Path
+    allowed_signers: Path
+    operator_principal: str = "operator@sandbox.example"
+    approver_principal: str = "approver@sandbox.example"
+
+
+@contextlib.contextmanager
+def demo_keys() -> Iterator[DemoKeys]:
+    """Make the demo's keys (ssh-keygen, ed25519, no passphrase) in a private temporary
+    directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="runbook-demo-keys-") as tmp:
+        base = Path(tmp)
+        keys = DemoKeys(base / "operator", base / "approver", base / "allowed_signers")
+        lines = []
+        for path, principal in (
+            (keys.operator, keys.operator_principal),
+            (keys.approver, keys.approver_principal),
+        ):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(path)],
+                check=True,
+                stdin=subprocess.DEVNULL,
+            )
+            kind, blob = path.with_name(path.name + ".pub").read_text().split()[:2]
+            lines.append(f"{principal} {kind} {blob}\n")
+        keys.allowed_signers.write_text("".join(lines))
+        yield keys
+
+
+def demo_parameters(
+    info: SandboxInfo,
+    method: str,
+    profiles: dict[str, str],
+    operator_key: Path | None = None,
+    allowed_signers: Path | None = None,
+) -> dict[str, Any]:
     """Parameters for an unattended sandbox run of the whole procedure."""
     target = info.target_account_id
     params: dict[str, Any] = {
@@ -82,6 +130,10 @@ def demo_parameters(info: SandboxInfo, method: str, profiles: dict[str, str]) ->
         "verify_timeout": 30,
         "evidence_timeout": 30,
     }
+    if operator_key is not None:
+        params["operator_key"] = str(operator_key)
+    if allowed_signers is not None:
+        params["allowed_signers"] = str(allowed_signers)
     if "org-admin" in profiles:
         params["management_profile"] = profiles["org-admin"]
     devices = info.control.state(target)["devices"]
@@ -89,6 +141,23 @@ def demo_parameters(info: SandboxInfo, method: str, profiles: dict[str, str]) ->
     if len(devices) > 1 and virtual:
         params["device_serial"] = virtual[0]
     return params
+
+
+def sign_approval(plan: Any, key: Path, approver: str, operator: str, directory: Path) -> Path:
+    """What a reviewer's ``runbook approve PLAN_FILE --key KEY --yes`` does, without the
+    questions: write the plan file into ``directory``, sign the approval statement with
+    ``key``; the approval file's path."""
+    from .approval import build_statement, read_plan_file, write_plan_file
+    from .signing import APPROVAL_NAMESPACE, load_key, sign
+
+    plan_path = directory / f"plan-{plan.digest[:12]}.txt"
+    if not plan_path.exists():
+        write_plan_file(plan, plan_path)
+    statement = build_statement(read_plan_file(plan_path), approver, operator)
+    signature = sign(load_key(key), statement, APPROVAL_NAMESPACE)
+    approval = directory / f"{plan_path.stem}.{approver}.approval"
+    approval.write_bytes(statement + signature)
+    return approval
 
 
 def run_demo(
@@ -102,14 +171,23 @@ def run_demo(
         sandbox_process(scenario) as info,
         sandbox_profiles(info) as profiles,
         _demo_state_dir(),
+        demo_keys() as keys,
     ):
-        params = demo_parameters(info, method, profiles)
+        params = demo_parameters(info, method, profiles, keys.operator, keys.allowed_signers)
         _, plan = plan_for(params, save=True)
-        print(
-            f"plan {plan.digest[:16]}… approved for this demo: {len(plan.gates)} gates, "
-            f"method {method}, account {params['account_id']}"
+        approval = sign_approval(
+            plan,
+            keys.approver,
+            keys.approver_principal,
+            keys.operator_principal,
+            keys.allowed_signers.parent,
         )
-        params["approve"] = plan.digest
+        print(
+            f"plan {plan.digest[:16]}… ({len(plan.gates)} gates, method {method}, account "
+            f"{params['account_id']}) signed by {keys.approver_principal}; performed and sealed "
+            f"by {keys.operator_principal}"
+        )
+        params["approvals"] = [str(approval)]
         code, run_dir = run(params, runs_dir)
         now = info.control.state(params["account_id"])
     if run_dir is None:

@@ -67,7 +67,7 @@ from . import lease
 from .errors import RunbookError, RunRefused
 from .isolation import kernel_env
 from .params import validate
-from .plan import STEPS, make_plan, notebook_path
+from .plan import STEPS, notebook_path
 from .procedure.context import now_iso
 from .procedure.vocabulary import Event
 from .record import RunRecord
@@ -86,8 +86,7 @@ def prepare_lab(raw_params: dict[str, Any], runs_dir: Path) -> RunRecord:
     raw = {k: v for k, v in raw_params.items() if k != "run_dir"}
     raw["mode"] = "interactive"
     params = validate(raw)
-    plan = make_plan(params)
-    record = create_run(params, Path(runs_dir).resolve(), plan)
+    record = create_run(params, Path(runs_dir).resolve())  # the approved plan, if approvals
     values = params.to_dict()
     values["run_dir"] = str(record.path)
     out_dir = record.path / NOTEBOOKS

@@ -206,7 +206,7 @@ def approval_digest(files: list[Path]) -> str:
                 raw = handle.read(MAX_APPROVAL_FILE_BYTES + 1)
             statement, _ = split_approval(raw)
             digests[str(path)] = parse_statement(statement)["plan-digest"]
-        except (OSError, ApprovalError, KeyError) as err:
+        except (OSError, ValueError, ApprovalError, KeyError) as err:
             problems.append(f"{path}: not a readable approval file ({err})")
     if not problems and len(set(digests.values())) > 1:
         problems.append(

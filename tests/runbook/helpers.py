@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib import runner
-from runbook_lib.demo import demo_parameters
+from runbook_lib.demo import demo_parameters, sign_approval
 from runbook_lib.plan import STEPS
 from runbook_lib.record import list_runs
 from runbook_lib.sandbox import SandboxInfo
+from tests import keys
 
 REPO = Path(__file__).resolve().parents[2]
 STEP_NAMES = [name for name, _ in STEPS]
@@ -37,16 +38,21 @@ class Env:
         return self.info.target_account_id
 
     def params(self, method: str = "console", **overrides: Any) -> dict[str, Any]:
-        """Parameters for an unattended run (as ``runbook demo``), short timeouts, no approval."""
-        params = demo_parameters(self.info, method, self.profiles)
+        """Parameters for an unattended run (as ``runbook demo``), short timeouts, no approval;
+        the operator is olivia (tests/keys.py), who signs the seals."""
+        params = demo_parameters(
+            self.info, method, self.profiles, keys.key("operator"), keys.allowed_signers()
+        )
         params.update(TIMEOUTS)
         params.update(overrides)
         return params
 
-    def approved(self, method: str = "console", **overrides: Any) -> dict[str, Any]:
-        """The same, approved with the digest of exactly this plan."""
+    def approved(
+        self, method: str = "console", approver: str = "alice", **overrides: Any
+    ) -> dict[str, Any]:
+        """The same, with ``approver``'s signed approval of exactly this plan."""
         params = self.params(method, **overrides)
-        params["approve"] = digest_of(params)
+        params["approvals"] = [str(approval_of(params, approver, self.runs.parent))]
         return params
 
     def run(self, params: dict[str, Any]) -> tuple[int, Path]:
@@ -66,10 +72,24 @@ class Env:
         return {d["serial"] for d in self.devices(account)}
 
 
+def plan_of(params: dict[str, Any]) -> Any:
+    """Plan ``params`` as `runbook plan` does (a new plan, stored); the plan."""
+    _, plan = runner.plan_for({k: v for k, v in params.items() if k != "approvals"}, save=True)
+    return plan
+
+
 def digest_of(params: dict[str, Any]) -> str:
-    """Plan ``params`` as `runbook plan` does (a new plan, stored for --approve); its digest."""
-    _, plan = runner.plan_for({k: v for k, v in params.items() if k != "approve"}, save=True)
-    return str(plan.digest)
+    return str(plan_of(params).digest)
+
+
+def approval_of(params: dict[str, Any], approver: str = "alice", where: Path | None = None) -> Path:
+    """A new plan of ``params`` signed by ``approver`` (tests/keys.py); the approval file."""
+    plan = plan_of(params)
+    directory = Path(where or Path.cwd()) / f"approvals-{plan.digest[:12]}"
+    directory.mkdir(exist_ok=True)
+    return sign_approval(
+        plan, keys.key(approver), keys.PRINCIPALS[approver], keys.PRINCIPALS["operator"], directory
+    )
 
 
 def events(run_dir: Path) -> list[dict[str, Any]]:
@@ -131,7 +151,7 @@ def cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProc
 
 def write_params(path: Path, params: dict[str, Any]) -> Path:
     """A YAML parameters file (JSON is YAML)."""
-    path.write_text(json.dumps({k: v for k, v in params.items() if k != "approve"}))
+    path.write_text(json.dumps(params))
     return path
 
 

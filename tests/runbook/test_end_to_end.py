@@ -81,7 +81,8 @@ def test_whole_procedure(env_for: Callable[[str], Env], scenario: str, method: s
     assert set(approvals) == expected
     for data in approvals.values():
         check_who(data, env)
-        assert data["typed"] == f"--approve {params['approve']}"
+        assert data["typed"] == "signed approvals by alice@example.com"
+        assert data["approvers"] == ["alice@example.com"] and data["self_approved"] is False
         assert data["facts"]["account"] == env.account
     # console steps: a claim (the sandbox actor did it), then the API's verdict
     confirmed = {e["data"]["gate"]: e["data"] for e in of_type(run_dir, "human.claimed")}
@@ -176,7 +177,7 @@ def test_dry_run_has_its_own_status_and_changes_nothing(
     }
     out = "\n".join(env.progress)
     digest = info["plan_digest"]
-    assert f"--approve {digest}" not in out, "a dry run must never suggest approving its digest"
+    assert f"plan-{digest[:12]}" not in out and "--approve " not in out, "never approve a dry run"
     assert "resume" not in out and "dry_run=false" in out
     assert "DRY RUN" in env.progress[0] and "DRY RUN complete: nothing was changed" in out
     assert "run succeeded" not in out

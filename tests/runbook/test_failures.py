@@ -15,14 +15,15 @@ import psutil
 import pytest
 
 from runbook_lib import runner
+from runbook_lib.approval import ApprovalRefused
 from runbook_lib.plan import PACKAGE_DIR
 from runbook_lib.record import verify
 
 from .helpers import (
     STEP_NAMES,
     Env,
+    approval_of,
     cli,
-    digest_of,
     edit_cell,
     events,
     of_type,
@@ -96,15 +97,11 @@ def test_stale_approval_names_the_mismatch(env_for: Callable[[str], Env]) -> Non
     env = env_for("standalone")
     before = env.devices()
     params = env.approved("console")
-    old = params["approve"]
     params["change_ticket"] = "CHG-OTHER"  # the plan changed after it was approved
-    code, run_dir = env.run(params)
-    assert code == 3
-    halted = run_info(run_dir)["halted_at"]
-    assert halted["gate"] == "risk-acknowledged"
-    assert f"the approval is for plan {old[:12]}" in halted["reason"]
-    assert "parameters, notebooks or library changed" in halted["reason"]
-    assert verify(run_dir).ok
+    with pytest.raises(ApprovalRefused) as err:
+        env.run(params)
+    assert "approves plan" in str(err.value) and "not this plan" in str(err.value)
+    assert run_dirs(env.runs) == []  # refused before anything was created
     assert env.devices() == before
 
 
@@ -230,7 +227,7 @@ def kernels_of(pid: int) -> list[psutil.Process]:
 
 def start_cli_run(env: Env, params: dict[str, object], tmp_path: Path) -> subprocess.Popen[bytes]:
     file = write_params(tmp_path / "params.yml", params)
-    args = ["run", "-f", str(file), "--approve", str(params["approve"])]
+    args = ["run", "-f", str(file)]  # the file names the approval files
     return subprocess.Popen(
         [sys.executable, "-m", "runbook_lib.cli", *args, "--runs-dir", str(env.runs)],
         cwd=tmp_path,
@@ -408,7 +405,7 @@ def test_resume_refuses_changed_notebooks(
     assert code == 3
     edit_cell(copy / "02-verify-removal.ipynb")
     with pytest.raises(runner.RunRefused, match="notebooks changed.*02-verify-removal"):
-        runner.resume(run_dir, {"approve": "0" * 64})
+        runner.resume(run_dir, {})
     assert run_info(run_dir)["status"] == "halted"
     assert verify(run_dir).ok
     assert [s for s in STEP_NAMES if (run_dir / "notebooks" / f"{s}.ipynb").exists()] == [
@@ -436,12 +433,12 @@ def test_resume_cannot_swap_the_device_under_a_new_approval(
     env = env_for("member")
     params = env.params("assume-root")  # names the virtual device
     fido = next(d["serial"] for d in env.devices() if d["kind"] == "fido")
-    code, run_dir = env.run({**params, "approve": None})
+    code, run_dir = env.run(params)
     assert code == 3 and run_info(run_dir)["halted_at"]["gate"] == "risk-acknowledged"
     before = env.devices()
     swapped = {**params, "device_serial": fido}
     with pytest.raises(ParameterError, match="device_serial cannot change on resume"):
-        runner.resume(run_dir, {"device_serial": fido, "approve": digest_of(swapped)})
+        runner.resume(run_dir, {"device_serial": fido, "approvals": [str(approval_of(swapped))]})
     with pytest.raises(ParameterError, match="dry_run cannot change on resume"):
         runner.resume(run_dir, {"dry_run": True})
     assert env.devices() == before

@@ -342,7 +342,7 @@ def test_a_trailing_newline_in_change_ticket_is_refused() -> None:
         ("region", "us-east-1\n"),
         ("endpoint_url", "http://127.0.0.1:5000/\n"),
         ("endpoint_url", "http://127.0.0.1:5000/" + GREEN),
-        ("approve", "a" * 64 + "\n"),
+        ("operator_key", "/home/o/.ssh/id_ed25519\n"),
         ("method", "console\x0b"),
         ("mode", "batch\x1c"),
         ("rebind", "\u2028bind"),

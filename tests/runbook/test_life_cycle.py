@@ -26,6 +26,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 from runbook_lib import lease, runner
+from runbook_lib.approval import ApprovalRefused
 from runbook_lib.errors import RunRefused
 from runbook_lib.lab import prepare_lab
 from runbook_lib.record import verify
@@ -34,8 +35,8 @@ from .helpers import (
     REPO,
     STEP_NAMES,
     Env,
+    approval_of,
     cli,
-    digest_of,
     events,
     of_type,
     run_dirs,
@@ -129,19 +130,15 @@ def test_lab_reopen_checks_the_record_first(env_for: Callable[[str], Env]) -> No
 def test_an_approval_approves_one_run_only(env_for: Callable[[str], Env], tmp_path: Path) -> None:
     env = env_for("standalone")
     params = env.params("console", sandbox_actor=False)
-    file = write_params(tmp_path / "params.yml", params)
-    planned = cli("plan", "-f", str(file), cwd=tmp_path)
-    assert planned.returncode == 0, planned.stderr
-    digest = next(
-        line.split()[-1] for line in planned.stdout.splitlines() if line.startswith("plan digest")
-    )
-    code, first = env.run({**params, "approve": digest})
+    approval = approval_of(params, "alice", tmp_path)
+    code, first = env.run({**params, "approvals": [str(approval)]})
     assert code == 3  # approved; halts at the console step
+    digest = run_info(first)["plan_digest"]
     assert of_type(first, "approval.consumed")[0]["data"]["digest"] == digest
     cli("abandon", str(first), "--reason", "wrong window", cwd=tmp_path)
     # the same approval, a second run: refused before anything is created
     with pytest.raises(RunRefused, match="already used by run " + first.name):
-        env.run({**params, "approve": digest})
+        env.run({**params, "approvals": [str(approval)]})
     assert run_dirs(env.runs) == [first.name]
     # a new plan, a new approval: fine
     code, second = env.run(env.approved("console", sandbox_actor=False))
@@ -151,15 +148,16 @@ def test_an_approval_approves_one_run_only(env_for: Callable[[str], Env], tmp_pa
 def test_an_expired_plan_is_refused(env_for: Callable[[str], Env]) -> None:
     env = env_for("standalone")
     params = env.params("console")
-    digest = digest_of(params)
+    approval = approval_of(params)
+    digest = approval.read_text().split("plan-digest: ")[1].split()[0]
     stored = lease.load_plan(digest)
     assert stored is not None
     path = lease.state_dir() / "plans" / f"{digest}.json"
     stored["identity"]["expires_at"] = "2020-01-01T00:00:00+00:00"
     path.write_text(json.dumps(stored))  # an old plan (the digest no longer matches it)
-    code, run_dir = env.run({**params, "approve": digest})
-    assert code == 3  # a new plan was made; its gate says the approval is not for it
-    assert "the approval is for plan" in run_info(run_dir)["halted_at"]["reason"]
+    with pytest.raises(ApprovalRefused, match="not this plan"):
+        env.run({**params, "approvals": [str(approval)]})  # a new plan: not the approved one
+    assert run_dirs(env.runs) == []
 
 
 # ------------------------------------------------------------------ 4. no laundering
@@ -179,7 +177,7 @@ def test_resume_and_seal_refuse_an_edited_snapshot(halted_run: tuple[Env, Path])
     snap.write_text(json.dumps(data))
     count = len(events(run_dir))
     for call in (
-        lambda: runner.resume(run_dir, {"approve": run_info(run_dir)["plan_digest"]}),
+        lambda: runner.resume(run_dir, {}),
         lambda: runner.seal_run(run_dir),
     ):
         with pytest.raises(RunRefused, match="snapshots/before.json") as err:
@@ -211,7 +209,7 @@ def test_resume_refuses_run_json_edited_to_make_a_dry_run_real(
     info["parameters"]["dry_run"] = True
     (run_dir / "run.json").write_text(json.dumps(info))
     with pytest.raises(RunRefused, match="parameter dry_run is True, but the event chain") as err:
-        runner.resume(run_dir, {"approve": info["plan_digest"]})
+        runner.resume(run_dir, {})
     assert "change_ticket" in str(err.value)
     assert env.devices() and not of_type(run_dir, "run.resumed")
 
@@ -267,7 +265,7 @@ def test_a_planted_run_is_refused_and_nothing_reaches_its_endpoint(
     shutil.rmtree(planted / "notebooks")
     (planted / "notebooks").symlink_to(elsewhere)
     with pytest.raises(RunRefused) as err:
-        runner.resume(planted, {"approve": "0" * 64})
+        runner.resume(planted, {})
     text = str(err.value)
     assert "symbolic link" in text or "symlink" in text
     with pytest.raises(BlockingIOError):
@@ -433,8 +431,8 @@ def test_disk_full_mid_run_is_one_clear_line_and_resumable(
         "run",
         "-f",
         str(file),
-        "--approve",
-        str(params["approve"]),
+        "--approval",
+        str(params["approvals"][0]),
         "--runs-dir",
         str(runs),
         cwd=tmp_path,

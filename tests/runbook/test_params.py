@@ -24,7 +24,8 @@ def test_good_parameters_have_safe_defaults() -> None:
     params = validate(dict(GOOD))
     assert params.dry_run is True
     assert params.mode == "batch"
-    assert params.approve is None
+    assert params.approvals == ()
+    assert params.approvals_required == 1 and params.self_approval is False
     assert params.confirm == ()
     assert params.sandbox_actor is False
 
@@ -39,7 +40,7 @@ def test_one_error_lists_every_problem() -> None:
         "device_serial": "arn:aws:iam::999999999999:mfa/root",  # another account's device
         "region": "Mars-1",
         "endpoint_url": "ftp://example.com",
-        "approve": "abc123",
+        "approvals_required": 0,
         "dry_run": "yes",  # wrong type
         "verify_timeout": True,  # a boolean for an integer
         "evidence_timeout": 99999,
@@ -57,7 +58,7 @@ def test_one_error_lists_every_problem() -> None:
         "mode 'auto'",
         "region 'Mars-1'",
         "endpoint_url 'ftp://example.com'",
-        "approve must be the 64-character plan digest",
+        "approvals_required must be between 1 and 9",
         "dry_run must be true/false, got str 'yes'",
         "verify_timeout must be an integer, got a boolean",
         "evidence_timeout must be between 0 and 3600",
@@ -104,8 +105,8 @@ def test_required_and_method_dependencies() -> None:
         ("change_ticket", "CHG 1234", "change_ticket 'CHG 1234'"),
         ("region", "us_east_1", "is not an AWS region name"),
         ("endpoint_url", "localhost:5555", "must be an http(s) URL"),
-        ("approve", "A" * 64, "approve must be the 64-character plan digest"),
-        ("approve", "a" * 63, "approve must be the 64-character plan digest"),
+        ("approvals_required", 10, "approvals_required must be between 1 and 9"),
+        ("approvals", "x.approval", "approvals must be a list"),
         ("profile", "bad profile", "profile 'bad profile' is not a valid profile name"),
         ("confirm", "device-removed-in-console", "confirm must be a list"),
         ("verify_timeout", 0, "verify_timeout must be between 1 and 3600"),

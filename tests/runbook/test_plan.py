@@ -13,6 +13,7 @@ from runbook_lib import lease
 from runbook_lib.params import validate
 from runbook_lib.plan import PACKAGE_DIR, PlanIdentity, make_plan
 from runbook_lib.runner import plan_for
+from tests import keys
 
 from .helpers import cli, edit_cell
 
@@ -22,6 +23,8 @@ BASE = {
     "method": "console",
     "profile": "sandbox-admin",
     "dry_run": False,
+    "operator_key": str(keys.key("operator")),
+    "allowed_signers": str(keys.allowed_signers()),
 }
 
 
@@ -50,7 +53,8 @@ def test_cli_plan_prints_digest_and_gates(tmp_path: Path) -> None:
     identity = PlanIdentity.from_dict(stored["identity"])
     assert make_plan(validate({**BASE, "rebind": "skip"}), identity).digest == expected
     assert f"plan id       {identity.plan_id}" in out and identity.expires_at in out
-    assert f"approve with: runbook run ... --approve {expected}" in out
+    assert "approve with: runbook approve PLAN_FILE --key KEY" in out
+    assert "operator      olivia@example.com" in out and "four eyes" in out
     gates = re.findall(r"^  (\d\d-[a-z-]+)\s+([a-z-]+)\s+(approved by|confirmed by)", out, re.M)
     assert [(step, gate) for step, gate, _ in gates] == [
         ("00-preflight", "risk-acknowledged"),
@@ -114,7 +118,7 @@ def test_digest_changes_with_the_target_account() -> None:
 
 def test_digest_ignores_approval_confirmations_and_run_dir() -> None:
     base = digest(BASE)
-    assert digest({**BASE, "approve": "0" * 64}) == base
+    assert digest({**BASE, "approvals": ["a.approval"]}) == base
     assert digest({**BASE, "confirm": ["device-removed-in-console"]}) == base
     assert digest({**BASE, "run_dir": "runs/somewhere"}) == base
 
