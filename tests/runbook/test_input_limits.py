@@ -17,6 +17,7 @@ import pytest
 
 from runbook_lib.errors import ParameterError
 from runbook_lib.params import MAX_FILE_BYTES, MAX_ITEMS, MAX_STRING, load_file, validate
+from tests import keys
 
 from .helpers import cli, run_dirs
 
@@ -414,7 +415,11 @@ def test_progress_lines_of_run_and_resume_escape_a_runs_dir_with_escapes(tmp_pat
     """A run that fails at once (its profile does not exist) in a runs dir whose name holds
     ESC [2J (clear screen): the progress lines and the printed run dir are escaped."""
     file = tmp_path / "params.yml"
-    file.write_text(HEADER + "profile: no-such-profile\n")
+    file.write_text(
+        HEADER
+        + "profile: no-such-profile\n"
+        + f"operator_key: {keys.key('operator')}\nallowed_signers: {keys.allowed_signers()}\n"
+    )
     runs = "runs\x1b[2J"
     result = cli("run", "-f", str(file), "--runs-dir", runs, cwd=tmp_path, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
