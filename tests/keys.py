@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from runbook_lib.signing import Signer, load_key
 
@@ -59,3 +60,23 @@ def trust_bytes() -> bytes:
 def signer(name: str = "operator") -> Signer:
     """A seal signer for ``name``'s key."""
     return Signer(load_key(key(name)), PRINCIPALS[name])
+
+
+def with_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the operator's key and the allowed_signers (olivia operates)."""
+    return {**raw, "operator_key": str(key("operator")), "allowed_signers": str(allowed_signers())}
+
+
+def approved(raw: dict[str, Any], where: Path, approver: str = "alice") -> dict[str, Any]:
+    """``raw`` with keys and ``approver``'s signed approval of a new plan of it (mode as given:
+    a lab run's plan is planned with mode interactive)."""
+    from runbook_lib.demo import sign_approval
+    from runbook_lib.runner import plan_for
+
+    params = with_keys(raw)
+    _, plan = plan_for({k: v for k, v in params.items() if k != "approvals"}, save=True)
+    where.mkdir(parents=True, exist_ok=True)
+    approval = sign_approval(
+        plan, key(approver), PRINCIPALS[approver], PRINCIPALS["operator"], where
+    )
+    return {**params, "approvals": [str(approval)]}

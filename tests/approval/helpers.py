@@ -18,6 +18,7 @@ from runbook_lib import signing
 from runbook_lib.approval import PlanFile, build_statement, content_digest, write_plan_file
 from runbook_lib.params import validate
 from runbook_lib.plan import PlanIdentity, make_plan
+from tests import keys as test_keys
 
 BASE: dict[str, Any] = {
     "account_id": "123456789012",
@@ -82,15 +83,20 @@ def plan_dict(
     identity: PlanIdentity | None = None,
     **params: Any,
 ) -> dict[str, Any]:
-    """A plan's dict (``make_plan(validate(...)).to_dict()``) with the ``trust`` entry the lead
-    adds to Plan: the operator is olivia."""
-    data = make_plan(validate({**BASE, **params}), identity).to_dict()
+    """A plan's dict (``make_plan(validate(...)).to_dict()``); the operator is olivia (these
+    tests' keys, or tests/keys.py's when ``keys`` is None)."""
     if keys is not None:
-        data["trust"] = {
-            "operator": {"principal": OLIVIA, "fingerprint": keys.olivia.fingerprint},
+        trust = {
+            "operator_key": str(keys.dir / "olivia"),
+            "allowed_signers": str(keys.allowed_signers),
             "self_approval": self_approval,
         }
-    return data
+    else:
+        trust = {
+            "operator_key": str(test_keys.key("operator")),
+            "allowed_signers": str(test_keys.allowed_signers()),
+        }
+    return make_plan(validate({**BASE, **trust, **params}), identity).to_dict()
 
 
 def redigest(data: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from runbook_lib.lab import LabServer, lab_server, prepare_lab
 from runbook_lib.record import RunRecord, verify
 from runbook_lib.runner import abandon
 from runbook_lib.sandbox import SandboxInfo
+from tests import keys
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,6 +183,7 @@ def _member_lab_run(
     """A prepared lab run on the member sandbox: assume-root, interactive, not a dry run."""
     raw = demo_parameters(info, "assume-root", profiles)
     raw.update(mode="interactive", sandbox_actor=sandbox_actor, dry_run=False)
+    raw = keys.approved(raw, tmp_path / "approvals")
     return raw, prepare_lab(raw, tmp_path / "runs").path
 
 

@@ -28,14 +28,15 @@ from runbook_lib.procedure.gates import ConsoleCheck
 from runbook_lib.procedure.vocabulary import Event, Gate
 from runbook_lib.record import RunRecord, verify
 from runbook_lib.runner import create_run
+from tests import keys
 
 ACCOUNT = "123456789012"
-RAW = {"account_id": ACCOUNT, "change_ticket": "CHG-1234", "dry_run": False}
+RAW = keys.with_keys({"account_id": ACCOUNT, "change_ticket": "CHG-1234", "dry_run": False})
 
 
 def _step(tmp_path: Path, name: str = "01-remove-device", risk: bool = True) -> Step:
     """A Step of a fresh interactive run (leased, recorded), the risk already acknowledged."""
-    params = validate({**RAW, "mode": "interactive"})
+    params = validate(keys.approved({**RAW, "mode": "interactive"}, tmp_path / "approvals"))
     record = create_run(params, tmp_path / "runs")
     step = Step(name, params, record, run_plan(params, RunFacts(record.events())))
     if risk:

@@ -21,6 +21,7 @@ from runbook_lib.procedure import bind, close_out, open_step, preflight, remove,
 from runbook_lib.procedure import verify_removal as verify_step
 from runbook_lib.record import RunRecord, verify
 from runbook_lib.sandbox import SandboxInfo
+from tests import keys
 
 Cell = Callable[[Any], Any]
 
@@ -96,7 +97,10 @@ def test_engineer_does_the_whole_procedure_in_interactive_mode(
     acct = info.target_account_id
     before = {d["serial"] for d in info.control.state(acct)["devices"]}
     with sandbox_profiles(info) as profiles, _captured_display(monkeypatch) as shown:
-        raw = demo_parameters(info, method, profiles)
+        raw = keys.approved(
+            {**demo_parameters(info, method, profiles), "mode": "interactive"},
+            tmp_path / "approvals",
+        )
         record = prepare_lab(raw, tmp_path / "runs")
         run_params = {**raw, "mode": "interactive", "run_dir": str(record.path)}
         done: list[str] = []
