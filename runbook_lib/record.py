@@ -1394,8 +1394,9 @@ class RunRecord:
 
 def sums_bytes(files: dict[str, dict[str, Any]], manifest_sha256: str) -> bytes:
     """SHA256SUMS: ``sha256sum`` lines (coreutils format, names escaped as it escapes them) for
-    every file in ``files`` and manifest.json, sorted by name."""
-    rows = {**{rel: str(meta["sha256"]) for rel, meta in files.items()}}
+    every file in ``files`` (but the empty lock file, which an archived copy does not hold)
+    and manifest.json, sorted by name."""
+    rows = {rel: str(meta["sha256"]) for rel, meta in files.items() if rel != LOCK_FILE}
     rows[MANIFEST_FILE] = manifest_sha256
     out = []
     for rel in sorted(rows):
@@ -1713,6 +1714,8 @@ def _check_manifest(
             problems.append(f"{rel}: not in the manifest (added after the seal)")
     for rel, meta in sorted(listed.items()):
         path = run_dir / rel
+        if archived and rel == LOCK_FILE:
+            continue  # the archive does not keep the (empty) lock file
         if rel not in present or not path.is_file():
             problems.append(f"{rel}: missing (listed in the manifest)")
             continue

@@ -26,6 +26,9 @@ BASE: dict[str, Any] = {
     "method": "console",
     "profile": "sandbox-admin",
     "dry_run": False,
+    # the operator of tests/keys.py; plan_dict(keys) names these tests' own keys instead
+    "operator_key": str(test_keys.key("operator")),
+    "allowed_signers": str(test_keys.allowed_signers()),
 }
 ALICE, BOB, OLIVIA, MALLORY, CAROL = (
     "alice@example.com",
@@ -92,10 +95,7 @@ def plan_dict(
             "self_approval": self_approval,
         }
     else:
-        trust = {
-            "operator_key": str(test_keys.key("operator")),
-            "allowed_signers": str(test_keys.allowed_signers()),
-        }
+        trust = {}
     return make_plan(validate({**BASE, **trust, **params}), identity).to_dict()
 
 

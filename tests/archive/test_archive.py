@@ -21,7 +21,16 @@ from botocore.exceptions import ClientError
 from runbook_lib.archive import LEDGER_ENTRIES_OBJECT, archive_run
 from runbook_lib.aws import AwsContext
 from runbook_lib.errors import ParameterError, PreconditionError, RunbookError
-from runbook_lib.record import LEDGER_FILE, LEDGER_HEAD_FILE, LOCK_FILE, MANIFEST_FILE, RunRecord
+from runbook_lib.record import (
+    LEDGER_FILE,
+    LEDGER_HEAD_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    SEAL_FILES,
+    SUMS_FILE,
+    SUMS_SIG_FILE,
+    RunRecord,
+)
 from runbook_lib.sandbox import SandboxInfo
 from tests.keys import signer
 
@@ -95,6 +104,7 @@ def test_archive_uploads_every_file_under_compliance_lock(
     expected = {f"records/{RUN_ID}/{rel}" for rel in files if rel != LOCK_FILE}
     expected |= {f"records/{RUN_ID}/{MANIFEST_FILE}", f"records/{RUN_ID}/{LEDGER_ENTRIES_OBJECT}"}
     expected |= {f"records/{RUN_ID}/{LEDGER_HEAD_FILE}", archived["ledger_head"]["key"]}
+    expected |= {f"records/{RUN_ID}/{name}" for name in (SUMS_FILE, SUMS_SIG_FILE)}
 
     assert archived["run_id"] == RUN_ID
     assert (archived["bucket"], archived["prefix"], archived["mode"]) == (
@@ -124,7 +134,7 @@ def test_archive_uploads_every_file_under_compliance_lock(
         if rel in (LEDGER_ENTRIES_OBJECT, LEDGER_HEAD_FILE) or "ledger-heads/" in rel:
             continue
         assert body == (run_dir / rel).read_bytes(), rel
-        if rel != MANIFEST_FILE:
+        if rel not in SEAL_FILES:  # the seal's own files are not in the manifest
             assert obj["sha256"] == files[rel]["sha256"]
     assert json.loads(json.dumps(archived)) == archived  # the CLI prints it as JSON
 

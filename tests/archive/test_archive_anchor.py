@@ -28,12 +28,17 @@ from runbook_lib.record import (
     LEDGER_HEAD_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
+    SUMS_FILE,
+    SUMS_SIG_FILE,
     RunRecord,
     canonical,
     entry_hash,
     verify,
 )
 from runbook_lib.sandbox import SandboxInfo
+from tests import keys
+from tests.keys import signer
+from tests.sandbox.helpers import aws_cli
 
 from .test_archive import BUCKET, REPO, RUN_ID, all_versions, context, make_run
 
@@ -54,7 +59,7 @@ def forged(tmp_path: Path, run_id: str = RUN_ID) -> Path:
     record.append("step.finished", "preflight", outcome="ok")
     record.write_json("snapshots/before.json", {"root_mfa": False, "devices": []})
     record.write_text("notebooks/99-extra.ipynb", json.dumps({"cells": [], "nbformat": 4}))
-    record.seal(final=True)
+    record.seal(final=True, signer=signer())
     assert verify(record.path).ok
     return record.path
 
@@ -278,7 +283,12 @@ def test_a_run_deleted_and_the_ledger_re_chained_is_detected(
     archive_run(other, DEST, 1, aws=context(standalone))
     archive_run(run_dir, DEST, 1, aws=context(standalone))
     rechain_without(runs, OTHER_ID)
-    assert verify(run_dir).ok  # the local record alone cannot tell
+    # the local record alone tells only when the deleted run's entries came before its own
+    # (its signed manifest names its place in the ledger); the archive tells in both cases
+    local = verify(run_dir)
+    assert local.ok is not deleted_first, local.problems
+    if deleted_first:
+        assert any("ledger was rebuilt" in p for p in local.problems), local.problems
 
     report = verify_against(run_dir, DEST, aws=context(standalone))
     assert not report.ok
@@ -357,3 +367,61 @@ def test_cli_archive_says_already_archived(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "already archived, identical"
     assert "already archived, identical" in done.stderr
+
+
+# --- the auditor's copy ------------------------------------------------------------------------
+
+
+@pytest.mark.awscli
+def test_the_copy_an_auditor_downloads_verifies_on_its_own_with_standard_tools(
+    standalone: SandboxInfo, s3: Any, run_dir: Path, archived: dict[str, Any], tmp_path: Path
+) -> None:
+    """`aws s3 cp --recursive` of the archived run, as is: `runbook verify` says intact (an
+    archived copy, on its own ledger entries), and the README's OpenSSH + coreutils procedure
+    passes; one byte changed in the download is named by both."""
+    copy = tmp_path / "audit" / RUN_ID
+    got = aws_cli(
+        standalone, "s3", "cp", "--recursive", f"s3://{BUCKET}/records/{RUN_ID}/", str(copy)
+    )
+    assert got.returncode == 0, got.stderr
+    report = verify(copy)
+    assert report.ok and report.archived_copy, report.problems
+    assert report.signer and report.signer["principal"] == "olivia@example.com"
+
+    principal = json.loads((copy / MANIFEST_FILE).read_text())["signer"]["principal"]
+    signed = subprocess.run(
+        [
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            str(keys.allowed_signers()),
+            "-I",
+            principal,
+            "-n",
+            "seal@root-mfa-runbook",
+            "-s",
+            SUMS_SIG_FILE,
+        ],
+        input=(copy / SUMS_FILE).read_bytes(),
+        cwd=copy,
+        capture_output=True,
+        check=False,
+    )
+    assert signed.returncode == 0, signed.stderr
+    sums = subprocess.run(
+        ["sha256sum", "--strict", "-c", SUMS_FILE],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sums.returncode == 0, sums.stdout + sums.stderr
+
+    snapshot = copy / "snapshots" / "before.json"
+    snapshot.write_text(snapshot.read_text().replace("virtual", "hardware"))
+    assert any("snapshots/before.json" in p for p in verify(copy).problems)
+    bad = subprocess.run(
+        ["sha256sum", "-c", SUMS_FILE], cwd=copy, capture_output=True, text=True, check=False
+    )
+    assert bad.returncode != 0 and "snapshots/before.json: FAILED" in bad.stdout
