@@ -758,19 +758,9 @@ class RunRecord:
     # -- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
-    def create(
-        cls,
-        runs_dir: Path,
-        run: dict[str, Any],
-        run_id: str | None = None,
-        allowed_signers: bytes | None = None,
-    ) -> RunRecord:
+    def create(cls, runs_dir: Path, run: dict[str, Any], run_id: str | None = None) -> RunRecord:
         """Create ``runs_dir/<run_id>/`` with run.json and the first event, ``run.created``,
         whose data holds what run.json was created with (less ``status``).
-
-        ``allowed_signers`` (the file's bytes, as the plan named and hashed it) is kept as
-        :data:`TRUST_FILE`: the trust root :func:`verify` checks the seals' signatures against
-        unless it is given another one.
 
         ``runs_dir`` must be yours, not a symbolic link and not group/other-writable; it is
         checked before anything is created. A new one (and its missing parents) is made 0700.
@@ -796,8 +786,6 @@ class RunRecord:
             pass
         info = {k: v for k, v in doc.items() if k != "status"}
         record._append(RUN_CREATED, None, {"run_id": run_id, "info": info})
-        if allowed_signers is not None:
-            record._write_file(TRUST_FILE, allowed_signers, None, True)
         _fsync_dir(run_dir)
         return record
 

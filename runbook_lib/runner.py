@@ -62,6 +62,7 @@ from .record import (
     LOCK_FILE,
     MANIFEST_FILE,
     RUN_FILE,
+    TRUST_FILE,
     RunRecord,
     check_integrity,
     new_run_id,
@@ -140,9 +141,7 @@ def create_run(params: RunParameters, runs_dir: Path, plan: Plan | None = None) 
     try:
         consumed = lease.consume_approval(plan.digest, run_id) if verified else None
         try:
-            record = RunRecord.create(
-                runs_dir, new_run_info(params, plan), run_id=run_id, allowed_signers=trust
-            )
+            record = RunRecord.create(runs_dir, new_run_info(params, plan), run_id=run_id)
         except BaseException:
             if consumed is not None:
                 lease.give_back_approval(plan.digest, run_id)
@@ -151,6 +150,8 @@ def create_run(params: RunParameters, runs_dir: Path, plan: Plan | None = None) 
         lease.release(params.account_id, run_id)
         raise
     record.append(Event.LEASE_ACQUIRED, account_id=params.account_id, since=held.get("since"))
+    # the trust root as the plan hashed it: verify() falls back to it (record.TRUST_FILE)
+    record.write_text(TRUST_FILE, trust.decode("utf-8"), once=True)
     if verified is not None:
         _record_approvals(record, plan, verified)
     if consumed is not None:

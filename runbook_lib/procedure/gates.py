@@ -159,8 +159,9 @@ class Gates:
         if policy is None or not policy.get("satisfied"):
             need = (plan.trust or {}).get("approvals_required", 1)
             reason = (
-                f"plan {plan.digest[:12]}… has no valid signed approval yet (it needs {need}, "
-                "by people other than the operator unless the plan allows self-approval): a "
+                f"no approval was given for plan {plan.digest[:12]}… (it needs {need} signed "
+                "approval(s), by people other than the operator unless the plan allows "
+                "self-approval): a "
                 f"reviewer signs the plan file (runbook plan --run {run} --out PLAN_FILE; "
                 "runbook approve PLAN_FILE --key KEY), then continue with: runbook resume "
                 f"{run} --approval FILE"

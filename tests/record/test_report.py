@@ -15,6 +15,7 @@ from runbook_lib import record as record_mod
 from runbook_lib import report as report_mod
 from runbook_lib.record import EVENTS_FILE, RUN_FILE, RunRecord
 from runbook_lib.report import render_html
+from tests import keys
 from tests.keys import signer
 from tests.runbook.conftest import _isolated_env, env_for  # noqa: F401 (fixtures)
 from tests.runbook.helpers import Env, of_type
@@ -118,8 +119,10 @@ def test_the_summary_of_a_real_change_says_who_what_when_approved_by_and_evidenc
     for type_ in ("evidence.deactivation", "evidence.console-login", "evidence.enable"):
         ids = _ids(run_dir, type_)
         assert ids and all(i in top for i in ids), type_
-    # approved by whom: no signed approval yet on this branch; the gates and the plan digest
-    assert "No signed approval is recorded." in top
+    # approved by whom, with which key; the gates and the plan digest
+    assert "No signed approval is recorded." not in top
+    alice = keys.signer("alice").key
+    assert "<b>alice@example.com</b>" in top and alice.fingerprint in top
     digest = json.loads((run_dir / "run.json").read_text())["plan_digest"]
     assert "risk-acknowledged, remove-device" in top and digest[:16] in top
     # performed by whom: the OS user and host, and the caller ARN

@@ -16,6 +16,7 @@ import pytest
 from runbook_lib import plan as plan_module
 from runbook_lib.params import validate
 from runbook_lib.plan import PlanIdentity, make_plan
+from tests import keys
 
 from .helpers import Env, of_type
 
@@ -155,7 +156,9 @@ def test_the_kernel_environment_is_an_allow_list(tmp_path: Path) -> None:
 def test_the_plan_digest_covers_the_installed_dependencies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    params = validate({"account_id": "123456789012", "change_ticket": "CHG-1", "dry_run": False})
+    params = validate(
+        keys.with_keys({"account_id": "123456789012", "change_ticket": "CHG-1", "dry_run": False})
+    )
     identity = PlanIdentity.new()
     before = make_plan(params, identity)
     site = tmp_path / "lib" / "site-packages"

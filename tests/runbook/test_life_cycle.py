@@ -30,6 +30,7 @@ from runbook_lib.approval import ApprovalRefused
 from runbook_lib.errors import RunRefused
 from runbook_lib.lab import prepare_lab
 from runbook_lib.record import verify
+from tests import keys
 
 from .helpers import (
     REPO,
@@ -68,7 +69,8 @@ def test_prepared_lab_notebooks_run_with_no_clicks_neither_finish_00_nor_act_in_
     """Through the kernel: the notebooks `runbook lab` prepared, executed top to bottom with
     nobody at the controls (what "Run All" does), must not finish 00, and 01 must not act."""
     env = env_for("member")
-    record = prepare_lab(env.params("assume-root"), env.runs)
+    raw = {**env.params("assume-root"), "mode": "interactive"}
+    record = prepare_lab(keys.approved(raw, env.runs.parent / "approvals"), env.runs)
     before = env.serials()
     notebooks = record.path / "notebooks"
     with pytest.raises(PapermillExecutionError) as err:
