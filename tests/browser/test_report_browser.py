@@ -17,6 +17,7 @@ import pytest
 
 from runbook_lib.demo import sandbox_profiles
 from runbook_lib.sandbox import SandboxInfo
+from tests import keys
 from tests.conftest import isolate_aws_env
 from tests.runbook.helpers import Env, of_type
 
@@ -127,7 +128,8 @@ def test_the_report_of_a_real_run_in_chromium(env: Env, page: Any) -> None:
         env.account,
         "was removed in the console",
         "was bound in the console",
-        "No signed approval is recorded.",
+        "alice@example.com",  # the approver, with her key's fingerprint
+        keys.signer("alice").key.fingerprint,
         "OS user ",
         caller,
         "When (UTC)",
