@@ -103,15 +103,19 @@ def _refuse_digest_approval(args: argparse.Namespace) -> None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .approval import write_plan_file
     from .plan import describe
-    from .runner import describe_run, plan_for
+    from .runner import describe_run, plan_for, plan_of_run
 
     if args.run:
-        if args.file or args.param or args.out:
-            _err("plan: --run takes no -f/-p/--out (a run keeps its parameters)")
+        if args.file or args.param:
+            _err("plan: --run takes no -f/-p (a run keeps its parameters)")
             return EXIT_USAGE
         out(describe_run(Path(args.run)))
-        return EXIT_OK
-    if not args.file:
+        if not args.out:
+            return EXIT_OK
+        plan = plan_of_run(Path(args.run))  # its plan file, for a reviewer (runbook approve)
+    else:
+        plan = None
+    if not args.file and plan is None:
         _err("plan: -f FILE is required (or --run RUN_DIR)")
         return EXIT_USAGE
     if args.out and os.path.lexists(args.out):
@@ -120,7 +124,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             "(choose another --out)"
         )
         return EXIT_USAGE
-    _, plan = plan_for(_raw_params(args), save=True)
+    if plan is None:
+        _, plan = plan_for(_raw_params(args), save=True)
     target = Path(args.out) if args.out else Path(f"plan-{plan.digest[:12]}.txt")
     try:
         write_plan_file(plan, target)
@@ -130,7 +135,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except OSError as error:
         _err(f"plan: cannot write the plan file {quote(str(target))} ({error.strerror or error})")
         return EXIT_FAILED
-    out(describe(plan))
+    if not args.run:
+        out(describe(plan))
     out("")
     out(f"plan file     {target}")
     if plan.dry_run:
@@ -310,7 +316,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .record import verify
+    from .runner import audit_run
 
     if args.against is None:
         extra = [
@@ -331,17 +337,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             _err(f"verify: {args.run_dir} is not a run directory")
             return EXIT_USAGE
 
-    report = verify(Path(args.run_dir))
-    if report.ok:
+    trust = Path(args.allowed_signers) if args.allowed_signers else None
+    audit = audit_run(Path(args.run_dir), trust)
+    report = audit.record
+    if audit.ok:
         kind = "final seal" if report.final else "checkpoint seal"
         out(f"OK: {args.run_dir} is intact ({report.events} events, {kind})")
     else:
         out(f"TAMPERED or INCOMPLETE: {args.run_dir}")
-        for problem in report.problems:
+        for problem in [*report.problems, *audit.problems]:
             out(f"  - {problem}")
+    if report.signer:
+        signer = report.signer
+        out(f"  sealed by   {signer['principal']} ({signer['key_type']} {signer['fingerprint']})")
+    if audit.dry_run:
+        out("  approved by nobody: DRY RUN (it changed nothing and needed no approval)")
+    else:
+        for approver in audit.approvals:
+            out(f"  approved by {approver}" + ("   SELF-APPROVED" if audit.self_approved else ""))
+    if report.trust:
+        out(f"  checked against {report.trust}")
     if args.against is None:
-        return EXIT_OK if report.ok else EXIT_FAILED
-    return _verify_against(args, report.ok)
+        return EXIT_OK if audit.ok else EXIT_FAILED
+    return _verify_against(args, audit.ok)
 
 
 def _verify_against(args: argparse.Namespace, local_ok: bool) -> int:
@@ -389,6 +407,12 @@ def _cmd_lab(args: argparse.Namespace) -> int:
             _err("lab: --reopen takes no -f/-p (the run keeps its parameters)")
             return EXIT_USAGE
         run_dir = Path(args.reopen)
+        if args.approval:
+            from .runner import add_approvals
+
+            _refuse_digest_approval(args)
+            add_approvals(run_dir, list(args.approval))
+            err_line(f"approvals recorded for {run_dir}")
     elif not args.file:
         _err("lab: -f FILE is required (or --reopen RUN_DIR)")
         return EXIT_USAGE
@@ -551,6 +575,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--against",
         metavar="s3://BUCKET/PREFIX",
         help="also compare it with its archived (Object Lock) copy there; exit 1 if it differs",
+    )
+    ver.add_argument(
+        "--allowed-signers",
+        metavar="FILE",
+        help="check the signatures against this allowed_signers (yours; default "
+        "$RUNBOOK_ALLOWED_SIGNERS, else the record's own copy, which only shows consistency)",
     )
     ver.add_argument("--profile", help="AWS profile for --against")
     ver.add_argument("--region", default="us-east-1", help="region for --against")

@@ -108,6 +108,7 @@ __all__ = [
     "VerifyReport",
     "check_integrity",
     "list_runs",
+    "trust_root",
     "verify",
 ]
 
@@ -1604,6 +1605,18 @@ def _seq_of(place: Any) -> Any:
     return place.get("seq") if isinstance(place, dict) else place
 
 
+def trust_root(run_dir: Path, allowed_signers: Path | None = None) -> tuple[Path, str]:
+    """The allowed_signers a run's signatures are checked against, and how it was chosen:
+    ``allowed_signers`` if given, else ``$RUNBOOK_ALLOWED_SIGNERS``, else the record's own
+    :data:`TRUST_FILE`."""
+    env = os.environ.get(ALLOWED_SIGNERS_ENV)
+    if allowed_signers is not None:
+        return Path(allowed_signers), f"{allowed_signers} (given)"
+    if env:
+        return Path(env), f"{env} (${ALLOWED_SIGNERS_ENV})"
+    return Path(run_dir) / TRUST_FILE, f"the record's own {TRUST_FILE}"
+
+
 def _check_signature(
     run_dir: Path, manifest: dict[str, Any], manifest_sha: str, allowed_signers: Path | None
 ) -> tuple[list[str], dict[str, str] | None, str]:
@@ -1638,16 +1651,7 @@ def _check_signature(
             None,
             "",
         )
-    env = os.environ.get(ALLOWED_SIGNERS_ENV)
-    if allowed_signers is not None:
-        trust_path = Path(allowed_signers)
-        trust = f"{trust_path} (given)"
-    elif env:
-        trust_path = Path(env)
-        trust = f"{trust_path} (${ALLOWED_SIGNERS_ENV})"
-    else:
-        trust_path = run_dir / TRUST_FILE
-        trust = f"the record's own {TRUST_FILE}"
+    trust_path, trust = trust_root(run_dir, allowed_signers)
     try:
         trust_sha = hashlib.sha256(_read_regular(trust_path)).hexdigest()
     except OSError:

@@ -26,12 +26,14 @@ refuse, say why, and write nothing.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +66,15 @@ from .record import (
     RUN_FILE,
     TRUST_FILE,
     RunRecord,
+    VerifyReport,
     check_integrity,
     new_run_id,
+    trust_root,
     verify,
 )
 from .report import render_html
-from .signing import Signer
+from .signing import APPROVAL_NAMESPACE, Signer, SigningError
+from .signing import verify as verify_signature
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 ORDER = [name for name, _ in STEPS]
@@ -267,6 +272,47 @@ def _record_approvals(record: RunRecord, plan: Plan, verified: ApprovalSet) -> N
             verified, _policy(plan), plan.digest, str(trust.get("allowed_signers_sha256"))
         ),
     )
+
+
+def _take_approvals(record: RunRecord, params: RunParameters, plan: Plan, facts: RunFacts) -> None:
+    """Approvals given to an existing run (resume, lab --reopen): verified against its plan,
+    consumed for it, recorded. Refused, with nothing written, when the plan expired or an
+    approval does not hold."""
+    if plan.identity.expired():
+        raise RunRefused(
+            f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}; an approval is "
+            f"not a standing permission. End this run (runbook abandon {record.path} --reason "
+            "...) and plan again. Nothing was changed."
+        )
+    verified = _verified_approvals(params, plan)  # ApprovalRefused: nothing written
+    assert verified is not None
+    consumed = None
+    if facts.first(Event.APPROVAL_CONSUMED) is None:
+        consumed = lease.consume_approval(plan.digest, record.run_id)
+    _record_approvals(record, plan, verified)
+    if consumed is not None:
+        record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
+
+
+def add_approvals(run_dir: Path, files: list[str]) -> None:
+    """`runbook lab --reopen RUN --approval FILE`: record approvals for an interactive run
+    that halted for want of them (its parameters stay as they are: the gates read the
+    approvals from the record). Checked like a resume first; nothing written when refused."""
+    record = RunRecord.open(Path(run_dir))
+    if record.sealed_final:
+        raise RunRefused(f"Run {record.run_id} is sealed; start a new run instead.")
+    with lease.executing(record.run_id):
+        _refuse_unless_intact(record, "given approvals", ("notebooks/*",))
+        facts = RunFacts(record.events())
+        params = validate(
+            {**facts.parameters(), "approvals": list(files), "run_dir": str(record.path)}
+        )
+        try:
+            plan = run_plan(params, facts)
+        except RunbookError as err:
+            raise RunRefused(str(err).replace("RUN", str(record.path))) from err
+        _take_approvals(record, params, plan, facts)
+        _project(record)
 
 
 def _signer_for(record: RunRecord) -> Signer:
@@ -665,20 +711,7 @@ def resume(
     except RunbookError as err:
         raise RunRefused(str(err).replace("RUN", str(record.path))) from err
     if params.approvals and "approvals" in changes:
-        if plan.identity.expired():
-            raise RunRefused(
-                f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}; an approval is "
-                f"not a standing permission. End this run (runbook abandon {record.path} --reason "
-                "...) and plan again. Nothing was changed."
-            )
-        verified = _verified_approvals(params, plan)  # ApprovalRefused: nothing written
-        assert verified is not None
-        consumed = None
-        if facts.first(Event.APPROVAL_CONSUMED) is None:
-            consumed = lease.consume_approval(plan.digest, record.run_id)
-        _record_approvals(record, plan, verified)
-        if consumed is not None:
-            record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
+        _take_approvals(record, params, plan, facts)
     holder = lease.holder(params.account_id)
     if holder is None or holder.get("run_id") != record.run_id:
         lease.acquire(params.account_id, record.run_id, record.path)  # LeaseHeld if another
@@ -807,11 +840,86 @@ def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def describe_run(run_dir: Path) -> str:
-    """`runbook plan --run RUN`: the plan a run executes, as it stands."""
+@dataclass
+class RunAudit:
+    """:func:`audit_run`'s answer: the record's own check (chain, files, ledger, seal
+    signature), then the approvals checked again from the record's files, and who sealed."""
+
+    record: VerifyReport
+    approvals: list[str] = field(default_factory=list)  # "alice@example.com (ssh-ed25519 SHA256:…)"
+    problems: list[str] = field(default_factory=list)
+    self_approved: bool = False
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.record.ok and not self.problems
+
+
+def audit_run(run_dir: Path, allowed_signers: Path | None = None) -> RunAudit:
+    """Verify a run as an auditor would: :func:`record.verify`, then every recorded approval
+    again (its statement and signature files against the same allowed_signers, for this run's
+    plan digest), the approval policy the gates relied on, and that the seal was signed by the
+    plan's operator. Read only; a record that is not a run gives a report with problems."""
+    run_dir = Path(run_dir)
+    report = verify(run_dir, allowed_signers)
+    audit = RunAudit(report)
+    try:
+        facts = RunFacts(RunRecord.open(run_dir).events())
+    except RunbookError:
+        return audit
+    plan = facts.created.get("plan") or {}
+    digest = str(facts.created.get("plan_digest") or plan.get("digest") or "")
+    trust = plan.get("trust") or {}
+    audit.dry_run = bool(facts.parameters().get("dry_run"))
+    trust_path, _ = trust_root(run_dir, allowed_signers)
+    for event in facts.of(Event.APPROVAL_VERIFIED):
+        data = event["data"]
+        who = str(data.get("principal"))
+        try:
+            statement = (run_dir / str(data.get("statement"))).read_bytes()
+            signature = (run_dir / str(data.get("signature"))).read_bytes()
+            at = dt.datetime.fromisoformat(str(data.get("approved_at")).replace("Z", "+00:00"))
+            good = verify_signature(
+                statement, signature, who, APPROVAL_NAMESPACE, trust_path, at=at
+            )
+            named = parse_statement(statement).get("plan-digest")
+        except (OSError, ValueError, ApprovalError, SigningError) as err:
+            audit.problems.append(f"approval by {who} ({data.get('statement')}): {err}")
+            continue
+        if named != digest:
+            audit.problems.append(
+                f"approval by {who} approves plan {str(named)[:12]}…, not this run's"
+            )
+            continue
+        audit.approvals.append(f"{good.principal} ({good.key_type} {good.fingerprint})")
+    policy = facts.approvals(digest)
+    if policy is not None:
+        audit.self_approved = bool(policy.get("self_approved"))
+    gated = facts.of(Event.GATE_APPROVED)
+    if gated and not (policy and policy.get("satisfied")):
+        audit.problems.append(
+            "gates were approved, but the record holds no satisfied approval policy for its plan"
+        )
+    operator = (trust.get("operator") or {}).get("principal")
+    if report.signer and operator and report.signer.get("principal") != operator:
+        audit.problems.append(
+            f"the seal is signed by {report.signer.get('principal')}, not by the run's operator "
+            f"{operator}"
+        )
+    return audit
+
+
+def plan_of_run(run_dir: Path) -> Plan:
+    """The plan a run executes, as it stands (its identity, its trust)."""
     record = RunRecord.open(Path(run_dir))
     facts = RunFacts(record.events())
     params = validate({**facts.parameters(), "run_dir": str(record.path)})
-    return describe(run_plan(params, facts)).replace(
-        "runbook run ...", f"runbook resume {record.path}"
+    return run_plan(params, facts)
+
+
+def describe_run(run_dir: Path) -> str:
+    """`runbook plan --run RUN`: the plan a run executes, as it stands."""
+    return describe(plan_of_run(run_dir)).replace(
+        "runbook run ...", f"runbook resume {Path(run_dir)}"
     )

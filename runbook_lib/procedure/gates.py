@@ -158,13 +158,17 @@ class Gates:
         reason = None
         if policy is None or not policy.get("satisfied"):
             need = (plan.trust or {}).get("approvals_required", 1)
+            then = (
+                f"runbook lab --reopen {run} --approval FILE"
+                if step.params.mode == "interactive"
+                else f"runbook resume {run} --approval FILE"
+            )
             reason = (
                 f"no approval was given for plan {plan.digest[:12]}… (it needs {need} signed "
                 "approval(s), by people other than the operator unless the plan allows "
                 "self-approval): a "
                 f"reviewer signs the plan file (runbook plan --run {run} --out PLAN_FILE; "
-                "runbook approve PLAN_FILE --key KEY), then continue with: runbook resume "
-                f"{run} --approval FILE"
+                f"runbook approve PLAN_FILE --key KEY), then continue with: {then}"
             )
         elif plan.identity.expired():
             reason = (
