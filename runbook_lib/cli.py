@@ -271,7 +271,7 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     out(f"approval file {target}")
     out(
         "next:         give it to the operator; the run takes it with "
-        f"-p 'approvals=[{target.name}]'"
+        f"--approval {quote(str(target))}"
     )
     return EXIT_OK
 

@@ -1,8 +1,10 @@
 """``runbook lab``: step through a run in JupyterLab, with the same record as a batch run.
 
 :func:`prepare_lab` does what ``runbook run`` does before it executes anything: validate the
-parameters (``mode`` forced to ``interactive``), create ``runs/<run-id>/`` with the plan and
-the operator, and write each step notebook, its parameters injected by papermill
+parameters (``mode`` forced to ``interactive``), verify the signed approvals (of a plan made
+with ``mode: interactive``; a run prepared without them halts at its first approval gate and
+takes them later with ``runbook lab --reopen RUN --approval FILE``), create ``runs/<run-id>/``
+with the plan and the operator, and write each step notebook, its parameters injected by papermill
 (``prepare_only``: nothing is executed), into ``runs/<run-id>/notebooks/``. :func:`lab_server`
 then starts JupyterLab on 127.0.0.1 with a random token, rooted in that notebooks directory,
 while holding the account's lock (a batch run on the same account is refused meanwhile).

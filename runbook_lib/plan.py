@@ -1,11 +1,13 @@
-"""The plan of a run and its digest: what a batch approval is bound to.
+"""The plan of a run and its digest: what a signed approval is bound to.
 
-The digest is SHA-256 over a canonical JSON of: the parameters (less the approval, the console
-confirmations and the run directory), the SHA-256 of every step notebook, the library version
-and a hash of its source, the installed distributions and their versions, the target account,
-and the plan's own **identity** (a random id, when it was issued and when it expires). Change
-any of them and an approval given for the old plan no longer matches: the run halts at its first
-gate.
+The digest is SHA-256 over a canonical JSON of the plan dict's :data:`DIGEST_COVERS` keys: the
+parameters (less the approvals, the console confirmations and the run directory), the SHA-256
+of every step notebook, the library version and a hash of its source, the installed
+distributions and their versions, the target account, the plan's own **identity** (a random
+id, when it was issued and when it expires) and its **trust** (:func:`trust_for`: the
+allowed_signers file's sha256, the operator's principal and key, the approval policy). Change
+any of them and an approval given for the old plan no longer matches: it is refused before the
+run is created (:mod:`runbook_lib.approval` recomputes the same digest from a plan file).
 
 The identity makes an approval single-use: two plans with the same parameters have different
 digests, so an approval names one plan, and the run that consumes it (``runbook_lib.lease``)

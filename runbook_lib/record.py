@@ -10,7 +10,10 @@ Layout (every directory 0700, every file 0600, whatever the umask)::
         ├── events.jsonl        hash-chained events, append-only
         ├── snapshots/...       evidence: write_json / write_text, each on the event chain
         ├── notebooks/...       written by papermill or JupyterLab, then record_file()
-        └── manifest.json       sha256 and size of every other file, written by seal()
+        ├── manifest.json       sha256 and size of every other file, its signer and its place
+        │                       in the ledger, written by seal()
+        ├── SHA256SUMS          the same digests (and manifest.json's) for ``sha256sum -c``
+        └── SHA256SUMS.sig      the sealer's SSH signature of SHA256SUMS (signing.SEAL_NAMESPACE)
 
 Each event's ``hash`` is the sha256 of its canonical JSON without ``hash``, and its ``prev`` is
 the previous event's hash, so editing, deleting, inserting or reordering an event breaks the
@@ -28,8 +31,13 @@ interrupted) names it along with links, foreign owners, loose modes and rewritte
 
 ``seal()`` lists every file with its digest in ``manifest.json`` and appends the manifest's
 digest to the ledger, itself a chain, in the runs directory: rewriting a manifest to match a
-tampered file leaves the ledger pointing at the old one. :func:`verify` checks all of it and
-names every problem.
+tampered file leaves the ledger pointing at the old one. The seal is signed: the manifest names
+its signer and its ledger entry (seq, previous hash), and ``SHA256SUMS.sig`` is the signer's
+SSH signature of ``SHA256SUMS``, so re-chaining events, manifest and ledger together, or moving
+the run into another ledger, needs the signer's key. :func:`verify` checks all of it (against a
+given allowed_signers, ``$RUNBOOK_ALLOWED_SIGNERS`` or the record's own ``trust/`` copy) and
+names every problem; a copy downloaded from the archive verifies against its own
+``ledger-entries.jsonl``.
 
 Two processes (the runner and the notebook kernel) write to one run: appends hold ``flock`` on
 the events file, run.json updates, file writes and seals hold it on ``run.json.lock`` (then the
@@ -51,11 +59,12 @@ count; never the value) goes on the chain before ``file.recorded``. ``seal()`` s
 first: externally written ones are redacted and recorded again, and a finding in a file the
 record wrote itself (a bug) refuses the seal.
 
-What this does not protect against: someone who can rewrite the ledger from its first entry, or
-the events chain and the files together after the last seal (check_integrity sees only what
-disagrees with the chain); a process killed between an event and its file (the next check names
-the file); another user with write access to the runs directory's parents; root. Anchor the
-ledger's last hash somewhere they cannot write (a WORM bucket, the change ticket).
+What this does not protect against: the signer's own key (they can re-seal); the events chain
+and the files rewritten together after the last seal (check_integrity sees only what disagrees
+with the chain; the next seal would sign it); a process killed between an event and its file
+(the next check names the file); another user with write access to the runs directory's
+parents; root. Anchor the record and the ledger's head somewhere they cannot write
+(:mod:`runbook_lib.archive`: a WORM bucket).
 """
 
 from __future__ import annotations

@@ -4,18 +4,22 @@ other ends of a run's life (resume, seal, abandon).
 This process is the run's orchestrator and the only writer of ``run.json``, a projection of
 the event chain (:mod:`runbook_lib.procedure.lifecycle`); the kernel only appends events.
 
-``run`` validates the parameters, finds the approved plan (``runbook plan`` stored it under its
-digest) or makes a new one, takes the account's **lease** (held until the run is sealed final
-or abandoned, whatever runs dir or process: :mod:`runbook_lib.lease`), consumes the approval
-(one run per approval), creates ``runs/<run-id>/``, and executes each notebook. A step's outcome
-is what its events say (a halt is recognised by its class in the kernel and recorded as such),
-not what the notebook's exception is called. Like papermill, a failing notebook is still
+``run`` validates the parameters, finds the plan its approval files name (``runbook plan``
+stored it under its digest) or makes a new one, verifies the signed approvals against it
+(:mod:`runbook_lib.approval`: refused before anything is created), takes the account's
+**lease** (held until the run is sealed final or abandoned, whatever runs dir or process:
+:mod:`runbook_lib.lease`), consumes the approval (one run per approval), creates
+``runs/<run-id>/`` with its trust root, plan file and approvals, and executes each notebook.
+A step's outcome is what its events say (a halt is recognised by its class in the kernel and
+recorded as such), not what the notebook's exception is called. Like papermill, a failing notebook is still
 written (atomically, 0600), with the failing cell marked; an earlier attempt's notebook is kept
 under ``notebooks/attempts/``, never overwritten.
 
 Every ending leaves a verifiable record: a checkpoint seal when it halts or fails (so
 ``resume`` can continue it), a final seal when every step succeeded (status ``succeeded``, or
-``dry-run`` for a dry run) or when the run is abandoned.
+``dry-run`` for a dry run) or when the run is abandoned; every seal is signed with the run's
+``operator_key`` (a missing key refuses the seal before anything is written). :func:`audit_run`
+is ``runbook verify``: the record's check, every approval re-verified, the sealer.
 
 ``resume``, ``seal_run`` and ``abandon`` check the record first (:func:`check_run`): chain,
 ledger and manifest intact, every file as the chain recorded it, owned by the user with
