@@ -11,9 +11,9 @@ stored it under its digest) or makes a new one, verifies the signed approvals ag
 :mod:`runbook_lib.lease`), consumes the approval (one run per approval), creates
 ``runs/<run-id>/`` with its trust root, plan file and approvals, and executes each notebook.
 A step's outcome is what its events say (a halt is recognised by its class in the kernel and
-recorded as such), not what the notebook's exception is called. Like papermill, a failing notebook is still
-written (atomically, 0600), with the failing cell marked; an earlier attempt's notebook is kept
-under ``notebooks/attempts/``, never overwritten.
+recorded as such), not what the notebook's exception is called. Like papermill, a failing
+notebook is still written (atomically, 0600), with the failing cell marked; an earlier
+attempt's notebook is kept under ``notebooks/attempts/``, never overwritten.
 
 Every ending leaves a verifiable record: a checkpoint seal when it halts or fails (so
 ``resume`` can continue it), a final seal when every step succeeded (status ``succeeded``, or
