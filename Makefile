@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck chromium pytest sandbox bench lock clean
+.PHONY: help setup demo test lint typecheck chromium openssh pytest sandbox bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,10 +26,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the pinned packages (requirements.lock)
 
-demo: setup ## Set up, then run the main job on the local AWS sandbox
+demo: setup openssh ## Set up, then run the main job on the local AWS sandbox
 	$(BIN)/runbook demo
 
-test: setup lint typecheck chromium pytest ## Set up, then lint, type-check and run the whole test suite
+test: setup lint typecheck chromium openssh pytest ## Set up, then lint, type-check and run the whole test suite
 
 lint: setup ## ruff lint + format check
 	$(BIN)/ruff check .
@@ -40,6 +40,9 @@ typecheck: setup ## mypy on runbook_lib
 
 chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chromium is missing)
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+openssh: ## OpenSSH's ssh-keygen (approvals and seals are SSH signatures; apt when missing)
+	@command -v ssh-keygen >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y openssh-client; }
 
 pytest: setup ## The test suite only: two workers (two cores), then the browser tests alone
 	@# Chromium + JupyterLab + a kernel are timing-sensitive under a busy second worker
