@@ -38,7 +38,6 @@ approvers, whether the operator may approve their own plan): every problem is re
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -52,6 +51,7 @@ from typing import Any
 from . import signing
 from .errors import ParameterError, RunbookError
 from .plan import GateInfo, Plan, PlanIdentity, describe, gates_for
+from .signing import SK_USER_PRESENT, sk_flags
 
 __all__ = [
     "APPROVAL_HEADER",
@@ -65,6 +65,8 @@ __all__ = [
     "PlanFile",
     "PlanFileInvalid",
     "Policy",
+    "approval_digest",
+    "sign_approval",
     "approval_file_name",
     "sk_flags",
     "build_statement",
@@ -392,6 +394,16 @@ def build_statement(
     return ("\n".join(lines) + "\n").encode()
 
 
+def sign_approval(
+    plan_file: PlanFile, key: signing.SignerKey, approver: str, operator: str
+) -> bytes:
+    """The approval file's bytes: the statement of ``plan_file`` by ``approver`` (now), then
+    ``key``'s signature of it in the approval namespace (ssh-keygen may ask for a touch or a
+    passphrase)."""
+    statement = build_statement(plan_file, approver, operator, dt.datetime.now(dt.UTC))
+    return statement + signing.sign(key, statement, signing.APPROVAL_NAMESPACE)
+
+
 def parse_statement(statement: bytes) -> dict[str, str]:
     """The fields of an approval statement; ValueError saying what is malformed."""
     try:
@@ -624,40 +636,30 @@ def read_approval(
     )
 
 
-SK_USER_PRESENT = 0x01
-
-
-def _ssh_string(raw: bytes, offset: int) -> tuple[bytes, int]:
-    if offset + 4 > len(raw):
-        raise ValueError("truncated")
-    length = int.from_bytes(raw[offset : offset + 4], "big")
-    end = offset + 4 + length
-    if end > len(raw):
-        raise ValueError("truncated")
-    return raw[offset + 4 : end], end
-
-
-def sk_flags(signature: bytes) -> int | None:
-    """The authenticator flags of a hardware-backed key's SSH signature (``sk-*`` key types,
-    PROTOCOL.u2f: bit 0 user present), None for other keys or an unreadable signature.
-    ``ssh-keygen -Y verify`` (OpenSSH 9.2) does not require the user-presence flag."""
-    text = signature.decode("ascii", "replace").strip()
-    body = "".join(
-        text.removeprefix(SIGNATURE_BEGIN.decode()).removesuffix(SIGNATURE_END.decode()).split()
-    )
-    try:
-        raw = base64.b64decode(body, validate=True)
-        offset = 10  # "SSHSIG" + uint32 version
-        for _ in range(4):  # public key, namespace, reserved, hash algorithm
-            _, offset = _ssh_string(raw, offset)
-        blob, _ = _ssh_string(raw, offset)
-        key_type, offset = _ssh_string(blob, 0)
-        if not key_type.startswith(b"sk-"):
-            return None
-        _, offset = _ssh_string(blob, offset)
-        return blob[offset] if offset < len(blob) else None
-    except (ValueError, IndexError):
-        return None
+def approval_digest(files: list[Path]) -> str:
+    """The plan digest the approval files name, read but not verified (the run looks up the
+    plan by it; :func:`verify_approvals` then checks them); ApprovalRefused when a file is not
+    an approval or they name different plans."""
+    digests: dict[str, str] = {}
+    problems = []
+    for path in files:
+        try:
+            raw = _read_bounded(
+                path.expanduser(), MAX_APPROVAL_FILE_BYTES, "approval", ApprovalError
+            )
+            statement, _ = split_approval(raw)
+            digests[str(path)] = parse_statement(statement)["plan-digest"]
+        except (ValueError, ApprovalError, KeyError) as err:
+            problems.append(f"{path}: not a readable approval file ({err})")
+    if not problems and len(set(digests.values())) > 1:
+        problems.append(
+            "the approval files approve different plans ("
+            + ", ".join(f"{p}: {d[:12]}…" for p, d in digests.items())
+            + "); give the approvals of one plan"
+        )
+    if problems:
+        raise ApprovalRefused(problems)
+    return next(iter(digests.values()))
 
 
 def verify_approvals(

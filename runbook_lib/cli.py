@@ -197,16 +197,15 @@ def _approver_principal(args: argparse.Namespace, key: Any, signers_path: Path) 
 
 
 def _cmd_approve(args: argparse.Namespace) -> int:
-    import datetime as dt
-
     from .approval import (
         ApprovalError,
         approval_file_name,
-        build_statement,
         read_plan_file,
+        sign_approval,
+        split_approval,
         write_new_file,
     )
-    from .signing import APPROVAL_NAMESPACE, load_key, sign, verify
+    from .signing import APPROVAL_NAMESPACE, load_key, verify
 
     plan_path = Path(args.plan_file)
     target = Path(args.out) if args.out else None
@@ -258,15 +257,14 @@ def _cmd_approve(args: argparse.Namespace) -> int:
                 f"approve: not approved (typed {quote(typed)}, the plan's account is "
                 f"{plan_file.account_id}); nothing was signed"
             )
-    statement = build_statement(plan_file, principal, operator_principal, dt.datetime.now(dt.UTC))
-    signature = sign(key, statement, APPROVAL_NAMESPACE)
-    verify(statement, signature, principal, APPROVAL_NAMESPACE, signers_path)
+    approval = sign_approval(plan_file, key, principal, operator_principal)
+    verify(*split_approval(approval), principal, APPROVAL_NAMESPACE, signers_path)
     try:
-        write_new_file(target, statement + signature)
+        write_new_file(target, approval)
     except FileExistsError:
         _err(f"approve: {quote(str(target))} exists; an approval is never overwritten (--out)")
         return EXIT_USAGE
-    out((statement + signature).decode("utf-8", "replace").rstrip("\n"))
+    out(approval.decode("utf-8", "replace").rstrip("\n"))
     out("")
     out(f"approval file {target}")
     out(

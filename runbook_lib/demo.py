@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from .record import verify
 from .runner import EXIT_OK, run
 from .sandbox import SandboxInfo, sandbox_process, write_profiles
+from .signing import allowed_signers_line, new_key
 
 ORG_SCENARIOS = ("member", "member-no-password", "management")
 
@@ -92,19 +92,15 @@ def demo_keys() -> Iterator[DemoKeys]:
     with tempfile.TemporaryDirectory(prefix="runbook-demo-keys-") as tmp:
         base = Path(tmp)
         keys = DemoKeys(base / "operator", base / "approver", base / "allowed_signers")
-        lines = []
-        for path, principal in (
-            (keys.operator, keys.operator_principal),
-            (keys.approver, keys.approver_principal),
-        ):
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(path)],
-                check=True,
-                stdin=subprocess.DEVNULL,
+        keys.allowed_signers.write_text(
+            "".join(
+                allowed_signers_line(principal, new_key(path, principal))
+                for path, principal in (
+                    (keys.operator, keys.operator_principal),
+                    (keys.approver, keys.approver_principal),
+                )
             )
-            kind, blob = path.with_name(path.name + ".pub").read_text().split()[:2]
-            lines.append(f"{principal} {kind} {blob}\n")
-        keys.allowed_signers.write_text("".join(lines))
+        )
         yield keys
 
 
@@ -147,16 +143,15 @@ def sign_approval(plan: Any, key: Path, approver: str, operator: str, directory:
     """What a reviewer's ``runbook approve PLAN_FILE --key KEY --yes`` does, without the
     questions: write the plan file into ``directory``, sign the approval statement with
     ``key``; the approval file's path."""
-    from .approval import build_statement, read_plan_file, write_plan_file
-    from .signing import APPROVAL_NAMESPACE, load_key, sign
+    from .approval import read_plan_file, write_plan_file
+    from .approval import sign_approval as signed
+    from .signing import load_key
 
     plan_path = directory / f"plan-{plan.digest[:12]}.txt"
     if not plan_path.exists():
         write_plan_file(plan, plan_path)
-    statement = build_statement(read_plan_file(plan_path), approver, operator)
-    signature = sign(load_key(key), statement, APPROVAL_NAMESPACE)
     approval = directory / f"{plan_path.stem}.{approver}.approval"
-    approval.write_bytes(statement + signature)
+    approval.write_bytes(signed(read_plan_file(plan_path), load_key(key), approver, operator))
     return approval
 
 

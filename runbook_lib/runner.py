@@ -43,15 +43,13 @@ from typing import Any
 
 from . import lease
 from .approval import (
-    MAX_APPROVAL_FILE_BYTES,
     ApprovalError,
-    ApprovalRefused,
     ApprovalSet,
     Policy,
+    approval_digest,
     parse_statement,
     policy_event,
     render_plan_file,
-    split_approval,
     verify_approvals,
 )
 from .errors import ParameterError, RunbookError, RunRefused
@@ -203,30 +201,6 @@ def _verified_approvals(params: RunParameters, plan: Plan) -> ApprovalSet | None
         plan_file_sha256=hashlib.sha256(render_plan_file(plan)).hexdigest(),
         issued_at=plan.identity.issued_at,
     )
-
-
-def approval_digest(files: list[Path]) -> str:
-    """The plan digest the approval files name (read, not verified yet: that is
-    :func:`_verified_approvals`); ApprovalRefused when they name different plans."""
-    digests: dict[str, str] = {}
-    problems = []
-    for path in files:
-        try:
-            with open(path.expanduser(), "rb") as handle:
-                raw = handle.read(MAX_APPROVAL_FILE_BYTES + 1)
-            statement, _ = split_approval(raw)
-            digests[str(path)] = parse_statement(statement)["plan-digest"]
-        except (OSError, ValueError, ApprovalError, KeyError) as err:
-            problems.append(f"{path}: not a readable approval file ({err})")
-    if not problems and len(set(digests.values())) > 1:
-        problems.append(
-            "the approval files approve different plans ("
-            + ", ".join(f"{p}: {d[:12]}…" for p, d in digests.items())
-            + "); give the approvals of one plan"
-        )
-    if problems:
-        raise ApprovalRefused(problems)
-    return next(iter(digests.values()))
 
 
 def _trust_bytes(params: RunParameters, plan: Plan) -> bytes:
@@ -762,6 +736,7 @@ def seal_run(run_dir: Path) -> dict[str, Any]:
             f'interactive run), or end it: runbook abandon {record.path} --reason "...".'
         )
     facts = RunFacts(record.events())
+    _signer_for(record)  # the operator's key must be at hand before anything is written
     if not state.succeeded:
         record.append(Event.RUN_SUCCEEDED, dry_run=state.dry_run)
     record.append(Event.RUN_SEALED, status=str(run_state(record).status()))
@@ -781,6 +756,7 @@ def abandon(run_dir: Path, reason: str) -> dict[str, Any]:
         raise RunRefused(f"Run {record.run_id} is already sealed.")
     with lease.executing(record.run_id):
         problems = check_run(record, ("notebooks/*",))
+        _signer_for(record)  # the operator's key must be at hand before anything is written
         state = run_state(record)
         facts = RunFacts(record.events())
         record.append(

@@ -39,6 +39,7 @@ from .errors import RunbookError
 __all__ = [
     "APPROVAL_NAMESPACE",
     "SEAL_NAMESPACE",
+    "SK_USER_PRESENT",
     "AllowedSigner",
     "SignatureInvalid",
     "Signer",
@@ -46,11 +47,14 @@ __all__ = [
     "SigningError",
     "Verified",
     "fingerprint",
+    "allowed_signers_line",
     "load_key",
+    "new_key",
     "principals_for",
     "read_allowed_signers",
     "sign",
     "signature_key",
+    "sk_flags",
     "verify",
 ]
 
@@ -183,6 +187,30 @@ def load_key(path: str | os.PathLike[str]) -> SignerKey:
     return SignerKey(path, f"{key_type} {blob}", fingerprint(blob), key_type)
 
 
+def new_key(path: str | os.PathLike[str], comment: str) -> SignerKey:
+    """A new ed25519 key without passphrase at ``path`` (and ``path``.pub), for throwaway
+    keys only: the sandbox demo's two people, tests. Real keys are the users' own."""
+    path = Path(path)
+    done = subprocess.run(
+        [ssh_keygen(), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SigningError(f"ssh-keygen could not make a key at {path}: {_last_line(done.stderr)}")
+    return load_key(path)
+
+
+def allowed_signers_line(
+    principal: str, key: SignerKey, namespaces: tuple[str, ...] | None = None
+) -> str:
+    """The allowed_signers line naming ``principal`` for ``key`` (in ``namespaces`` only, if
+    given)."""
+    options = f' namespaces="{",".join(namespaces)}"' if namespaces else ""
+    return f"{principal}{options} {key.public_key}\n"
+
+
 def sign(key: SignerKey, data: bytes, namespace: str) -> bytes:
     """The armored SSH signature of ``data`` by ``key`` in ``namespace`` (ssh-keygen -Y sign).
 
@@ -241,6 +269,30 @@ def _read_string(raw: bytes, offset: int) -> tuple[bytes, int]:
     if end > len(raw):
         raise ValueError("truncated")
     return raw[offset + 4 : end], end
+
+
+SK_USER_PRESENT = 0x01  # PROTOCOL.u2f: the authenticator saw a touch
+
+
+def sk_flags(signature: bytes) -> int | None:
+    """The authenticator flags of a hardware-backed key's SSH signature (``sk-*`` key types,
+    PROTOCOL.u2f: bit 0 user present), None for other keys or an unreadable signature.
+    ``ssh-keygen -Y verify`` (OpenSSH 9.2) does not require the user-presence flag."""
+    text = signature.decode("ascii", "replace").strip()
+    body = "".join(text.removeprefix(_ARMOR_BEGIN).removesuffix(_ARMOR_END).split())
+    try:
+        raw = base64.b64decode(body, validate=True)
+        offset = 10  # "SSHSIG" + uint32 version
+        for _ in range(4):  # public key, namespace, reserved, hash algorithm
+            _, offset = _read_string(raw, offset)
+        blob, _ = _read_string(raw, offset)
+        key_type, offset = _read_string(blob, 0)
+        if not key_type.startswith(b"sk-"):
+            return None
+        _, offset = _read_string(blob, offset)
+        return blob[offset] if offset < len(blob) else None
+    except (ValueError, IndexError):
+        return None
 
 
 def signature_key(signature: bytes) -> tuple[str, str, str]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.signing import Signer, load_key
+from runbook_lib.signing import Signer, allowed_signers_line, load_key, new_key
 
 PRINCIPALS = {
     "operator": "olivia@example.com",
@@ -30,17 +29,10 @@ TRUSTED = ("operator", "alice", "bob")
 def key_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix="runbook-test-keys-"))
     atexit.register(shutil.rmtree, path, True)
-    lines = []
-    for name, principal in PRINCIPALS.items():
-        key = path / name
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", principal, "-f", str(key)],
-            check=True,
-        )
-        if name in TRUSTED:
-            kind, blob = key.with_suffix(".pub").read_text().split()[:2]
-            lines.append(f"{principal} {kind} {blob}\n")
-    (path / "allowed_signers").write_text("".join(lines))
+    made = {name: new_key(path / name, principal) for name, principal in PRINCIPALS.items()}
+    (path / "allowed_signers").write_text(
+        "".join(allowed_signers_line(PRINCIPALS[name], made[name]) for name in TRUSTED)
+    )
     return path
 
 

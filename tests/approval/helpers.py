@@ -41,12 +41,7 @@ ALICE, BOB, OLIVIA, MALLORY, CAROL = (
 
 def keygen(path: Path, comment: str = "test") -> signing.SignerKey:
     """A new ed25519 key without passphrase at ``path`` (and ``path``.pub)."""
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    return signing.load_key(path)
+    return signing.new_key(path, comment)
 
 
 @dataclass(frozen=True)

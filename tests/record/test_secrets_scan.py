@@ -275,3 +275,18 @@ def test_a_20_character_base32_string_is_a_seed() -> None:
 )
 def test_the_reviewers_false_positives_are_not_flagged(text: str) -> None:
     assert find_secrets(text) == []
+
+
+def test_ssh_signatures_and_public_keys_are_public_but_only_genuine_ones() -> None:
+    """A seal's or an approval's SSH signature, and a public key, are base64 that looks random:
+    not secrets. A block merely shaped like one, holding a session token, still is."""
+    from runbook_lib.signing import APPROVAL_NAMESPACE, sign
+    from tests import keys
+
+    key = keys.signer("alice").key
+    signature = sign(key, b"statement", APPROVAL_NAMESPACE).decode()
+    assert find_secrets(signature) == []
+    assert find_secrets(json.dumps({"sig": signature, "key": key.public_key})) == []
+    fake = f"-----BEGIN SSH SIGNATURE-----\n{FAKE_SESSION_TOKEN}\n-----END SSH SIGNATURE-----\n"
+    assert find_secrets(fake), "a token inside a fake signature block must still be found"
+    assert find_secrets(f"ssh-ed25519 {FAKE_SESSION_TOKEN}")

@@ -20,13 +20,14 @@ from runbook_lib.record import (
     MANIFEST_FILE,
     SUMS_FILE,
     SUMS_SIG_FILE,
+    RecordError,
     RunRecord,
     canonical,
     entry_hash,
     sums_bytes,
     verify,
 )
-from runbook_lib.signing import SEAL_NAMESPACE, sign
+from runbook_lib.signing import SEAL_NAMESPACE, Signer, load_key, sign
 from tests import keys
 from tests.keys import signer
 
@@ -266,3 +267,21 @@ def test_the_auditors_procedure_with_openssh_and_coreutils(sealed: RunRecord) ->
         ["sha256sum", "-c", SUMS_FILE], cwd=sealed.path, capture_output=True, text=True, check=False
     )
     assert bad.returncode != 0 and "snapshots/before.json: FAILED" in bad.stdout
+
+
+def test_a_seal_the_key_cannot_sign_writes_nothing(tmp_path: Path) -> None:
+    """Only the public half at hand (no private key, no agent): ssh-keygen cannot sign; the
+    seal is refused and the record (ledger, manifest) is as it was."""
+    rec = make_run(tmp_path / "runs")
+    rec.seal(final=False, signer=signer())
+    before = {p: p.read_bytes() for p in sorted((tmp_path / "runs").rglob("*")) if p.is_file()}
+    public_only = tmp_path / "keys" / "olivia.pub"
+    public_only.parent.mkdir()
+    shutil.copy(keys.key("operator").with_name("operator.pub"), public_only)
+    lone = Signer(load_key(public_only), "olivia@example.com")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("SSH_AUTH_SOCK", raising=False)  # no agent to hold the private half
+        with pytest.raises(RecordError, match="Refused to seal"):
+            rec.seal(signer=lone)
+    after = {p: p.read_bytes() for p in sorted((tmp_path / "runs").rglob("*")) if p.is_file()}
+    assert after == before
