@@ -19,7 +19,7 @@ dir of the OS user shares (every directory 0700, every file 0600, whatever the u
     ├── leases/<account_id>.json        who holds the account: run id, run dir, since, user@host
     ├── leases/.lock                    flock serializing acquire and release (empty)
     ├── approvals/<digest>.json         which run used an approval, and when (created once)
-    ├── plans/<digest>.json             the plan ``runbook plan`` wrote, for ``run --approve``
+    ├── plans/<digest>.json             the plan ``runbook plan`` wrote, for ``run --approval``
     └── locks/<run_id>.lock             flock held while a process executes the run
 
 - A **lease** per AWS account is held from the creation of a run until the run is sealed final
@@ -27,10 +27,11 @@ dir of the OS user shares (every directory 0700, every file 0600, whatever the u
   process: it survives the process that took it (a halted run keeps its account), and is
   removed only by :func:`release` naming the same run. A lease file that cannot be read counts
   as held: when in doubt, refuse.
-- An **approval** (a plan digest) is consumed by the first run that uses it, with an exclusive
+- An **approval** (of a plan digest; the signed approval files are checked by
+  :mod:`runbook_lib.approval`) is consumed by the first run that uses it, with an exclusive
   create: a second run with the same approval is refused; the same run may present it again
   (``resume``).
-- The **plan store** keeps each plan under its digest, so ``runbook run --approve DIGEST`` runs
+- The **plan store** keeps each plan under its digest, so ``runbook run --approval FILE`` runs
   exactly the plan that was approved, not one recomputed later.
 - An **execution lock** per run (an flock, so the kernel drops it when the process dies) lets
   only one process execute a run at a time.

@@ -102,7 +102,8 @@ __all__ = [
 
 # ---------------------------------------------------------------------------- plans
 def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Plan]:
-    """Validate and make a new plan (a new identity); ``save`` stores it for ``--approve``."""
+    """Validate and make a new plan (a new identity); ``save`` stores it, so the run its
+    approvals name (``--approval``) executes exactly it."""
     params = validate({k: v for k, v in raw.items() if k != "run_dir"})
     plan = make_plan(params)
     if save:
