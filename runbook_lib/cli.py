@@ -308,9 +308,15 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     for row in rows:
         out(
             f"{row['run_id']:<26} {str(row.get('account_id')):<13} {row['status']:<11} "
-            f"{'DRY RUN' if row.get('dry_run') else 'change':<8} {row.get('where') or ''}".rstrip()
+            f"{_kind(row):<8} {row.get('where') or ''}".rstrip()
         )
     return EXIT_OK
+
+
+def _kind(row: dict[str, Any]) -> str:
+    if row.get("dry_run"):
+        return "DRY RUN"
+    return "SELF-APPROVED change" if row.get("self_approved") else "change"
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

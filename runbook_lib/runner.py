@@ -535,6 +535,7 @@ def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> 
     record.append(Event.RUN_SUCCEEDED, dry_run=params.dry_run)
     _close(record, params.account_id)
     facts = RunFacts(record.events())
+    policy = facts.approvals(str(facts.created.get("plan_digest"))) or {}
     if params.dry_run:
         for line in dry_run_summary(facts):
             progress(line)
@@ -544,7 +545,7 @@ def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> 
             "the plan file (runbook approve PLAN_FILE --key KEY), and run it with --approval FILE."
         )
     else:
-        progress("run succeeded")
+        progress("run succeeded" + (" (SELF-APPROVED)" if policy.get("self_approved") else ""))
     return EXIT_OK
 
 
@@ -634,7 +635,10 @@ def run(raw: dict[str, Any], runs_dir: Path, progress: Progress = print) -> tupl
         )
     plan, _ = _plan_to_run(params)
     record = create_run(params, Path(runs_dir), plan)
-    banner = "DRY RUN " if params.dry_run else ""
+    policy = RunFacts(record.events()).approvals(plan.digest) or {}
+    banner = (
+        "DRY RUN " if params.dry_run else "SELF-APPROVED " if policy.get("self_approved") else ""
+    )
     progress(
         f"{banner}run {record.run_id} on account {params.account_id} "
         f"(plan {plan.digest[:12]}, dry_run={str(params.dry_run).lower()})"
@@ -806,9 +810,12 @@ def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
             state = run_state(record)
             status = state.status(lease.is_executing(record.run_id))
             where = state.halted_at() or {}
+            facts = RunFacts(record.events())
+            policy = facts.approvals(str(facts.created.get("plan_digest"))) or {}
             entry.update(
                 status=str(status),
                 dry_run=state.dry_run,
+                self_approved=bool(policy.get("self_approved")),
                 where=" ".join(str(where.get(k)) for k in ("step", "gate") if where.get(k))
                 if status not in (Status.SUCCEEDED, Status.DRY_RUN)
                 else "",

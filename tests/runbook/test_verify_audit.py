@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from runbook_lib.approval import ApprovalRefused
 from runbook_lib.record import RunRecord
 from runbook_lib.runner import audit_run
 from tests import keys
 from tests.record.test_signed_seals import _forge
 
-from .helpers import Env, cli
+from .helpers import Env, cli, run_dirs
 
 
 def test_verify_names_the_sealer_the_approver_and_the_trust_root(
@@ -65,3 +68,23 @@ def test_verify_of_a_dry_run_says_nobody_approved(
     result = cli("verify", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stdout
     assert "approved by nobody: DRY RUN" in result.stdout
+
+
+def test_a_self_approved_run_is_possible_only_when_the_plan_says_so_and_says_so_everywhere(
+    env_for: Callable[[str], Env], tmp_path: Path
+) -> None:
+    env = env_for("standalone")
+    # four eyes (the default): the operator's own approval is refused, nothing created
+    with pytest.raises(ApprovalRefused, match="operator"):
+        env.run(env.approved("console", approver="operator"))
+    assert run_dirs(env.runs) == []
+    # a plan that allows it: it runs, and every view says SELF-APPROVED
+    code, run_dir = env.run(env.approved("console", approver="operator", self_approval=True))
+    assert code == 0
+    assert env.progress[-1] == "run succeeded (SELF-APPROVED)"
+    assert any(line.startswith("SELF-APPROVED run ") for line in env.progress)
+    listed = cli("runs", "--runs-dir", str(env.runs), cwd=tmp_path)
+    assert "SELF-APPROVED change" in listed.stdout
+    verified = cli("verify", str(run_dir), cwd=tmp_path)
+    assert verified.returncode == 0 and "SELF-APPROVED" in verified.stdout
+    assert "SELF-APPROVED" in (run_dir / "report.html").read_text()
