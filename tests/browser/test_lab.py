@@ -129,6 +129,15 @@ def _open(page: Any, lab: LabServer, name: str) -> Any:
     return panel
 
 
+def _save(page: Any) -> None:
+    """File > Save (Ctrl+S), then wait until Lab says the document is saved (its tab is no
+    longer dirty): the next page load reads the notebook, with its outputs, from disk."""
+    page.keyboard.press("Control+s")
+    page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(
+        state="detached", timeout=15_000
+    )
+
+
 def _run_all(page: Any, panel: Any) -> None:
     """Run > Run All Cells (no default shortcut; the item can be briefly disabled)."""
     panel.locator(".jp-Cell").first.click()
@@ -215,7 +224,7 @@ def test_lab_gates_in_chromium(
                 assert not _events(run_dir, "step.error"), _events(run_dir, "step.error")
                 assert not _events(run_dir, "gate.approved", "risk-acknowledged")
                 assert not _step_events(run_dir, "step.finished", "00-preflight")
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 # ---- 01 before 00 finished: refuses to start, nothing acts
                 panel = _open(page, lab, "01-remove-device.ipynb")
@@ -228,7 +237,7 @@ def test_lab_gates_in_chromium(
                 )
                 assert not _step_events(run_dir, "step.started", "01-remove-device")
                 assert serial in _serials(info), "the device must still be there"
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 # ---- back in 00: confirm the risk acknowledgement, re-run its last cell
                 panel = _open(page, lab, "00-preflight.ipynb")
@@ -238,7 +247,7 @@ def test_lab_gates_in_chromium(
                 _rerun(page, panel, "step.finish()")
                 _finish(run_dir, "00-preflight")
                 page.screenshot(path=str(ARTIFACTS / "lab-00-preflight-confirmed.png"))
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 # ---- 01 remove: Run All before confirming: the action must halt
                 panel = _open(page, lab, "01-remove-device.ipynb")
@@ -279,7 +288,7 @@ def test_lab_gates_in_chromium(
                 assert halt_seq < ok_seq < act_seq
                 page.screenshot(path=str(ARTIFACTS / "lab-01-removed.png"))
                 # let Lab save the notebooks into the run (File > Save would also do)
-                page.keyboard.press("Control+s")
+                _save(page)
                 page.wait_for_timeout(500)
                 kernels = lab.kernels()
                 assert kernels, "JupyterLab should have started kernels"
@@ -358,7 +367,7 @@ def test_whole_procedure_in_chromium(
                 _confirm(page, panel, acct)
                 _rerun(page, panel, "step.finish()")
                 _finish(run_dir, "00-preflight")
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 panel = _open(page, lab, "01-remove-device.ipynb")
                 _run_all(page, panel)
@@ -373,13 +382,13 @@ def test_whole_procedure_in_chromium(
                 _wait("the removal record", lambda: _events(run_dir, "action.remove-device"), 30)
                 _rerun(page, panel, "step.finish()")
                 _finish(run_dir, "01-remove-device")
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 for name in ("02-verify-removal",):
                     panel = _open(page, lab, f"{name}.ipynb")
                     _run_all(page, panel)
                     _finish(run_dir, name)
-                    page.keyboard.press("Control+s")
+                    _save(page)
 
                 panel = _open(page, lab, "03-first-sign-in.ipynb")
                 _run_all(page, panel)
@@ -393,7 +402,7 @@ def test_whole_procedure_in_chromium(
                 )
                 _rerun(page, panel, "step.finish()")
                 _finish(run_dir, "03-first-sign-in")
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 panel = _open(page, lab, "04-rebind.ipynb")
                 _run_all(page, panel)
@@ -403,12 +412,12 @@ def test_whole_procedure_in_chromium(
                 _wait("the EnableMFADevice evidence", lambda: _events(run_dir, "evidence.enable"))
                 _rerun(page, panel, "step.finish()")
                 _finish(run_dir, "04-rebind")
-                page.keyboard.press("Control+s")
+                _save(page)
 
                 panel = _open(page, lab, "05-close-out.ipynb")
                 _run_all(page, panel)
                 _finish(run_dir, "05-close-out")
-                page.keyboard.press("Control+s")
+                _save(page)
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(ARTIFACTS / "lab-05-closed-out.png"))
             except Exception:
