@@ -112,7 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    from runbook_lib.sandbox import sandbox_process, write_profiles
+    from runbook_sandbox import sandbox_process, write_profiles
 
     floors: list[float] = []
     sixes: list[float] = []

@@ -37,7 +37,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from runbook_lib.sandbox import stop_process
+from runbook_sandbox import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -134,7 +134,7 @@ def sandbox_start_once(scenario: str) -> float:
 
     Raises RuntimeError with the last line of the child's stderr when it does not start.
     """
-    cmd = [sys.executable, "-m", "runbook_lib.sandbox", "--scenario", scenario, "--port", "0"]
+    cmd = [sys.executable, "-m", "runbook_sandbox", "--scenario", scenario, "--port", "0"]
     with tempfile.TemporaryFile() as errors:
         t0 = time.monotonic()
         proc = subprocess.Popen(
@@ -236,7 +236,7 @@ class Server:
 @contextmanager
 def running_sandbox() -> Iterator[Server]:
     """The sandbox (standalone) in a child process, clients as its ``admin`` principal."""
-    cmd = [sys.executable, "-m", "runbook_lib.sandbox", "--scenario", "standalone", "--port", "0"]
+    cmd = [sys.executable, "-m", "runbook_sandbox", "--scenario", "standalone", "--port", "0"]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env(), cwd=ROOT
     )
@@ -321,7 +321,7 @@ def measure_calls(calls: int, warmup: int) -> list[LatencyRow]:
     """Per-call latency: shared calls alternated sandbox/moto, then the sandbox-only calls."""
     rows: list[LatencyRow] = []
     with running_sandbox() as sandbox, running_moto() as moto:
-        from runbook_lib.sandbox import ControlClient
+        from runbook_sandbox import ControlClient
 
         ControlClient(sandbox.endpoint, token=sandbox.control_token).set_lookup_rate(0)
         for server in (sandbox, moto):

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runbook_lib.secrets_scan import file_findings, findings, fingerprint  # noqa: E402
+from runbook_lib.record.secrets import file_findings, findings, fingerprint  # noqa: E402
 from tests.record.scan_corpus import B32, B64, Sample, legitimate, secrets  # noqa: E402
 
 
@@ -168,8 +168,8 @@ def main() -> int:
     parser.add_argument("--bare", type=int, default=20000, help="random bare tokens per shape")
     args = parser.parse_args()
     legit, secret = legitimate(), secrets()
-    results = {"runbook_lib.secrets_scan": measure(ours, legit, secret)}
-    tables = {"runbook_lib.secrets_scan": per_kind(ours, legit, secret)}
+    results = {"runbook_lib.record.secrets": measure(ours, legit, secret)}
+    tables = {"runbook_lib.record.secrets": per_kind(ours, legit, secret)}
     ds = detect_secrets_scanners()
     if ds:
         from detect_secrets.settings import default_settings

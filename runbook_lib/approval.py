@@ -17,7 +17,7 @@ text that lies about the plan is refused), and an expired plan is refused.
 ``runbook approve PLAN_FILE --key KEY`` writes an **approval file**: a short statement naming
 the plan (its digest, the SHA-256 of the plan file, its id and expiry, the account, the ticket,
 the operator and the approver, when), followed by the reviewer's SSH signature of exactly the
-statement's bytes in namespace :data:`~runbook_lib.signing.APPROVAL_NAMESPACE`::
+statement's bytes in namespace :data:`~runbook_lib.record.signing.APPROVAL_NAMESPACE`::
 
     root-mfa-runbook approval v1
     plan-digest: <64 hex>
@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import signing
 from .errors import ParameterError, RunbookError
 from .plan import GateInfo, Plan, PlanIdentity, describe, gates_for
-from .signing import SK_USER_PRESENT, sk_flags
+from .record import signing
+from .record.signing import SK_USER_PRESENT, sk_flags
 
 __all__ = [
     "APPROVAL_HEADER",

@@ -25,12 +25,9 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 from . import __version__
@@ -172,7 +169,7 @@ def _approver_principal(args: argparse.Namespace, key: Any, signers_path: Path) 
     import fnmatch
 
     from .approval import ApprovalError
-    from .signing import APPROVAL_NAMESPACE, principals_for, read_allowed_signers
+    from .record.signing import APPROVAL_NAMESPACE, principals_for, read_allowed_signers
 
     names = principals_for(read_allowed_signers(signers_path), key.public_key, APPROVAL_NAMESPACE)
     if not names:
@@ -205,7 +202,7 @@ def _cmd_approve(args: argparse.Namespace) -> int:
         split_approval,
         write_new_file,
     )
-    from .signing import APPROVAL_NAMESPACE, load_key, verify
+    from .record.signing import APPROVAL_NAMESPACE, load_key, verify
 
     plan_path = Path(args.plan_file)
     target = Path(args.out) if args.out else None
@@ -330,7 +327,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             _err(f"verify: {' and '.join(extra)} only go with --against s3://BUCKET/PREFIX")
             return EXIT_USAGE
     else:
-        from .archive import parse_destination
+        from .record.archive import parse_destination
 
         try:
             parse_destination(args.against)
@@ -367,7 +364,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify_against(args: argparse.Namespace, local_ok: bool) -> int:
-    from .archive import verify_against
+    from .record.archive import verify_against
 
     try:
         archived = verify_against(
@@ -428,7 +425,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
-    from .archive import archive_run
+    from .record.archive import archive_run
 
     result = archive_run(
         Path(args.run_dir),
@@ -447,47 +444,19 @@ def _cmd_archive(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .plugins import load
 
+    run_demo = load("demo", "`runbook demo`")
     # run_demo prints for itself (and lets the runner print its progress)
     with contextlib.redirect_stdout(EscapingWriter(sys.stdout)):
-        return run_demo(args.scenario, args.method, Path(args.runs_dir))
+        return int(run_demo(args.scenario, args.method, Path(args.runs_dir)))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox import SCENARIOS, Sandbox, write_profiles
+    from .plugins import load
 
-    if args.list:
-        for name, text in SCENARIOS.items():
-            out(f"{name:<20} {text}")
-        return EXIT_OK
-    try:
-        sandbox = Sandbox(args.scenario, args.port)
-    except ValueError as err:
-        _err(f"sandbox: {err}")
-        return EXIT_USAGE
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    info = sandbox.start()
-    profiles = Path(args.profiles_file) if args.profiles_file else None
-    if profiles is not None:
-        write_profiles(profiles, info.principals, info.control_token)
-    out(json.dumps(info.__dict__), flush=True)
-    err_line(f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it")
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sandbox.stop()
-        if profiles is not None:
-            profiles.unlink(missing_ok=True)
-    err_line("sandbox stopped")
-    return EXIT_OK
+    serve = load("sandbox", "`runbook sandbox`")
+    return int(serve(list(args.sandbox_args), prog="runbook sandbox"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -638,22 +607,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runs-dir", default="runs")
     demo.set_defaults(func=_cmd_demo)
 
-    sandbox = sub.add_parser("sandbox", help="serve the local AWS sandbox in the foreground")
-    sandbox.add_argument(
-        "--scenario",
-        default="standalone",
-        help="scenario to start (see --list); default: standalone",
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve the local AWS sandbox in the foreground (see `runbook sandbox --help`)",
+        description="Serve the local AWS sandbox (the [sandbox] extra): its own options follow.",
+        add_help=False,
+        prefix_chars="\0",
     )
-    sandbox.add_argument(
-        "--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)"
-    )
-    sandbox.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    sandbox.add_argument(
-        "--profiles-file",
-        metavar="PATH",
-        help="write the principals as AWS profiles sandbox-NAME to this "
-        "credentials file (owner-only; deleted when the sandbox stops)",
-    )
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     sandbox.set_defaults(func=_cmd_sandbox)
     return parser
 

@@ -72,7 +72,7 @@ from .params import validate
 from .plan import STEPS, notebook_path
 from .procedure.context import now_iso
 from .procedure.vocabulary import Event
-from .record import RunRecord
+from .record.run import RunRecord
 from .runner import _project, _refuse_unless_intact, _seal, create_run, run_state, seal_run
 
 NOTEBOOKS = "notebooks"
@@ -289,7 +289,7 @@ def _record_notebooks(record: RunRecord) -> None:
 def close_lab_run(record: RunRecord) -> dict[str, Any]:
     """After JupyterLab stopped: remove stray checkpoints, record the notebooks, then seal the
     run: final if every step succeeded, else a checkpoint seal. Returns what verify found."""
-    from .record import verify
+    from .record.run import verify
 
     removed = _remove_checkpoints(record.path)
     _tighten(record.path)

@@ -66,11 +66,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write as _atomic_write
-from ._files import fsync_dir as _fsync_dir
-from ._files import json_bytes as _json_bytes
-from ._files import write_all as _write_all
 from .errors import RunRefused
+from .record.files import atomic_write as _atomic_write
+from .record.files import fsync_dir as _fsync_dir
+from .record.files import json_bytes as _json_bytes
+from .record.files import write_all as _write_all
 
 __all__ = [
     "ApprovalConsumed",

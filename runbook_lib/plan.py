@@ -30,7 +30,7 @@ from . import __version__
 from .errors import ParameterError
 from .params import RunParameters
 from .procedure.vocabulary import Gate
-from .signing import (
+from .record.signing import (
     SEAL_NAMESPACE,
     Signer,
     SigningError,

@@ -52,16 +52,23 @@ from .approval import (
     render_plan_file,
     verify_approvals,
 )
+from .aws.privileged import credential_fingerprints
 from .errors import ParameterError, RunbookError, RunRefused
 from .isolation import kernel_env
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path, operator_signer
-from .privileged import credential_fingerprints
-from .procedure.context import RESUMABLE_CHANGES, new_run_info, now_iso, operator_identity, run_plan
+from .procedure.context import (
+    RESUMABLE_CHANGES,
+    new_run_info,
+    now_iso,
+    operator_identity,
+    run_plan,
+)
 from .procedure.facts import RunFacts
 from .procedure.lifecycle import RunState, fold
 from .procedure.vocabulary import Event, Status
-from .record import (
+from .record.report import render_html
+from .record.run import (
     EVENTS_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
@@ -74,9 +81,8 @@ from .record import (
     trust_root,
     verify,
 )
-from .report import render_html
-from .signing import APPROVAL_NAMESPACE, Signer, SigningError
-from .signing import verify as verify_signature
+from .record.signing import APPROVAL_NAMESPACE, Signer, SigningError
+from .record.signing import verify as verify_signature
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 ORDER = [name for name, _ in STEPS]
@@ -796,7 +802,7 @@ _RESERVED = {RUN_FILE, EVENTS_FILE, MANIFEST_FILE, LOCK_FILE}
 
 def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
     """Every run in ``runs_dir`` with its status as its events say (not as run.json says)."""
-    from .record import list_runs
+    from .record.run import list_runs
 
     out = []
     for row in list_runs(Path(runs_dir)):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.sandbox import SandboxInfo, sandbox_process
-from runbook_lib.secrets_scan import fingerprints_in_events_bytes, scan_path
+from runbook_lib.record.secrets import fingerprints_in_events_bytes, scan_path
+from runbook_sandbox import SandboxInfo, sandbox_process
 from tests import keys
 
 # the host's AWS settings that must never reach a test (nor a kernel it starts)

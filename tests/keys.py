@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.signing import Signer, allowed_signers_line, load_key, new_key
+from runbook_lib.record.signing import Signer, allowed_signers_line, load_key, new_key
 
 PRINCIPALS = {
     "operator": "olivia@example.com",
@@ -62,7 +62,7 @@ def with_keys(raw: dict[str, Any]) -> dict[str, Any]:
 def approved(raw: dict[str, Any], where: Path, approver: str = "alice") -> dict[str, Any]:
     """``raw`` with keys and ``approver``'s signed approval of a new plan of it (mode as given:
     a lab run's plan is planned with mode interactive)."""
-    from runbook_lib.demo import sign_approval
+    from runbook_demo import sign_approval
     from runbook_lib.runner import plan_for
 
     params = with_keys(raw)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from ..aws.evidence import find_enable, wait_for_evidence
+from ..aws.state import RootMfaSnapshot, collect_snapshot
 from ..errors import PreconditionError
-from ..evidence import find_enable, wait_for_evidence
 from ..params import RunParameters
-from ..state import RootMfaSnapshot, collect_snapshot
 from .common import EVIDENCE_POLL, console_actor, dry_run_missing, since
 from .facts import RunFacts
 from .gates import ConsoleCheck

@@ -7,8 +7,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..privileged import AUDIT, RootSession, assume_root
-from ..state import RootMfaSnapshot, collect_snapshot, judge
+from ..aws.privileged import AUDIT, RootSession, assume_root
+from ..aws.state import RootMfaSnapshot, collect_snapshot, judge
 from .vocabulary import Event
 
 if TYPE_CHECKING:
@@ -107,11 +107,17 @@ def since(step: Step, event_type: str) -> dt.datetime:
 
 
 def console_actor(step: Step) -> Any:
-    """The sandbox's simulated console actor (only ever called with ``sandbox_actor``; it
-    refuses any endpoint that is not a sandbox)."""
-    from ..sandbox.actor import ConsoleActor
+    """The simulated console actor (only ever called with ``sandbox_actor``), loaded through
+    the plug-in point; it refuses any endpoint that is not the sandbox, which this reports as
+    a parameter problem."""
+    from ..errors import ParameterError
+    from ..plugins import load
 
-    return ConsoleActor(step.params.endpoint_url, step.params.profile)
+    actor = load("console-actor", "sandbox_actor=true")
+    try:
+        return actor(step.params.endpoint_url, step.params.profile)
+    except ValueError as err:
+        raise ParameterError([str(err)]) from err
 
 
 def dry_run_missing(facts: Any, step: str) -> list[str]:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..aws import AwsContext
+from ..aws.session import AwsContext
 from ..errors import GateNotApproved, ParameterError, RunbookError
 from ..isolation import quiet_sdk_logging
 from ..params import PARAMETER_NAMES, RunParameters, validate
 from ..plan import STEPS, Plan, PlanIdentity, make_plan
-from ..record import RunRecord
+from ..record.run import RunRecord
 from .facts import RunFacts
 from .gates import Gates
 from .lifecycle import StepRefused, finish_guard, fold, start_guard

@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..aws.state import poll_until
 from ..errors import GateNotApproved, RunbookError, VerificationTimeout
-from ..state import poll_until
 from .vocabulary import CONSOLE_GATES, Event, Gate
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 The event chain is the one source of a run's state; ``run.json`` is a projection of it that only
 the orchestrating process (runner, lab, seal, abandon) writes. A step notebook's kernel only
 appends events, and the transitions it appends are checked against the state *under the events
-lock* (:meth:`runbook_lib.record.RunRecord.append` with ``guard``), so two processes cannot both
+lock* (:meth:`runbook_lib.record.run.RunRecord.append` with ``guard``), so two processes cannot both
 start a step, and no step starts before the steps before it succeeded::
 
     created ─▶ 00 started ─▶ 00 finished ─▶ 01 started ─▶ … ─▶ 05 finished ─▶ sealed final

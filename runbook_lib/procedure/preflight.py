@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..actions import choose_device
-from ..errors import PreconditionError
-from ..identity import (
+from ..aws.actions import choose_device
+from ..aws.identity import (
     account_context,
     caller_identity,
     guard_account,
     removal_methods,
     require_method,
 )
+from ..aws.state import device_kind
+from ..errors import PreconditionError
 from ..params import RunParameters
-from ..state import device_kind
 from .common import audit_snapshot, record_snapshot
 from .facts import RunFacts
 from .vocabulary import Event, Gate

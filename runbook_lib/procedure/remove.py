@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..actions import remove_root_mfa_device
+from ..aws.actions import remove_root_mfa_device
+from ..aws.evidence import find_deactivation, wait_for_evidence
+from ..aws.state import device_kind, read_account_mfa_enabled
 from ..errors import PreconditionError, RunbookError
-from ..evidence import find_deactivation, wait_for_evidence
 from ..params import RunParameters
-from ..state import device_kind, read_account_mfa_enabled
 from .common import (
     EVIDENCE_POLL,
     audit_allowed,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..evidence import find_console_login, wait_for_evidence
+from ..aws.evidence import find_console_login, wait_for_evidence
 from ..params import RunParameters
 from .common import EVIDENCE_POLL, console_actor, dry_run_missing, since
 from .facts import RunFacts

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..aws.evidence import find_deactivation, wait_for_evidence
+from ..aws.state import device_kind, poll_until, read_account_mfa_enabled, wait_for_device_removed
 from ..errors import PreconditionError
-from ..evidence import find_deactivation, wait_for_evidence
 from ..params import RunParameters
-from ..state import device_kind, poll_until, read_account_mfa_enabled, wait_for_device_removed
 from .common import (
     EVIDENCE_POLL,
     audit_session,

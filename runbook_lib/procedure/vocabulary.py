@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from .. import record as _record
+from ..record import run as _record
 
 
 class Gate(StrEnum):
@@ -84,7 +84,7 @@ class Event(StrEnum):
     EVIDENCE_CONSOLE_LOGIN = "evidence.console-login"
     EVIDENCE_ENABLE = "evidence.enable"
     RUN_CLOSED_OUT = "run.closed-out"
-    # the record's own (runbook_lib.record appends them; nobody else may)
+    # the record's own (runbook_lib.record.run appends them; nobody else may)
     FILE_WRITTEN = _record.FILE_WRITTEN
     FILE_RECORDED = _record.FILE_RECORDED
     FILE_MOVED = _record.FILE_MOVED

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook_lib import signing
 from runbook_lib.approval import PlanFile, build_statement, content_digest, write_plan_file
 from runbook_lib.params import validate
 from runbook_lib.plan import PlanIdentity, make_plan
+from runbook_lib.record import signing
 from tests import keys as test_keys
 
 BASE: dict[str, Any] = {

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runbook_lib import signing
 from runbook_lib.approval import (
     ApprovalRefused,
     Policy,
@@ -20,6 +19,7 @@ from runbook_lib.approval import (
     sk_flags,
     verify_approvals,
 )
+from runbook_lib.record import signing
 
 from .helpers import OLIVIA, Keys, plan_dict, plan_file, sk_public_key, sk_signature
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import signing
 from runbook_lib.approval import (
     ApprovalRefused,
     PlanFile,
@@ -18,6 +17,7 @@ from runbook_lib.approval import (
     split_approval,
     verify_approvals,
 )
+from runbook_lib.record import signing
 
 from .helpers import (
     ALICE,

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.archive import LEDGER_ENTRIES_OBJECT, archive_run
-from runbook_lib.aws import AwsContext
+from runbook_lib.aws.session import AwsContext
 from runbook_lib.errors import ParameterError, PreconditionError, RunbookError
-from runbook_lib.record import (
+from runbook_lib.record.archive import LEDGER_ENTRIES_OBJECT, archive_run
+from runbook_lib.record.run import (
     LEDGER_FILE,
     LEDGER_HEAD_FILE,
     LOCK_FILE,
@@ -31,7 +31,7 @@ from runbook_lib.record import (
     SUMS_SIG_FILE,
     RunRecord,
 )
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 from tests.keys import signer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -464,6 +464,6 @@ def test_archive_policy_allows_exactly_the_documented_actions() -> None:
         "s3:GetObjectRetention": {"arn:aws:s3:::BUCKET/*"},
         "s3:GetObjectVersion": {"arn:aws:s3:::BUCKET/*"},
     }
-    import runbook_lib.archive as archive
+    import runbook_lib.record.archive as archive
 
     assert all(action in (archive.__doc__ or "") for action in grants)

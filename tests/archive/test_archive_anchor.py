@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.archive import LEDGER_HEADS_PREFIX, archive_run, verify_against
 from runbook_lib.errors import ParameterError, PreconditionError
-from runbook_lib.record import (
+from runbook_lib.record.archive import LEDGER_HEADS_PREFIX, archive_run, verify_against
+from runbook_lib.record.run import (
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
     LEDGER_HEAD_FILE,
@@ -35,7 +35,7 @@ from runbook_lib.record import (
     entry_hash,
     verify,
 )
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 from tests import keys
 from tests.keys import signer
 from tests.sandbox.helpers import aws_cli
@@ -196,7 +196,7 @@ def test_a_write_between_the_check_and_the_upload_is_refused(
 ) -> None:
     """The upload is conditional (If-None-Match: *): a key someone wrote after the check is not
     overwritten; the archive stops and names it."""
-    import runbook_lib.archive as archive
+    import runbook_lib.record.archive as archive
 
     real = archive._survey
     key = f"records/{RUN_ID}/events.jsonl"

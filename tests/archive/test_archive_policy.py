@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.archive import archive_run, verify_against
-from runbook_lib.aws import AwsContext
+from runbook_lib.aws.session import AwsContext
 from runbook_lib.errors import AccessDeniedError, PreconditionError
-from runbook_lib.sandbox import SandboxInfo
+from runbook_lib.record.archive import archive_run, verify_against
+from runbook_sandbox import SandboxInfo
 
 from .test_archive import BUCKET, POLICY, REPO, context, make_run
 
@@ -68,7 +68,7 @@ def test_the_verify_policy_is_read_only() -> None:
         "s3:GetObjectVersion",
         "s3:ListBucketVersions",
     ]
-    import runbook_lib.archive as archive
+    import runbook_lib.record.archive as archive
 
     assert all(action in (archive.__doc__ or "") for action in _actions(VERIFY_POLICY))
 

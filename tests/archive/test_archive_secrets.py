@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from runbook_lib import record as record_module
-from runbook_lib.archive import archive_run
 from runbook_lib.errors import PreconditionError
-from runbook_lib.record import RunRecord, verify
-from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.secrets_scan import fingerprint
+from runbook_lib.record import run as record_module
+from runbook_lib.record.archive import archive_run
+from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.secrets import fingerprint
+from runbook_sandbox import SandboxInfo
 from tests.keys import signer
 
 from .test_archive import BUCKET, RUN_ID, all_versions, context, make_run

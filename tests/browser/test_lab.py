@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.demo import demo_parameters, sandbox_profiles
+from runbook_demo import demo_parameters, sandbox_profiles
 from runbook_lib.lab import LabServer, lab_server, prepare_lab
-from runbook_lib.record import RunRecord, verify
+from runbook_lib.record.run import RunRecord, verify
 from runbook_lib.runner import abandon
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 from tests import keys
 
 CHROMIUM = Path("/usr/bin/chromium")

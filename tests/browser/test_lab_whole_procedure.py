@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
+from runbook_demo import demo_parameters, sandbox_profiles
 from runbook_lib import lease
-from runbook_lib.demo import demo_parameters, sandbox_profiles
 from runbook_lib.errors import GateNotApproved
 from runbook_lib.lab import close_lab_run, prepare_lab
 from runbook_lib.procedure import bind, close_out, open_step, preflight, remove, sign_in
 from runbook_lib.procedure import verify_removal as verify_step
-from runbook_lib.record import RunRecord, verify
-from runbook_lib.sandbox import SandboxInfo
+from runbook_lib.record.run import RunRecord, verify
+from runbook_sandbox import SandboxInfo
 from tests import keys
 
 Cell = Callable[[Any], Any]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.demo import sandbox_profiles
-from runbook_lib.sandbox import SandboxInfo
+from runbook_demo import sandbox_profiles
+from runbook_sandbox import SandboxInfo
 from tests import keys
 from tests.conftest import isolate_aws_env
 from tests.runbook.helpers import Env, of_type

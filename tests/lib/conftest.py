@@ -15,7 +15,7 @@ import botocore.loaders
 import botocore.session
 import pytest
 
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 from tests.conftest import isolate_aws_env
 
 from .helpers import ContextFactory, make_context

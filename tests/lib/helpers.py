@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import pytest
 
-from runbook_lib.aws import AwsContext
-from runbook_lib.sandbox import SandboxInfo
+from runbook_lib.aws.session import AwsContext
+from runbook_sandbox import SandboxInfo
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"

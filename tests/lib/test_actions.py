@@ -8,7 +8,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from runbook_lib import actions
+from runbook_lib.aws import actions
+from runbook_lib.aws.privileged import RootSession
 from runbook_lib.errors import (
     AccessDeniedError,
     AmbiguousDeviceError,
@@ -17,8 +18,7 @@ from runbook_lib.errors import (
     ThrottledError,
     VerificationTimeout,
 )
-from runbook_lib.privileged import RootSession
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import MANAGEMENT_ID, STANDALONE_ID, ContextFactory, raw_events, root_state, serials
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from runbook_lib import __version__, privileged
-from runbook_lib.aws import USER_AGENT, AwsContext, call
+from runbook_lib import __version__
+from runbook_lib.aws import privileged
+from runbook_lib.aws.session import USER_AGENT, AwsContext, call
 from runbook_lib.errors import AccessDeniedError, ParameterError
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import ContextFactory, raw_events
 

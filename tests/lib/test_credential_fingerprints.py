@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.privileged import credential_fingerprints
-from runbook_lib.secrets_scan import fingerprint
+from runbook_lib.aws.privileged import credential_fingerprints
+from runbook_lib.record.secrets import fingerprint
 from tests.conftest import isolate_aws_env
 
 KEY = "OgM2kw5csjs3mWUnFNarRYnf8xx1nHv3FaDEW6rP"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runbook_lib import actions, evidence, privileged
+from runbook_lib.aws import actions, evidence, privileged
+from runbook_lib.aws.evidence import RateLimiter, TrailEvent
 from runbook_lib.errors import ThrottledError
-from runbook_lib.evidence import RateLimiter, TrailEvent
-from runbook_lib.sandbox import ControlApiError, SandboxInfo
+from runbook_sandbox import ControlApiError, SandboxInfo
 
 from .helpers import (
     MANAGEMENT_ID,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_lib import identity, privileged
+from runbook_lib.aws import identity, privileged
+from runbook_lib.aws.identity import AccountContext, CallerIdentity
 from runbook_lib.errors import (
     AccountMismatchError,
     AwsActionError,
     MethodNotAvailableError,
     PreconditionError,
 )
-from runbook_lib.identity import AccountContext, CallerIdentity
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import MANAGEMENT_ID, STANDALONE_ID, ContextFactory, SandboxGetter
 

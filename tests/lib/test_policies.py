@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from runbook_lib import actions, evidence, identity, privileged, state
-from runbook_lib.aws import AwsContext
+from runbook_lib.aws import actions, evidence, identity, privileged, state
+from runbook_lib.aws.session import AwsContext
 from runbook_lib.errors import AccessDeniedError
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import MANAGEMENT_ID, load_policy, make_context, root_state, serials
 

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib import actions, privileged, state
-from runbook_lib.aws import AwsContext, call
+from runbook_lib.aws import actions, privileged, state
+from runbook_lib.aws.privileged import RootSession
+from runbook_lib.aws.session import AwsContext, call
 from runbook_lib.errors import AccessDeniedError, ParameterError, SessionExpiredError
-from runbook_lib.privileged import RootSession
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import MANAGEMENT_ID, ContextFactory, assert_not_leaked, raw_events, root_state
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from runbook_lib import actions, evidence, privileged
-from runbook_lib.aws import AwsContext
-from runbook_lib.privileged import RootSession, SessionInfo
-from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.secrets_scan import find_secrets
+from runbook_lib.aws import actions, evidence, privileged
+from runbook_lib.aws.privileged import RootSession, SessionInfo
+from runbook_lib.aws.session import AwsContext
+from runbook_lib.record.secrets import find_secrets
+from runbook_sandbox import SandboxInfo
 
 from .helpers import ContextFactory, assert_not_leaked, raw_events, root_state, serials
 

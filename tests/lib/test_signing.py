@@ -1,4 +1,4 @@
-"""runbook_lib.signing: the ssh-keygen -Y wrapper (real ssh-keygen, keys made per session)."""
+"""runbook_lib.record.signing: the ssh-keygen -Y wrapper (real ssh-keygen, per-session keys)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import signing
-from runbook_lib.signing import (
+from runbook_lib.record import signing
+from runbook_lib.record.signing import (
     APPROVAL_NAMESPACE,
     SEAL_NAMESPACE,
     SignatureInvalid,

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from runbook_lib import privileged, state
+from runbook_lib.aws import privileged, state
+from runbook_lib.aws.state import CredentialReportRoot, MfaDeviceInfo, RootMfaSnapshot
 from runbook_lib.errors import VerificationTimeout
-from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.state import CredentialReportRoot, MfaDeviceInfo, RootMfaSnapshot
+from runbook_sandbox import SandboxInfo
 
 from .helpers import STANDALONE_ID, ContextFactory, SandboxGetter, serials
 

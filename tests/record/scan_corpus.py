@@ -3,7 +3,7 @@
 secrets in the contexts they leak in (botocore debug logs, responses, reprs, files, shells).
 
 Everything is generated from a seeded RNG, so the corpus is the same on every run; the
-alphabets and lengths are the sandbox's (``runbook_lib.sandbox._state``: 40-character secret
+alphabets and lengths are the sandbox's (``runbook_sandbox._state``: 40-character secret
 keys, ``ASIA`` + 16 key ids, 80-character session tokens) and AWS's (STS session tokens that
 start ``IQoJb3JpZ2luX2Vj`` / ``FwoGZXIvYXdz``, base32 TOTP seeds of 16/20/26/32 characters).
 
@@ -24,7 +24,7 @@ import string
 import uuid
 from dataclasses import dataclass
 
-B64 = string.ascii_letters + string.digits + "+/"  # runbook_lib.sandbox._state.new_secret
+B64 = string.ascii_letters + string.digits + "+/"  # runbook_sandbox._state.new_secret
 B32 = string.ascii_uppercase + "234567"  # new_key_id, new_totp_seed
 SEED = 20261126
 

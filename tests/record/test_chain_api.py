@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.record import EVENTS_FILE, RUN_FILE, RecordError, RunRecord, verify
+from runbook_lib.record.run import EVENTS_FILE, RUN_FILE, RecordError, RunRecord, verify
 from tests.keys import signer
 
 from .helpers import dump, events_path, lines, make_run, rehash, write_lines
@@ -173,7 +173,7 @@ def test_the_guard_runs_under_the_events_lock(tmp_path: Path) -> None:
 _RACER = """
 import sys
 from pathlib import Path
-from runbook_lib.record import RunRecord
+from runbook_lib.record.run import RunRecord
 
 class Taken(Exception):
     pass

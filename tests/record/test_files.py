@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import record as record_mod
-from runbook_lib.record import (
+from runbook_lib.record import run as record_mod
+from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     LOCK_FILE,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.record import (
+from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
@@ -176,7 +176,7 @@ def test_read_only_file_system_every_write_fails_cleanly(small_fs: Path) -> None
 _EFBIG = """
 import json, resource, signal, sys
 from pathlib import Path
-from runbook_lib.record import RecordIOError, RunRecord
+from runbook_lib.record.run import RecordIOError, RunRecord
 rec = RunRecord.open(Path(sys.argv[1]))
 size = (rec.path / "events.jsonl").stat().st_size
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.errors import RunbookError
-from runbook_lib.record import (
+from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
@@ -177,7 +177,7 @@ def test_modes_are_0700_and_0600_whatever_the_umask(tmp_path: Path) -> None:
 _WORKER = """
 import sys
 from pathlib import Path
-from runbook_lib.record import RunRecord
+from runbook_lib.record.run import RunRecord
 rec = RunRecord.open(Path(sys.argv[1]))
 for i in range(int(sys.argv[3])):
     rec.append("load.tick", sys.argv[2], i=i)

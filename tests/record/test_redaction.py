@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.record import (
+from runbook_lib.record.run import (
     EVENTS_FILE,
     RecordError,
     RunRecord,
     SecretRefused,
     verify,
 )
-from runbook_lib.secrets_scan import fingerprint, scan_path
+from runbook_lib.record.secrets import fingerprint, scan_path
 from tests.keys import signer
 
 from .test_secrets_scan import KEY_ID, SANDBOX_KEY, SANDBOX_TOKEN, debug_log_notebook

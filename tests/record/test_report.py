@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import record as record_mod
-from runbook_lib import report as report_mod
-from runbook_lib.record import EVENTS_FILE, RUN_FILE, RunRecord
-from runbook_lib.report import render_html
+from runbook_lib.record import report as report_mod
+from runbook_lib.record import run as record_mod
+from runbook_lib.record.report import render_html
+from runbook_lib.record.run import EVENTS_FILE, RUN_FILE, RunRecord
 from tests import keys
 from tests.keys import signer
 from tests.runbook.conftest import _isolated_env, env_for  # noqa: F401 (fixtures)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.record import (
+from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     LOCK_FILE,

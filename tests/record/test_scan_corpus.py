@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from runbook_lib.sandbox import _state
-from runbook_lib.secrets_scan import KINDS, findings, fingerprint, fingerprinted
+from runbook_lib.record.secrets import KINDS, findings, fingerprint, fingerprinted
+from runbook_sandbox import _state
 
 from .scan_corpus import B32, B64, Sample, legitimate, secrets
 
@@ -42,7 +42,7 @@ def test_the_corpus_is_big_and_varied() -> None:
 
 
 def test_the_corpus_has_the_sandboxs_shapes() -> None:
-    """The corpus generates what the sandbox makes (runbook_lib.sandbox._state)."""
+    """The corpus generates what the sandbox makes (runbook_sandbox._state)."""
     for _ in range(20):
         assert re.fullmatch(f"[{re.escape(B64)}]{{40}}", _state.new_secret())
         assert re.fullmatch(f"ASIA[{B32}]{{16}}", _state.new_key_id("ASIA"))

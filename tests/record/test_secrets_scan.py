@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.secrets_scan import (
+from runbook_lib.record.secrets import (
     file_findings,
     find_secrets,
     findings,
@@ -280,7 +280,7 @@ def test_the_reviewers_false_positives_are_not_flagged(text: str) -> None:
 def test_ssh_signatures_and_public_keys_are_public_but_only_genuine_ones() -> None:
     """A seal's or an approval's SSH signature, and a public key, are base64 that looks random:
     not secrets. A block merely shaped like one, holding a session token, still is."""
-    from runbook_lib.signing import APPROVAL_NAMESPACE, sign
+    from runbook_lib.record.signing import APPROVAL_NAMESPACE, sign
     from tests import keys
 
     key = keys.signer("alice").key

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.record import (
+from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
@@ -27,7 +27,7 @@ from runbook_lib.record import (
     sums_bytes,
     verify,
 )
-from runbook_lib.signing import SEAL_NAMESPACE, Signer, load_key, sign
+from runbook_lib.record.signing import SEAL_NAMESPACE, Signer, load_key, sign
 from tests import keys
 from tests.keys import signer
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.demo import sandbox_profiles
-from runbook_lib.sandbox import SandboxInfo
+from runbook_demo import sandbox_profiles
+from runbook_sandbox import SandboxInfo
 from tests.conftest import isolate_aws_env
 
 from .helpers import Env

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbook_demo import demo_parameters, sign_approval
 from runbook_lib import runner
-from runbook_lib.demo import demo_parameters, sign_approval
 from runbook_lib.plan import STEPS
-from runbook_lib.record import list_runs
-from runbook_lib.sandbox import SandboxInfo
+from runbook_lib.record.run import list_runs
+from runbook_sandbox import SandboxInfo
 from tests import keys
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.record import verify
-from runbook_lib.secrets_scan import scan_path
+from runbook_lib.record.run import verify
+from runbook_lib.record.secrets import scan_path
 
 from .helpers import (
     STEP_NAMES,
@@ -205,7 +205,7 @@ def run_dirs_of(env: Env) -> list[str]:
 
 
 def _variants() -> list[tuple[str, str]]:
-    from runbook_lib.sandbox._state import SWITCHES
+    from runbook_sandbox._state import SWITCHES
 
     return [
         (name, choice)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.approval import ApprovalRefused
-from runbook_lib.record import RunRecord
+from runbook_lib.record.run import RunRecord
 from runbook_lib.runner import audit_run
 from tests import keys
 from tests.record.test_signed_seals import _forge

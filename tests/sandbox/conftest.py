@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import AUDIT, DELETE, aws_cli, error_code, session_client
 

@@ -23,10 +23,10 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.sandbox._protocol import AwsError, AwsRequest
-from runbook_lib.sandbox._sigv4 import check
-from runbook_lib.sandbox._state import Principal
+from runbook_sandbox import SandboxInfo
+from runbook_sandbox._protocol import AwsError, AwsRequest
+from runbook_sandbox._sigv4 import check
+from runbook_sandbox._state import Principal
 
 from .helpers import AUDIT, assume_root, error_code, session_client
 from .helpers import aws_cli as _aws

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runbook_lib.sandbox import SCENARIOS, SandboxInfo, sandbox_process
+from runbook_sandbox import SCENARIOS, SandboxInfo, sandbox_process
 
 RUNBOOK = [sys.executable, "-m", "runbook_lib.cli"]
 FIXED = [name for name in SCENARIOS if name != "fleet-N"]

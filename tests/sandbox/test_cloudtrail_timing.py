@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import ControlApiError, SandboxInfo
+from runbook_sandbox import ControlApiError, SandboxInfo
 
 from .helpers import error_code
 
@@ -65,7 +65,10 @@ def test_by_default_an_event_shows_within_a_second_not_at_once(
     assert 0 < delay["seconds"] < 1
     started = time.monotonic()
     standalone.client("iam").create_user(UserName="just-now")
-    assert _created(standalone) == []  # a lookup right after the call misses it
+    # a lookup right after the call misses it (unless this busy machine took longer than the
+    # delay to get there: then the event may show, but never before the delay)
+    seen_at_once = _created(standalone)
+    assert seen_at_once == [] or time.monotonic() - started >= delay["seconds"] * 0.9
     while not _created(standalone):
         assert time.monotonic() - started < 5, "the event never showed"
         time.sleep(0.05)

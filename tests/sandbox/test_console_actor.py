@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.sandbox import ControlApiError, SandboxInfo
+from runbook_sandbox import ControlApiError, SandboxInfo
 
 CONSOLE_EVENTS = {
     "DeactivateMFADevice",
@@ -524,7 +524,7 @@ def test_the_console_actor_reports_the_prompt_and_skips_it(standalone: SandboxIn
     """The runbook's sign-in step through the actor (sandbox_actor=true): it records what a
     person saw: the prompt to register MFA, the deadline, and that it chose to skip (the
     guide's words on the prompt: the test above)."""
-    from runbook_lib.sandbox.actor import ConsoleActor
+    from runbook_sandbox.actor import ConsoleActor
 
     actor = ConsoleActor(standalone.endpoint, token=standalone.control_token)
     assert actor.sign_in(standalone.target_account_id) == {

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.sandbox import ControlApiError, ControlClient, SandboxInfo, write_profiles
-from runbook_lib.sandbox._client import control_token_of
-from runbook_lib.sandbox.actor import ConsoleActor
+from runbook_sandbox import ControlApiError, ControlClient, SandboxInfo, write_profiles
+from runbook_sandbox._client import control_token_of
+from runbook_sandbox.actor import ConsoleActor
 
 
 def _raw(endpoint: str, path: str, token: str | None = None) -> int:

@@ -7,7 +7,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import ControlApiError, SandboxInfo
+from runbook_sandbox import ControlApiError, SandboxInfo
 
 from .helpers import AUDIT, error_code, root_virtual_serials
 

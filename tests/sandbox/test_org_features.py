@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo
 
 from .helpers import error_code
 

@@ -27,8 +27,8 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.sandbox._protocol import REST_XML_SIGNING_NAMES, SERVED_SERVICES
+from runbook_sandbox import SandboxInfo
+from runbook_sandbox._protocol import REST_XML_SIGNING_NAMES, SERVED_SERVICES
 
 from .helpers import AUDIT, assume_root, session_client
 

@@ -39,7 +39,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo, write_profiles
+from runbook_sandbox import SandboxInfo, write_profiles
 from tests.conftest import isolate_aws_env
 
 from .helpers import AUDIT, DELETE, error_code, session_client
@@ -440,7 +440,7 @@ def test_a_member_account_role_cannot_assume_root(member: SandboxInfo) -> None:
 
 
 def test_control_api_refuses_a_role_in_an_unknown_account(standalone: SandboxInfo) -> None:
-    from runbook_lib.sandbox import ControlApiError
+    from runbook_sandbox import ControlApiError
 
     with pytest.raises(ControlApiError) as exc:
         standalone.control.add_role("nowhere", "999999999999")

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import SandboxInfo
-from runbook_lib.sandbox._protocol import AwsRequest, parse_request
+from runbook_sandbox import SandboxInfo
+from runbook_sandbox._protocol import AwsRequest, parse_request
 
 BUCKET = "run-records"
 KEY = "runs/2024-05-01/record.json"

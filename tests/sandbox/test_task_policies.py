@@ -37,9 +37,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from runbook_lib.sandbox import ControlApiError, SandboxInfo
-from runbook_lib.sandbox._authz import TASK_POLICY_DOCUMENTS, task_policy_actions
-from runbook_lib.sandbox._state import ROOT_TASK_POLICIES
+from runbook_sandbox import ControlApiError, SandboxInfo
+from runbook_sandbox._authz import TASK_POLICY_DOCUMENTS, task_policy_actions
+from runbook_sandbox._state import ROOT_TASK_POLICIES
 
 from .helpers import AUDIT, DELETE, assume_root, error_code, session_client
 

@@ -50,7 +50,7 @@ A write that fails (disk full, file too large, read-only, permission) raises
 temporary file removed, a ledger entry whose manifest could not be put in place taken back.
 
 Nothing that looks like a secret is written: events, run.json and files are scanned with
-:func:`runbook_lib.secrets_scan.find_secrets` first (its patterns, plus the sha256 fingerprints
+:func:`runbook_lib.record.secrets.find_secrets` first (its patterns, plus the sha256 fingerprints
 of the credentials the run handled, from the events' ``secret_fingerprints``), and refused
 with :class:`SecretRefused` naming the field, never the value. A file someone else wrote is
 taken in with ``record_file(..., redact=True)``: what is found in it is replaced by a marker
@@ -64,7 +64,7 @@ and the files rewritten together after the last seal (check_integrity sees only 
 with the chain; the next seal would sign it); a process killed between an event and its file
 (the next check names the file); another user with write access to the runs directory's
 parents; root. Anchor the record and the ledger's head somewhere they cannot write
-(:mod:`runbook_lib.archive`: a WORM bucket).
+(:mod:`runbook_lib.record.archive`: a WORM bucket).
 """
 
 from __future__ import annotations
@@ -84,14 +84,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ._files import atomic_write as _atomic_write
-from ._files import fsync_dir as _fsync_dir
-from ._files import json_bytes as _json_bytes
-from ._files import stage as _stage
-from ._files import unlink_quietly as _unlink_quietly
-from ._files import write_all as _write_all
-from .errors import RunbookError
-from .secrets_scan import file_findings, find_secrets, fingerprints_in_events, redact_file
+from ..errors import RunbookError
+from .files import atomic_write as _atomic_write
+from .files import fsync_dir as _fsync_dir
+from .files import json_bytes as _json_bytes
+from .files import stage as _stage
+from .files import unlink_quietly as _unlink_quietly
+from .files import write_all as _write_all
+from .secrets import file_findings, find_secrets, fingerprints_in_events, redact_file
 from .signing import SEAL_NAMESPACE, Signer, SigningError
 from .signing import verify as verify_signature
 
@@ -129,7 +129,7 @@ LOCK_FILE = "run.json.lock"
 SUMS_FILE = "SHA256SUMS"  # `sha256sum -c` list of every file, manifest.json included
 SUMS_SIG_FILE = "SHA256SUMS.sig"  # the operator's SSH signature of SHA256SUMS
 SEAL_FILES = (MANIFEST_FILE, SUMS_FILE, SUMS_SIG_FILE)  # written by seal(), not in the manifest
-# an archived copy of a run (runbook_lib.archive) also holds, beside the seal files:
+# an archived copy of a run (runbook_lib.record.archive) also holds, beside the seal files:
 LEDGER_ENTRIES_FILE = "ledger-entries.jsonl"  # this run's lines of the runs dir's ledger
 LEDGER_HEAD_FILE = "ledger-head.json"  # the ledger's last entry (seq, hash) when archived
 TRUST_FILE = "trust/allowed_signers"  # who may sign this run's approvals and seals
@@ -733,7 +733,7 @@ class RunRecord:
     """One run's directory. Create with :meth:`create`, reopen with :meth:`open`.
 
     ``known_secrets``: exact strings (e.g. a seed this process generated) refused in anything
-    recorded, on top of the patterns of :mod:`runbook_lib.secrets_scan`.
+    recorded, on top of the patterns of :mod:`runbook_lib.record.secrets`.
     """
 
     def __init__(self, path: Path, run_id: str) -> None:
@@ -1280,7 +1280,7 @@ class RunRecord:
 
         The manifest names its signer and its place in the ledger (seq, previous entry's hash),
         and ``SHA256SUMS`` (every file, manifest.json included, in ``sha256sum -c`` format) is
-        signed by ``signer`` (:data:`~runbook_lib.signing.SEAL_NAMESPACE`): without the key,
+        signed by ``signer`` (:data:`~runbook_lib.record.signing.SEAL_NAMESPACE`): without the key,
         a record cannot be re-chained or moved into another ledger undetected. A seal without
         a signer is written but :func:`verify` reports it (tests of the record mechanics only).
 

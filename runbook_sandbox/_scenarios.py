@@ -14,7 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ._console import fido_serial
-from ._state import Account, MfaDevice, Principal, RootAccessKey, RootUser, World, new_totp_seed
+from ._state import (
+    Account,
+    MfaDevice,
+    Principal,
+    RootAccessKey,
+    RootUser,
+    World,
+    new_totp_seed,
+)
 
 STANDALONE_ID = "123456789012"
 MANAGEMENT_ID = "111111111111"

@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .plan import STEPS
-from .procedure.lifecycle import RunState, fold
-from .procedure.vocabulary import Event, Status
-from .record import (
+from ..aws.state import device_kind
+from ..plan import STEPS
+from ..procedure.lifecycle import RunState, fold
+from ..procedure.vocabulary import Event, Status
+from .run import (
     EVENTS_FILE,
     MANIFEST_FILE,
     RUN_FILE,
@@ -47,7 +48,6 @@ from .record import (
     check_integrity,
     verify,
 )
-from .state import device_kind
 
 __all__ = ["render_html"]
 

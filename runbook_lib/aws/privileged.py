@@ -11,7 +11,7 @@ token: no secret), and handed to ``on_assume`` right after
 before any action happens: after a crash, the record still names every key whose CloudTrail
 events may show what was done. The fingerprints let the record find those very credentials
 wherever they were printed (a botocore debug log in a notebook) and redact them:
-:mod:`runbook_lib.secrets_scan`. :func:`credential_fingerprints` fingerprints a profile's.
+:mod:`runbook_lib.record.secrets`. :func:`credential_fingerprints` fingerprints a profile's.
 
 Permissions (management account or IAM delegated administrator): ``sts:AssumeRoot``, best
 restricted with the ``sts:TaskPolicyArn`` condition (``policies/runbook-assume-root.json``).
@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .aws import AwsContext
-from .errors import ParameterError, RunbookError, SessionExpiredError, from_client_error
-from .secrets_scan import fingerprint
+from ..errors import ParameterError, RunbookError, SessionExpiredError, from_client_error
+from ..record.secrets import fingerprint
+from .session import AwsContext
 
 TASK_POLICY_PREFIX = "arn:aws:iam::aws:policy/root-task/"
 AUDIT = TASK_POLICY_PREFIX + "IAMAuditRootUserCredentials"

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ParameterError
 from ._client import ControlApiError, ControlClient, control_token_of
+
+
+class ActorRefused(ValueError):
+    """The actor cannot work here (no endpoint, no control token, not a sandbox): the message
+    says what to do. The runbook's plug-in point reports it as a parameter problem."""
 
 
 class ConsoleActor:
@@ -20,31 +24,25 @@ class ConsoleActor:
         """``token``: the sandbox's control token; by default read from ``profile`` in the
         shared credentials file (``runbook sandbox --profiles-file`` writes it there)."""
         if not endpoint_url:
-            raise ParameterError(
-                [
-                    "sandbox_actor=true needs endpoint_url pointing at the "
-                    "runbook sandbox (`runbook sandbox`)"
-                ]
+            raise ActorRefused(
+                "sandbox_actor=true needs endpoint_url pointing at the "
+                "runbook sandbox (`runbook sandbox`)"
             )
         token = token or control_token_of(profile)
         if not token:
-            raise ParameterError(
-                [
-                    f"sandbox_actor=true, but profile {profile or 'default'} holds no "
-                    "sandbox_control_token: write the sandbox's profiles with `runbook sandbox "
-                    "--profiles-file FILE` (or write_profiles(..., info.control_token))"
-                ]
+            raise ActorRefused(
+                f"sandbox_actor=true, but profile {profile or 'default'} holds no "
+                "sandbox_control_token: write the sandbox's profiles with `runbook sandbox "
+                "--profiles-file FILE` (or write_profiles(..., info.control_token))"
             )
         self.control = ControlClient(endpoint_url, timeout=10, token=token)
         try:
             self.control.info()
         except (ControlApiError, OSError, ValueError) as err:
-            raise ParameterError(
-                [
-                    f"sandbox_actor=true, but {endpoint_url} is not the runbook "
-                    f"sandbox ({type(err).__name__}); the simulated console "
-                    "actor exists only there"
-                ]
+            raise ActorRefused(
+                f"sandbox_actor=true, but {endpoint_url} is not the runbook "
+                f"sandbox ({type(err).__name__}); the simulated console "
+                "actor exists only there"
             ) from err
 
     def remove_device(self, account_id: str, serial: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Literal
 
 from botocore.exceptions import ClientError
 
-from .aws import AwsContext, call
-from .errors import AccountMismatchError, MethodNotAvailableError, from_client_error
+from ..errors import AccountMismatchError, MethodNotAvailableError, from_client_error
+from .session import AwsContext, call
 
 AccountKind = Literal["standalone", "management", "member", "unknown"]
 ROOT_FEATURES = ("RootCredentialsManagement", "RootSessions")

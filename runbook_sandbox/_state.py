@@ -198,7 +198,7 @@ class Principal:
     expires_at: dt.datetime | None = None
     task_policy_arn: str | None = None
     # IAM policy documents that bound what this principal may do; None means unrestricted
-    # (an administrator). Evaluated by runbook_lib.sandbox._authz.
+    # (an administrator). Evaluated by runbook_sandbox._authz.
     policies: list[dict[str, Any]] | None = None
     assumed_by_arn: str | None = None
     assumed_by_account: str | None = None
@@ -369,7 +369,7 @@ class World:
         self.lookup_rate_per_second = 2.0
         self.lookup_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.lazy_accounts: dict[str, Any] = {}  # fleet accounts built on first use
-        # CloudTrail delivery (runbook_lib.sandbox._cloudtrail): an event becomes visible to
+        # CloudTrail delivery (runbook_sandbox._cloudtrail): an event becomes visible to
         # LookupEvents this long (sandbox clock) after the call, plus up to ``jitter`` more
         self.cloudtrail_delay = 0.3
         self.cloudtrail_jitter = 0.0

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from .aws import AwsContext, request_id
-from .errors import AccessDeniedError, AmbiguousDeviceError, from_client_error
+from ..errors import AccessDeniedError, AmbiguousDeviceError, from_client_error
 from .privileged import DEFAULT_DURATION, DELETE, RootSession, SessionInfo, assume_root
+from .session import AwsContext, request_id
 from .state import device_kind, read_session_devices, wait_for_device_removed
 
 Outcome = Literal["planned", "removed", "already-absent"]
@@ -82,7 +82,7 @@ def remove_root_mfa_device(
 
     Sessions: the session is re-assumed once if it expires (``ExpiredToken``), so one run may
     use two AssumeRoot sessions with different access keys. ``on_session`` is called with the
-    :class:`~runbook_lib.privileged.SessionInfo` of each one right after AssumeRoot answers and
+    :class:`~runbook_lib.aws.privileged.SessionInfo` of each one right after AssumeRoot answers and
     before the session is used: write it to the run record there, so that after a crash the
     record still names every key whose CloudTrail events may show the deactivation. In the
     result (access key ids are not secrets; they find a session's events in CloudTrail):

@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RunbookError
+from ..errors import RunbookError
 
 __all__ = [
     "APPROVAL_NAMESPACE",

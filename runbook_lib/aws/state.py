@@ -25,9 +25,9 @@ from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import ClientError
 
-from .aws import AwsContext, call, paginate
-from .errors import AwsActionError, RunbookError, VerificationTimeout, from_client_error
+from ..errors import AwsActionError, RunbookError, VerificationTimeout, from_client_error
 from .privileged import RootSession
+from .session import AwsContext, call, paginate
 
 DeviceKind = Literal["virtual", "fido", "hardware"]
 T = TypeVar("T")

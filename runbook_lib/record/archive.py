@@ -22,9 +22,9 @@ every head ever archived must stay an entry of it; a run later deleted from the 
 as heads the ledger no longer holds. Archive one runs dir (one ledger) per PREFIX.
 
 Before anything is uploaded the record must be sealed final and pass
-:func:`runbook_lib.record.verify`, every listed file is read (never through a symbolic link) and
+:func:`runbook_lib.record.run.verify`, every listed file is read (never through a symbolic link) and
 must still match the manifest's sha256 and size, no file may hold anything that looks like a
-secret (:mod:`runbook_lib.secrets_scan`: its patterns, and the fingerprints of the credentials
+secret (:mod:`runbook_lib.record.secrets`: its patterns, and the fingerprints of the credentials
 the run handled, read from its events; a record under COMPLIANCE retention could never be
 cleaned), and the bucket must have Object Lock enabled.
 
@@ -97,15 +97,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws import AwsContext, call
-from .errors import (
+from ..aws.session import AwsContext, call
+from ..errors import (
     AwsActionError,
     ParameterError,
     PreconditionError,
     RunbookError,
     from_client_error,
 )
-from .record import (
+from .run import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
@@ -116,7 +116,7 @@ from .record import (
     canonical,
     verify,
 )
-from .secrets_scan import file_findings, fingerprints_in_events_bytes
+from .secrets import file_findings, fingerprints_in_events_bytes
 
 __all__ = [
     "LEDGER_ENTRIES_OBJECT",

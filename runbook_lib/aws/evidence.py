@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aws import GLOBAL_REGION, AwsContext, call
+from .session import GLOBAL_REGION, AwsContext, call
 from .state import poll_until
 
 SECRET_KEYS = {

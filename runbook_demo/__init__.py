@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .record import verify
-from .runner import EXIT_OK, run
-from .sandbox import SandboxInfo, sandbox_process, write_profiles
-from .signing import allowed_signers_line, new_key
+from runbook_lib.record.run import verify
+from runbook_lib.record.signing import allowed_signers_line, new_key
+from runbook_lib.runner import EXIT_OK, run
+from runbook_sandbox import SandboxInfo, sandbox_process, write_profiles
 
 ORG_SCENARIOS = ("member", "member-no-password", "management")
 
@@ -143,9 +143,9 @@ def sign_approval(plan: Any, key: Path, approver: str, operator: str, directory:
     """What a reviewer's ``runbook approve PLAN_FILE --key KEY --yes`` does, without the
     questions: write the plan file into ``directory``, sign the approval statement with
     ``key``; the approval file's path."""
-    from .approval import read_plan_file, write_plan_file
-    from .approval import sign_approval as signed
-    from .signing import load_key
+    from runbook_lib.approval import read_plan_file, write_plan_file
+    from runbook_lib.approval import sign_approval as signed
+    from runbook_lib.record.signing import load_key
 
     plan_path = directory / f"plan-{plan.digest[:12]}.txt"
     if not plan_path.exists():
@@ -158,7 +158,7 @@ def sign_approval(plan: Any, key: Path, approver: str, operator: str, directory:
 def run_demo(
     scenario: str = "standalone", method: str | None = None, runs_dir: Path = Path("runs")
 ) -> int:
-    from .runner import plan_for
+    from runbook_lib.runner import plan_for
 
     method = method or ("assume-root" if scenario.startswith(("member", "fleet")) else "console")
     print(f"starting the sandbox ({scenario}) ...")

@@ -27,7 +27,13 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._client import ControlApiError, ControlClient, SandboxInfo, stop_process, write_profiles
+from ._client import (
+    ControlApiError,
+    ControlClient,
+    SandboxInfo,
+    stop_process,
+    write_profiles,
+)
 from ._scenarios import SCENARIOS, validate
 
 __all__ = [
@@ -136,7 +142,7 @@ def sandbox_process(scenario: str = "standalone", port: int = 0) -> Iterator[San
     env = dict(os.environ)
     env.pop("MOTO_ACCOUNT_ID", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook_lib.sandbox", "--scenario", scenario, "--port", str(port)],
+        [sys.executable, "-m", "runbook_sandbox", "--scenario", scenario, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=None,
         env=env,

@@ -21,8 +21,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import __version__
-from .errors import ParameterError, PreconditionError, from_client_error
+from .. import __version__
+from ..errors import ParameterError, PreconditionError, from_client_error
 
 USER_AGENT = f"root-mfa-runbook/{__version__}"
 GLOBAL_REGION = "us-east-1"  # where IAM and sign-in events are recorded

@@ -1,0 +1,49 @@
+"""The one place the runbook reaches code it does not contain: entry points in the group
+``root_mfa_runbook.plugins``.
+
+The runbook never imports the sandbox (``runbook_sandbox``) or the demo (``runbook_demo``); it
+knows them only by these names, which the distribution's ``pyproject.toml`` maps:
+
+    =============== ============================================ ==============================
+    name            what                                         used by
+    =============== ============================================ ==============================
+    console-actor   performs the console steps (sandbox only)    ``sandbox_actor: true``
+    sandbox         ``runbook sandbox``: serve the local AWS      the CLI
+    demo            ``runbook demo``: the procedure on it         the CLI
+    =============== ============================================ ==============================
+
+A production install without the ``[sandbox]`` extra has the names but not moto: loading one
+raises :class:`PluginMissing`, whose message says what to install.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from .errors import RunbookError
+
+GROUP = "root_mfa_runbook.plugins"
+INSTALL_HINT = "install the sandbox extra: pip install 'root-mfa-runbook[sandbox]'"
+
+
+class PluginMissing(RunbookError):
+    """A plug-in the command needs is not installed (or its dependencies are not)."""
+
+
+def load(name: str, purpose: str) -> Any:
+    """The object the entry point ``name`` names; ``purpose`` completes "... needs the
+    sandbox" in the error."""
+    found = entry_points(group=GROUP, name=name)
+    if not found:
+        raise PluginMissing(
+            f"{purpose} needs the local AWS sandbox, which is not installed: {INSTALL_HINT}"
+        )
+    (point,) = tuple(found)[:1]
+    try:
+        return point.load()
+    except ImportError as err:
+        raise PluginMissing(
+            f"{purpose} needs the local AWS sandbox, whose dependencies are missing "
+            f"({err.name or err}): {INSTALL_HINT}"
+        ) from err

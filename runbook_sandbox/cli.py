@@ -1,0 +1,87 @@
+"""``runbook-sandbox`` (also ``python -m runbook_sandbox``, and ``runbook sandbox`` through the
+runbook's plug-in point): serve the local AWS sandbox in the foreground.
+
+It prints one JSON line (the :class:`SandboxInfo`: endpoint, principals, control token) on
+stdout when it is ready, then serves until SIGTERM or Ctrl-C. Usage errors are one line on
+stderr with exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _line(text: str, stream: object = None) -> None:
+    # the sandbox's own lines hold only what it made (scenario names, its endpoint)
+    print(text, file=stream or sys.stderr, flush=True)  # type: ignore[arg-type]
+
+
+def build_parser(prog: str = "runbook-sandbox") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve the local AWS sandbox (moto behind a layer for root-user behaviour) "
+        "on 127.0.0.1 in the foreground. Prints its endpoint, principals and control token as "
+        "one JSON line when ready; SIGTERM or Ctrl-C stops it.",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="standalone",
+        help="scenario to start (see --list); default: standalone",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)"
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--profiles-file",
+        metavar="PATH",
+        help="write the principals as AWS profiles sandbox-NAME to this "
+        "credentials file (owner-only; deleted when the sandbox stops)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "runbook-sandbox") -> int:
+    from . import SCENARIOS, Sandbox, write_profiles
+
+    args = build_parser(prog).parse_args(argv)
+    if args.list:
+        for name, text in SCENARIOS.items():
+            print(f"{name:<20} {text}")
+        return EXIT_OK
+    try:
+        sandbox = Sandbox(args.scenario, args.port)
+    except ValueError as err:
+        _line(f"{prog}: {err}")
+        return EXIT_USAGE
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    info = sandbox.start()
+    profiles = Path(args.profiles_file) if args.profiles_file else None
+    if profiles is not None:
+        write_profiles(profiles, info.principals, info.control_token)
+    print(json.dumps(info.__dict__), flush=True)
+    _line(f"sandbox {info.scenario} serving on {info.endpoint}; Ctrl-C stops it")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sandbox.stop()
+        if profiles is not None:
+            profiles.unlink(missing_ok=True)
+    _line("sandbox stopped")
+    return EXIT_OK
