@@ -21,7 +21,7 @@ def _pyproject() -> set[str]:
     names = {_name(d) for d in data["project"]["dependencies"]}
     for extra in data["project"]["optional-dependencies"].values():
         names |= {_name(d) for d in extra}
-    return names
+    return names - {data["project"]["name"]}  # an extra that names another of ours
 
 
 def _conda() -> set[str]:
