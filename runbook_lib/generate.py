@@ -109,7 +109,10 @@ def _template(path: Path, style: str) -> tuple[str | None, list[str], list[str]]
         problems.append(f"{path.name}: must begin with a header comment (# ...)")
     if problems:
         return None, problems, missing
-    return schema.template_text(style, header, values), [], missing
+    try:
+        return schema.template_text(style, header, values), [], missing
+    except TypeError as err:
+        return None, [f"{path.name}: {err}"], missing
 
 
 def _template_problems(path: Path, style: str) -> list[str]:

@@ -386,7 +386,9 @@ def yaml_scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(yaml_scalar(v) for v in value) + "]"
-    text = str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"no parameter takes a {type(value).__name__} ({value!r})")
+    text = value
     try:
         if text and "\n" not in text and text == text.strip() and yaml.safe_load(text) == text:
             return text

@@ -61,6 +61,14 @@ def edit_parameters_cell(path: Path, old: str, new: str) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def replace_in(path: Path, old: str, new: str) -> str:
+    """Edit a file by hand; its text before."""
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return text
+
+
 # ------------------------------------------------------------------ the repository is in sync
 def test_notebooks_and_templates_are_generated_from_the_schema() -> None:
     assert generate.check(REPO / "notebooks", PARAMETERS) == []
@@ -197,28 +205,21 @@ def test_templates_name_only_and_every_documented_parameter(copy: tuple[Path, Pa
     production = parameters / "production-template.yml"
     text = production.read_text()
     production.write_text(
-        text.replace("rebind: bind\n", "rebind: bind\ncolour: blue\n").replace(
+        text.replace("rebind: bind\n", "rebind: bind\ncolour: blue\nrun_dir: /tmp/x\n").replace(
             "delete_virtual: true\n", ""
         )
     )
     sandbox = parameters / "sandbox.yml"
-    sandbox.write_text(sandbox.read_text() + "run_dir: /tmp/somewhere\n")
+    replace_in(sandbox, "verify_timeout: 30\n", "verify_timeout: 30.5\n")
     problems = generate.check(notebooks, parameters)
     text = "\n".join(problems)
     assert "production-template.yml: names colour, which the schema lacks" in text
     assert "production-template.yml: lacks delete_virtual" in text
-    assert "sandbox.yml: names run_dir, which templates do not document" in text
+    assert "production-template.yml: names run_dir, which templates do not document" in text
+    assert "sandbox.yml: no parameter takes a float (30.5)" in text
     # unknown names are refused by the generator too (it would drop them)
     assert generate.write(notebooks, parameters) != []
-    assert "colour: blue" in production.read_text()
-
-
-def replace_in(path: Path, old: str, new: str) -> str:
-    """Edit a file by hand; its text before."""
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-    return text
+    assert "colour: blue" in production.read_text() and "30.5" in sandbox.read_text()
 
 
 @pytest.mark.parametrize(
