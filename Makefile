@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck chromium openssh pytest sandbox bench lock clean
+.PHONY: help setup demo test lint typecheck notebooks chromium openssh pytest sandbox bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ lint: setup ## ruff lint + format check
 
 typecheck: setup ## mypy on runbook_lib
 	$(BIN)/mypy
+
+notebooks: setup ## Regenerate the notebooks' parameters cells and parameters/*.yml from runbook_lib/schema.py
+	$(BIN)/python -m runbook_lib.generate --write
 
 chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chromium is missing)
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }

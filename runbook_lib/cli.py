@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ParameterError, RunbookError
+from .schema import help_epilog
 from .terminal import EscapingWriter, escape_controls, out, quote
 from .terminal import err as err_line
 
@@ -52,6 +53,15 @@ class _Parser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         super().exit(status, escape_controls(message) if message else message)
+
+
+class _ParametersFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but the epilog (the schema's parameter list) keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == help_epilog():
+            return text
+        return super()._fill_text(text, width, indent)
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -469,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def params(p: argparse.ArgumentParser, file_required: bool = True) -> None:
+        # the parameter list of --help comes from the schema (runbook_lib/schema.py)
+        p.formatter_class = _ParametersFormatter
+        p.epilog = help_epilog()
         if file_required:
             p.add_argument("-f", "--file", required=True, help="YAML parameters file")
         p.add_argument(
