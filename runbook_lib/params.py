@@ -139,7 +139,7 @@ HELP = {
     "device_serial": "serial/ARN of the device to remove; required when root has several",
     "rebind": "bind a new device in the console afterwards, or skip (recorded, with AWS's warning)",
     "mode": "interactive (JupyterLab confirmations) or batch (approvals from parameters)",
-    "profile": "AWS profile for the target account (read-only policy: policies/)",
+    "profile": "AWS profile for the target account (read-only policy: `runbook policies`)",
     "management_profile": "AWS profile in the management account (assume-root; optional for "
     "console, to check centralised root access)",
     "region": "regional STS endpoint for AssumeRoot; IAM and sign-in events are read in us-east-1",
