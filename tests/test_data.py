@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from runbook_lib import cli, data, plugins, versions
+from runbook_lib.errors import ParameterError
+from runbook_lib.params import validate
+from tests import keys
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,6 +129,26 @@ def test_a_missing_sandbox_is_one_line_and_exit_2(
         assert captured.out == ""
         assert captured.err.count("\n") == 1 and "root-mfa-runbook[sandbox]" in captured.err
     assert not (tmp_path / "runs").exists()
+
+
+def test_sandbox_actor_without_the_sandbox_is_refused_as_a_parameter(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A production install cannot run the simulated console actor: the plan says so, before
+    any run exists (not a kernel failing at 03-first-sign-in)."""
+    raw = keys.with_keys({"account_id": "123456789012", "change_ticket": "C-1", "dry_run": False})
+    validate({**raw, "sandbox_actor": True})  # installed here: accepted
+    monkeypatch.setattr(plugins, "entry_points", lambda **_: ())
+    with pytest.raises(ParameterError) as caught:
+        validate({**raw, "sandbox_actor": True})
+    assert any("root-mfa-runbook[sandbox]" in p for p in caught.value.problems)
+    validate(raw)  # without the actor: nothing to load
+    params = tmp_path / "params.yml"
+    params.write_text(json.dumps({**raw, "sandbox_actor": True}))
+    assert cli.main(["plan", "-f", str(params), "--out", str(tmp_path / "plan.txt")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "sandbox_actor=true needs the local AWS sandbox" in captured.err
+    assert not (tmp_path / "plan.txt").exists()
 
 
 def test_runbook_policies_lists_and_prints_them(capsys: pytest.CaptureFixture[str]) -> None:
