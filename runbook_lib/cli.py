@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ParameterError, RunbookError
+from .plugins import PluginMissing
 from .schema import help_epilog
 from .terminal import EscapingWriter, escape_controls, out, quote
 from .terminal import err as err_line
@@ -453,6 +454,24 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_policies(args: argparse.Namespace) -> int:
+    from .data import policies_dir
+
+    folder = policies_dir()
+    if args.name:
+        path = folder / Path(args.name).name
+        if path.suffix != ".json" or not path.is_file():
+            names = ", ".join(p.name for p in sorted(folder.glob("*.json")))
+            _err(f"policies: no policy {args.name!r}; the policies are: {names}")
+            return EXIT_USAGE
+        out(path.read_text(encoding="utf-8").rstrip("\n"))
+        return EXIT_OK
+    out(f"{folder}  (what to attach where: {folder / 'README.md'})")
+    for path in sorted(folder.glob("*.json")):
+        out(f"  {path.name}")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .plugins import load
 
@@ -609,6 +628,13 @@ def build_parser() -> argparse.ArgumentParser:
     arc.add_argument("--endpoint-url")
     arc.set_defaults(func=_cmd_archive)
 
+    pol = sub.add_parser(
+        "policies",
+        help="where the least-privilege IAM policies are; with NAME, print that policy",
+    )
+    pol.add_argument("name", nargs="?", metavar="NAME", help="e.g. runbook-reader.json")
+    pol.set_defaults(func=_cmd_policies)
+
     demo = sub.add_parser("demo", help="the whole procedure on the local sandbox")
     demo.add_argument("--scenario", default="standalone", help="sandbox scenario")
     demo.add_argument(
@@ -637,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ParameterError as err:
+    except (ParameterError, PluginMissing) as err:  # bad input; the extra is not installed
         _err(str(err))
         return EXIT_USAGE
     except RunbookError as err:

@@ -3,7 +3,7 @@
   python -m runbook_lib.generate --check   report every drift (a diff for each), exit 1 if any
   python -m runbook_lib.generate --write   rewrite what drifted (``make notebooks``)
 
-What is checked (:func:`check`), for the notebooks directory (``plan.notebooks_dir()``,
+What is checked (:func:`check`), for the notebooks directory (``data.notebooks_dir()``,
 ``RUNBOOK_NOTEBOOKS`` overrides) and ``parameters/``:
 
 - every step of ``plan.STEPS`` has its notebook, and no other notebook is there;
@@ -36,9 +36,10 @@ from typing import Any
 import nbformat
 
 from . import schema
+from .data import notebooks_dir
 from .errors import ParameterError
 from .params import load_file
-from .plan import PACKAGE_DIR, STEPS, notebooks_dir
+from .plan import PACKAGE_DIR, STEPS
 
 PARAMETERS_DIR = PACKAGE_DIR.parent / "parameters"
 

@@ -254,6 +254,12 @@ def validate(raw: dict[str, Any]) -> RunParameters:
             "method assume-root needs management_profile (credentials in the "
             "management account allowed to call sts:AssumeRoot)"
         )
+    if values.get("sandbox_actor"):
+        from .plugins import missing
+
+        problem = missing("console-actor", "sandbox_actor=true")
+        if problem:
+            problems.append(problem)
     if problems:
         raise ParameterError(problems)
     return RunParameters(**values)
