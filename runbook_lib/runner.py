@@ -507,8 +507,8 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                     error = f"{type(err).__name__}: {err}"
                 finally:
                     kernel.release_clients()
-                _store_notebook(record, name, partial, output)
                 step = run_state(record).steps[name]
+                _store_notebook(record, name, partial, output, halted=step.status == "halted")
                 if step.status == "succeeded" and error is None:
                     _project(record, executing=True)
                     progress(f"step {name} done" + (" (skipped: dry run)" if step.skipped else ""))
@@ -521,20 +521,41 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
     return _succeeded(record, params, progress)
 
 
-def _store_notebook(record: RunRecord, name: str, partial: Path, output: Path) -> None:
+def _store_notebook(
+    record: RunRecord, name: str, partial: Path, output: Path, halted: bool = False
+) -> None:
     """Move the executed notebook into place atomically and record it; a torn one (a write
-    that failed half-way) is removed, never left looking like evidence."""
+    that failed half-way) is removed, never left looking like evidence. A halted step's
+    notebook loses papermill's error banner (:func:`_without_error_banner`)."""
     if not partial.exists():
         return
     try:
         import nbformat
 
-        nbformat.read(str(partial), as_version=4)  # type: ignore[no-untyped-call]
+        nb = nbformat.read(str(partial), as_version=4)  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - unreadable = torn: the record says what happened
         partial.unlink(missing_ok=True)
         return
+    if halted and _without_error_banner(nb):
+        nbformat.validate(nb)
+        nbformat.write(nb, str(partial))  # type: ignore[no-untyped-call]
     os.replace(partial, output)
     record.record_file(f"notebooks/{name}.ipynb", step=name, redact=True)
+
+
+def _without_error_banner(nb: Any) -> bool:
+    """Remove the cells papermill inserts when a cell ends in error ("An Exception was
+    encountered at ..." and its anchor, tagged ``papermill-error-cell-tag``); True if any.
+
+    Only for a step the events say halted: a halt is a stop on purpose, the halted cell shows
+    its notice (:func:`runbook_lib.procedure.context.show_stops`), and every other cell is
+    kept as executed. A failed step keeps the banner and its error."""
+    from papermill.execute import ERROR_MARKER_TAG
+
+    kept = [c for c in nb.cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+    removed = len(kept) != len(nb.cells)
+    nb.cells = kept
+    return removed
 
 
 def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> int:
