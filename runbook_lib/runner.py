@@ -484,6 +484,7 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                 notebooks.mkdir(mode=0o700)
             for name in steps:
                 progress(f"step {name} ...")
+                seen = int(record.events()[-1]["seq"])
                 _keep_earlier_attempt(record, name)
                 output = notebooks / f"{name}.ipynb"
                 partial = notebooks / f".{name}.partial.ipynb"
@@ -509,6 +510,9 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                     kernel.release_clients()
                 step = run_state(record).steps[name]
                 _store_notebook(record, name, partial, output, halted=step.status == "halted")
+                for warning in RunFacts(record.events()).of(Event.WARNING_ROOT_CREDENTIALS):
+                    if warning["seq"] > seen:
+                        progress(f"WARNING: {warning['data'].get('text')}")
                 if step.status == "succeeded" and error is None:
                     _project(record, executing=True)
                     progress(f"step {name} done" + (" (skipped: dry run)" if step.skipped else ""))

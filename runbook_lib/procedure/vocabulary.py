@@ -67,6 +67,8 @@ class Event(StrEnum):
     OBSERVATION_ACCOUNT = "observation.account"
     OBSERVATION_SNAPSHOT = "observation.snapshot"
     OBSERVATION_PLAN_CHECK = "observation.plan-check"
+    # long-term root credentials seen in preflight: a warning, never a halt
+    WARNING_ROOT_CREDENTIALS = "warning.root-credentials"
     PRECONDITION_FAILED = "precondition.failed"
     DECISION_DEVICE = "decision.device"
     DECISION_NO_ROOT_PASSWORD = "decision.no-root-password"
