@@ -485,6 +485,7 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                 notebooks.mkdir(mode=0o700)
             for name in steps:
                 progress(f"step {name} ...")
+                seen = int(record.events()[-1]["seq"])
                 _keep_earlier_attempt(record, name)
                 output = notebooks / f"{name}.ipynb"
                 partial = notebooks / f".{name}.partial.ipynb"
@@ -508,8 +509,11 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                     error = f"{type(err).__name__}: {err}"
                 finally:
                     kernel.release_clients()
-                _store_notebook(record, name, partial, output)
                 step = run_state(record).steps[name]
+                _store_notebook(record, name, partial, output, halted=step.status == "halted")
+                for warning in RunFacts(record.events()).of(Event.WARNING_ROOT_CREDENTIALS):
+                    if warning["seq"] > seen:
+                        progress(f"WARNING: {warning['data'].get('text')}")
                 if step.status == "succeeded" and error is None:
                     _project(record, executing=True)
                     progress(f"step {name} done" + (" (skipped: dry run)" if step.skipped else ""))
@@ -522,20 +526,41 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
     return _succeeded(record, params, progress)
 
 
-def _store_notebook(record: RunRecord, name: str, partial: Path, output: Path) -> None:
+def _store_notebook(
+    record: RunRecord, name: str, partial: Path, output: Path, halted: bool = False
+) -> None:
     """Move the executed notebook into place atomically and record it; a torn one (a write
-    that failed half-way) is removed, never left looking like evidence."""
+    that failed half-way) is removed, never left looking like evidence. A halted step's
+    notebook loses papermill's error banner (:func:`_without_error_banner`)."""
     if not partial.exists():
         return
     try:
         import nbformat
 
-        nbformat.read(str(partial), as_version=4)  # type: ignore[no-untyped-call]
+        nb = nbformat.read(str(partial), as_version=4)  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - unreadable = torn: the record says what happened
         partial.unlink(missing_ok=True)
         return
+    if halted and _without_error_banner(nb):
+        nbformat.validate(nb)
+        nbformat.write(nb, str(partial))  # type: ignore[no-untyped-call]
     os.replace(partial, output)
     record.record_file(f"notebooks/{name}.ipynb", step=name, redact=True)
+
+
+def _without_error_banner(nb: Any) -> bool:
+    """Remove the cells papermill inserts when a cell ends in error ("An Exception was
+    encountered at ..." and its anchor, tagged ``papermill-error-cell-tag``); True if any.
+
+    Only for a step the events say halted: a halt is a stop on purpose, the halted cell shows
+    its notice (:func:`runbook_lib.procedure.context.show_stops`), and every other cell is
+    kept as executed. A failed step keeps the banner and its error."""
+    from papermill.execute import ERROR_MARKER_TAG
+
+    kept = [c for c in nb.cells if ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+    removed = len(kept) != len(nb.cells)
+    nb.cells = kept
+    return removed
 
 
 def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> int:
@@ -715,10 +740,30 @@ def resume(
             plan_digest=plan.digest,
         )
         (record.path / "notebooks" / f".{nxt}.partial.ipynb").unlink(missing_ok=True)
+        _record_lost_notebooks(record, state, ORDER[: ORDER.index(nxt)], progress)
         _project(record, executing=True)
         progress(f"resuming run {record.run_id} at {steps[0]}")
         code = _execute(record, params, steps, progress)
     return code, record.path
+
+
+def _record_lost_notebooks(
+    record: RunRecord, state: RunState, done: list[str], progress: Progress
+) -> None:
+    """A step the kernel recorded as succeeded whose executed notebook the runner could not
+    store (the disk filled, the process died while writing it): it is not run again (its
+    actions happened), so the record says the notebook is lost, once, instead of sealing as if
+    it were there. Its events remain the step's record."""
+    lost = {e.get("step") for e in record.events() if e["type"] == Event.NOTEBOOK_LOST}
+    for name in done:
+        if state.steps[name].status != "succeeded" or _recorded(record, name) or name in lost:
+            continue
+        reason = "the runner could not write it after the step succeeded"
+        record.append(Event.NOTEBOOK_LOST, name, notebook=f"notebooks/{name}.ipynb", reason=reason)
+        progress(
+            f"WARNING: the executed notebook of {name} was not stored ({reason}); the step "
+            "is not run again, and its events in the record are what it did"
+        )
 
 
 def _recorded(record: RunRecord, name: str) -> bool:

@@ -14,16 +14,22 @@ AWS API, with a visible waiting indicator, until ``verify_timeout`` (CloudTrail:
 ``evidence_timeout``) runs out, and records the verdict (``human.verified`` or
 ``human.contradicted``, then says what to check). Only a verified claim passes the gate.
 
-Without a frontend (papermill, nbval, a plain console) the same calls print the facts and the
-instructions as text; the gate simply stays unconfirmed, and the next action halts.
+Each control is shown once: its box's display data carries the widget view and, as its
+``text/plain``, the same facts and instructions as text. JupyterLab renders the widget; whatever
+cannot (papermill, nbval, a plain console, a notebook reopened without its widget state) shows
+the text. Nothing sniffs the frontend, and nothing prints the text a second time beside the
+widget. Without a frontend the gate simply stays unconfirmed, and the next action halts.
 
-Feedback goes to Label widgets: ``print()`` inside a button callback does not reach the cell's
-output in JupyterLab. Controls carry CSS classes (``runbook-gate-*``, ``runbook-console-*``)
-that the browser test uses.
+Every text is shown whole: buttons size to their label (``width: auto``), the status line is an
+HTML widget that wraps (ipywidgets' ``Label`` cuts long text with an ellipsis), the text boxes
+are wide enough for their placeholder. Feedback goes to that status widget: ``print()`` inside
+a button callback does not reach the cell's output in JupyterLab. Controls carry CSS classes
+(``runbook-gate-*``, ``runbook-console-*``) that the browser test uses.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import time
 from collections.abc import Callable
@@ -45,6 +51,66 @@ def _facts_html(facts: dict[str, Any]) -> str:
         for k, v in facts.items()
     )
     return f"<table>{rows}</table>"
+
+
+@functools.cache
+def _control_box() -> type:
+    """A VBox whose plain-text form is the control's text (its ``text``): the widget where a
+    frontend renders widgets, the text everywhere else; made once, on first use."""
+    import ipywidgets as w
+
+    class ControlBox(w.VBox):  # type: ignore[misc]
+        text = ""
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+            data: dict[str, Any] = dict(super()._repr_mimebundle_(**kwargs))
+            data["text/plain"] = self.text
+            return data
+
+        def __str__(self) -> str:  # what display() prints without IPython
+            return self.text
+
+    return ControlBox
+
+
+def _box(children: list[Any], text: str, css: str) -> Any:
+    box = _control_box()(children)
+    box.text = text
+    box.add_class(css)
+    return box
+
+
+def _button(description: str, **kwargs: Any) -> Any:
+    """A button as wide as its label (ipywidgets' default width cuts longer labels)."""
+    import ipywidgets as w
+
+    return w.Button(description=description, layout=w.Layout(width="auto"), **kwargs)
+
+
+def _status(text: str) -> tuple[Any, Callable[[str], None]]:
+    """A status line that wraps instead of cutting the text, and its setter (plain text)."""
+    import ipywidgets as w
+
+    widget = w.HTML(
+        value=html.escape(text), layout=w.Layout(width="auto", height="auto", max_width="100%")
+    )
+
+    def show(message: str) -> None:
+        widget.value = html.escape(message)
+
+    return widget, show
+
+
+def _text_box(placeholder: str, description: str) -> Any:
+    import ipywidgets as w
+
+    return w.Text(
+        placeholder=placeholder,
+        description=description,
+        continuous_update=True,
+        layout=w.Layout(width="auto", min_width="30em"),
+        style={"description_width": "initial"},
+    )
 
 
 def text_fallback(title: str, facts: dict[str, Any], expected: str, gate: str) -> str:
@@ -78,22 +144,20 @@ def build_confirmation(
     from .procedure.context import now_iso
 
     header = w.HTML(f"<h4>{html.escape(title)}</h4>{_facts_html(facts)}")
-    typed = w.Text(
-        placeholder=f"type {expected} to confirm",
-        description="Type:",
-        continuous_update=True,
-    )
-    confirm = w.Button(description="Confirm", button_style="danger", disabled=True, icon="check")
-    cancel = w.Button(description="Cancel (stop here)", button_style="")
-    status = w.Label(value="Not confirmed: nothing after this gate will act.")
+    typed = _text_box(f"type {expected} to confirm", "Type:")
+    confirm = _button("Confirm", button_style="danger", disabled=True, icon="check")
+    cancel = _button("Cancel (stop here)", button_style="")
+    status, show = _status("Not confirmed: nothing after this gate will act.")
     typed.add_class("runbook-gate-typed")
     confirm.add_class("runbook-gate-confirm")
     cancel.add_class("runbook-gate-cancel")
     status.add_class("runbook-gate-status")
-    controls = GateControls(
-        w.VBox([header, typed, w.HBox([confirm, cancel]), status]), typed, confirm, cancel, status
+    box = _box(
+        [header, typed, w.HBox([confirm, cancel]), status],
+        text_fallback(title, facts, expected, gate),
+        "runbook-gate",
     )
-    controls.box.add_class("runbook-gate")
+    controls = GateControls(box, typed, confirm, cancel, status)
 
     def on_type(change: dict[str, Any]) -> None:
         confirm.disabled = change["new"].strip() != expected
@@ -102,7 +166,7 @@ def build_confirmation(
         try:
             step.gates.decide(kind, gate, "interactive", typed.value.strip(), facts=facts)
         except RunbookError as err:  # sealed run, refused secret, ...: say so, change nothing
-            status.value = f"Not recorded: {err}"
+            show(f"Not recorded: {err}")
             return False
         confirm.disabled = cancel.disabled = typed.disabled = True
         return True
@@ -111,14 +175,14 @@ def build_confirmation(
         if typed.value.strip() != expected or confirm.disabled:
             return
         if decide(Event.GATE_APPROVED):
-            status.value = (
+            show(
                 f"Confirmed by {step.operator().get('caller_arn') or step.operator()['os_user']} "
                 f"at {now_iso()}. Run the next cell (re-run the one that halted)."
             )
 
     def on_cancel(_: Any) -> None:
         if decide(Event.GATE_DENIED):
-            status.value = "Cancelled: the decision to stop is recorded. Nothing was changed."
+            show("Cancelled: the decision to stop is recorded. Nothing was changed.")
 
     typed.observe(on_type, names="value")
     confirm.on_click(on_confirm)
@@ -127,13 +191,20 @@ def build_confirmation(
 
 
 def confirmation(step: Step, gate: str, title: str, facts: dict[str, Any], expected: str) -> Any:
-    """An approval control; returns the widget (displayed by the notebook cell). The same facts
-    are printed first: what papermill, nbval and a plain console show."""
-    print(text_fallback(title, facts, expected, gate))
+    """An approval control; returns the widget (displayed by the notebook cell), whose plain
+    text (what papermill, nbval and a plain console show) is :func:`text_fallback`."""
     return build_confirmation(step, gate, title, facts, expected).box
 
 
 # ------------------------------------------------------------------------------ console steps
+def console_text(gate: str, instructions: str) -> str:
+    """What a console step shows as text (papermill, nbval, a console)."""
+    return (
+        f"CONSOLE STEP {gate}:\n{instructions}\n  When it is done, type done, press "
+        "'Done in the console', wait until the control has verified it, and re-run this cell."
+    )
+
+
 def verify_console_step(
     step: Step,
     gate: str,
@@ -173,17 +244,14 @@ def build_console_step(
     import ipywidgets as w
 
     text = w.HTML(f"<pre style='white-space:pre-wrap'>{html.escape(instructions)}</pre>")
-    typed = w.Text(placeholder="type done when it is done", description="Status:")
-    done = w.Button(description="Done in the console", button_style="warning", disabled=True)
-    status = w.Label(value="Waiting for the console step.")
+    typed = _text_box("type done when it is done", "Status:")
+    done = _button("Done in the console", button_style="warning", disabled=True)
+    status, show = _status("Waiting for the console step.")
     typed.add_class("runbook-console-typed")
     done.add_class("runbook-console-done")
     status.add_class("runbook-console-status")
-    controls = ConsoleControls(w.VBox([text, typed, done, status]), typed, done, status)
-    controls.box.add_class("runbook-console")
-
-    def show(message: str) -> None:
-        status.value = message
+    box = _box([text, typed, done, status], console_text(gate, instructions), "runbook-console")
+    controls = ConsoleControls(box, typed, done, status)
 
     def on_type(change: dict[str, Any]) -> None:
         done.disabled = change["new"].strip().lower() != "done"
@@ -206,7 +274,7 @@ def build_console_step(
     typed.observe(on_type, names="value")
     done.on_click(on_done)
     if actor is not None:
-        simulate = w.Button(description="Sandbox: let the console actor do it")
+        simulate = _button("Sandbox: let the console actor do it")
         simulate.add_class("runbook-console-actor")
 
         def on_simulate(_: Any) -> None:
@@ -243,14 +311,11 @@ def console_step(
     actor: Callable[[], dict[str, Any]] | None = None,
     check: ConsoleCheck | None = None,
 ) -> Any:
-    """Show a console step's control, then halt the cell (GateNotApproved): the operator does
-    it in the console, presses Done (the control verifies it), and re-runs the cell."""
+    """Show a console step's control (once: the widget, or its text where no widget renders),
+    then halt the cell (GateNotApproved): the operator does it in the console, presses Done (the
+    control verifies it), and re-runs the cell."""
     from IPython.display import display
 
-    print(
-        f"CONSOLE STEP {gate}:\n{instructions}\n  When it is done, type done, press "
-        "'Done in the console', wait until the control has verified it, and re-run this cell."
-    )
     controls = build_console_step(step, gate, instructions, actor=actor, check=check)
     display(controls.box)  # type: ignore[no-untyped-call]
     reason = (

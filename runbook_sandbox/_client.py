@@ -111,6 +111,22 @@ class ControlClient:
             )
         )
 
+    def add_root_credentials(
+        self,
+        account_id: str | None = None,
+        access_key: bool = True,
+        signing_certificate: bool = True,
+    ) -> dict[str, Any]:
+        """Give a root user (default: the target's) an active access key and/or an X.509
+        signing certificate; the new key's principal and the certificate id."""
+        payload: dict[str, Any] = {
+            "access_key": access_key,
+            "signing_certificate": signing_certificate,
+        }
+        if account_id:
+            payload["account_id"] = account_id
+        return dict(self.call("POST", "root-credentials", payload))
+
     def add_role(
         self,
         name: str,

@@ -15,6 +15,7 @@ records the CloudTrail events AWS records for it. Routes (JSON in, JSON out):
   GET  /_sandbox/switches                      the undocumented-behaviour switches
   POST /_sandbox/switches     {name, value}    choose one variant
   POST /_sandbox/principals   {name, account_id, policies?}
+  POST /_sandbox/root-credentials {account_id?, access_key?, signing_certificate?}  (_iam)
   GET  /_sandbox/mailbox/ACCOUNT               e-mails sent to the root address
   POST /_sandbox/console/sign-in               {account_id, mfa_serial? | email_code?}
   POST /_sandbox/console/sign-out              {session_id}
@@ -591,6 +592,7 @@ def root_state(world: World, account: Account) -> dict[str, Any]:
             ],
             "unassigned_virtual": sorted(root.unassigned_virtual),
             "access_keys": [k.access_key_id for k in root.access_keys],
+            "signing_certificates": [c.certificate_id for c in root.signing_certificates],
             "access_keys_last_used": {
                 k.access_key_id: {
                     "date": _iso(k.last_used),

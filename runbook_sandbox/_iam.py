@@ -16,6 +16,15 @@ source):
 * A root access key's last use (date, service, Region) is recorded on every authenticated
   request it signs, the first use of each 15-minute span (the guide's access_key_1_last_used_*
   columns), and shown by GetAccessKeyLastUsed and the report.
+* Long-term root credentials (IAM User Guide, "Root user best practices for your AWS
+  account" and "Manage access keys for the root user"; CIS AWS Foundations Benchmark, "Ensure
+  no 'root' user account access key exists"): the root user may hold access keys and X.509
+  signing certificates; GetAccountSummary reports them as ``AccountAccessKeysPresent`` and
+  ``AccountSigningCertificatesPresent`` ("1 if the root user has ... , 0 otherwise"), the
+  credential report's root row as ``access_key_N_active`` / ``cert_N_active``, and
+  ListAccessKeys / ListSigningCertificates without UserName list them in a root session
+  (IAMAuditRootUserCredentials allows both). At most two of each. ``POST
+  /_sandbox/root-credentials`` adds them to any scenario's root user.
 * GetMFADevice (API reference) accepts only FIDO security key ARNs; for the root user (its
   own long-term keys) it answers the root's FIDO keys.
 
@@ -39,7 +48,7 @@ from urllib.parse import urlencode
 import pyotp
 
 from ._protocol import AwsError, AwsRequest, Response, render_result
-from ._server import after_moto, handles
+from ._server import ControlRouteError, after_moto, control_route, handles
 from ._state import (
     CREDENTIAL_REPORT_MAX_AGE,
     Account,
@@ -292,7 +301,9 @@ def account_summary(
             "AccountMFAEnabled": int(bool(seen)),
             "AccountAccessKeysPresent": int(any(k.status == "Active" for k in root.access_keys)),
             "AccountPasswordPresent": int(root.has_password),
-            "AccountSigningCertificatesPresent": 0,
+            "AccountSigningCertificatesPresent": int(
+                any(c.status == "Active" for c in root.signing_certificates)
+            ),
             # moto counts IAM users' devices; the root user's are added
             "MFADevices": _summary_value(body, "MFADevices") + len(counted) + unassigned,
             "MFADevicesInUse": _summary_value(body, "MFADevicesInUse") + len(counted),
@@ -346,7 +357,13 @@ def root_report_row(world: World, account: Account) -> list[str]:
             ]
         else:
             row += ["false", "N/A", "N/A", "N/A", "N/A"]
-    row += ["false", "N/A", "false", "N/A"]
+    certs = root.signing_certificates[:2]
+    for index in range(2):
+        if index < len(certs):
+            row += ["true" if certs[index].status == "Active" else "false"]
+            row += [_fmt(certs[index].uploaded)]
+        else:
+            row += ["false", "N/A"]
     return row
 
 
@@ -525,7 +542,18 @@ def list_signing_certificates(
     if not _acts_on_root(req, principal):
         _forward_as_user(req, principal)
         return None
-    return render_result(req, {"Certificates": [], "IsTruncated": False})
+    with world.lock:
+        root = _account(world, principal).root
+        certs = [
+            {
+                "CertificateId": c.certificate_id,
+                "CertificateBody": c.body,
+                "Status": c.status,
+                "UploadDate": c.uploaded,
+            }
+            for c in root.signing_certificates
+        ]
+    return render_result(req, {"Certificates": certs, "IsTruncated": False})
 
 
 @handles("iam", "DeleteSigningCertificate")
@@ -534,8 +562,40 @@ def delete_signing_certificate(
 ) -> Response | None:
     if not _acts_on_root(req, principal):
         return None
-    cert = req.params.get("CertificateId", "")
-    raise AwsError("NoSuchEntity", f"The Certificate with id {cert} cannot be found.", 404)
+    cert = str(req.params.get("CertificateId", ""))
+    with world.lock:
+        root = _account(world, principal).root
+        if not any(c.certificate_id == cert for c in root.signing_certificates):
+            raise AwsError("NoSuchEntity", f"The Certificate with id {cert} cannot be found.", 404)
+        root.signing_certificates = [
+            c for c in root.signing_certificates if c.certificate_id != cert
+        ]
+    return render_result(req, {})
+
+
+@control_route("POST", "root-credentials")
+def add_root_credentials(world: World, data: dict[str, Any]) -> dict[str, Any]:
+    """Give the root user of ``account_id`` (default: the target) long-term credentials AWS
+    advises against: ``access_key`` (an active access key and the principal that signs with
+    it, listed by ``GET /_sandbox/info`` as ``root``) and/or ``signing_certificate`` (an active
+    X.509 signing certificate). At most two of each (IAM's quota)."""
+    account_id = str(data.get("account_id") or world.target_account_id)
+    account = world.account(account_id)
+    if account is None:
+        raise ControlRouteError(404, "NoSuchAccount", f"no account {account_id} in this scenario")
+    if not (data.get("access_key") or data.get("signing_certificate")):
+        raise ControlRouteError(
+            400, "BadRequest", "name what to add: access_key: true and/or signing_certificate: true"
+        )
+    out: dict[str, Any] = {"account_id": account_id}
+    try:
+        if data.get("access_key"):
+            out["access_key"] = world.add_root_access_key(account).public()
+        if data.get("signing_certificate"):
+            out["certificate_id"] = world.add_root_signing_certificate(account).certificate_id
+    except ValueError as err:
+        raise ControlRouteError(409, "LimitExceeded", str(err)) from err
+    return out
 
 
 # --------------------------------------------------------------------------- organizations features

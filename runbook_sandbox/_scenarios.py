@@ -18,7 +18,6 @@ from ._state import (
     Account,
     MfaDevice,
     Principal,
-    RootAccessKey,
     RootUser,
     World,
     new_totp_seed,
@@ -35,8 +34,8 @@ SCENARIOS: dict[str, str] = {
     "member-no-password": "organization member with centralised root access; root has a virtual "
     "device and no password",
     "no-mfa": "standalone account; root has a password and no MFA device",
-    "root-access-keys": "standalone account; root has long-term access keys (principal 'root') "
-    "and a virtual device",
+    "root-access-keys": "standalone account; root has a long-term access key (principal 'root'), "
+    "an X.509 signing certificate and a virtual device",
     "management": "the organization's management account itself is the target; root has a "
     "virtual device",
     "fleet-N": "organization with N member accounts (N <= 5000) of mixed root state; the "
@@ -261,21 +260,9 @@ def _fleet_target(world: World, account_id: str) -> Account:
 
 
 def _root_keys(world: World, account: Account) -> None:
-    """Long-term root access keys (what AWS advises against) and the 'root' principal."""
-    from ._state import new_key_id, new_secret
-
-    key_id = new_key_id("AKIA")
-    account.root.access_keys.append(
-        RootAccessKey(key_id, "Active", account.root.created + dt.timedelta(days=1))
-    )
-    principal = Principal(
-        name="root",
-        kind="root",
-        account_id=account.account_id,
-        arn=account.root.arn,
-        access_key_id=key_id,
-        secret_access_key=new_secret(),
-        user_id=account.account_id,
-    )
-    world.principals[key_id] = principal
+    """Long-term root credentials (what AWS advises against): an access key, the 'root'
+    principal that signs with it, and an X.509 signing certificate."""
+    created = account.root.created + dt.timedelta(days=1)
+    principal = world.add_root_access_key(account, created)
     world.named["root"] = principal
+    world.add_root_signing_certificate(account, created)

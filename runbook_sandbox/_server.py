@@ -27,6 +27,8 @@ Control routes answered here (JSON in, JSON out; see also ``_console``)::
   GET|POST /_sandbox/cloudtrail-delay {seconds, jitter?}        CloudTrail delivery delay
   GET|POST /_sandbox/lookup-window    {mode: clip | error}      StartTime older than 90 days
   GET|POST /_sandbox/task-policy-variant {variant: allow | deny}
+  POST /_sandbox/root-credentials     {account_id?, access_key?, signing_certificate?}
+                                      long-term root credentials (_iam)
 """
 
 from __future__ import annotations

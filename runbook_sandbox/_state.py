@@ -2,10 +2,10 @@
 
 Moto keeps IAM users, organizations and S3; this module keeps the rest: a movable clock, the
 principals and their keys, each account's root user (MFA devices with their history, password,
-access keys), the organization's root-access features, the recorded CloudTrail events, the
-simulated mailbox and console sessions, the injected faults, and the switches that choose
-among the plausible variants of what AWS does not document (``SWITCHES``). One lock guards it
-all; the server is threaded.
+access keys, signing certificates), the organization's root-access features, the recorded
+CloudTrail events, the simulated mailbox and console sessions, the injected faults, and the
+switches that choose among the plausible variants of what AWS does not document
+(``SWITCHES``). One lock guards it all; the server is threaded.
 """
 
 from __future__ import annotations
@@ -235,6 +235,22 @@ class RootAccessKey:
 
 
 @dataclass
+class RootSigningCertificate:
+    """An X.509 signing certificate of the root user (long-term, what AWS advises against)."""
+
+    certificate_id: str
+    status: str
+    uploaded: dt.datetime
+    body: str = ""
+
+
+#: IAM quotas: "Access keys assigned to an IAM user: 2", "Signing certificates assigned to an
+#: IAM user: 2" (the root user's own are limited alike)
+MAX_ROOT_ACCESS_KEYS = 2
+MAX_ROOT_SIGNING_CERTIFICATES = 2
+
+
+@dataclass
 class RootUser:
     account_id: str
     email: str
@@ -242,6 +258,7 @@ class RootUser:
     has_password: bool = True
     password_last_used: dt.datetime | None = None
     access_keys: list[RootAccessKey] = field(default_factory=list)
+    signing_certificates: list[RootSigningCertificate] = field(default_factory=list)
     # every version of the device list with the time it took effect; reads with an injected
     # IAM lag see an older version, as IAM's eventual consistency would show it
     history: list[tuple[dt.datetime, tuple[MfaDevice, ...]]] = field(default_factory=list)
@@ -408,6 +425,56 @@ class World:
     def switch(self, name: str) -> str:
         with self.lock:
             return self.switches[name]
+
+    def add_root_access_key(
+        self, account: Account, created: dt.datetime | None = None
+    ) -> Principal:
+        """An active long-term access key of ``account``'s root user, and the principal that
+        signs with it (named ``root`` if no other is)."""
+        with self.lock:
+            root = account.root
+            if len(root.access_keys) >= MAX_ROOT_ACCESS_KEYS:
+                raise ValueError(
+                    f"the root user already has {MAX_ROOT_ACCESS_KEYS} access keys (the quota)"
+                )
+            key_id = new_key_id("AKIA")
+            when = created or self.clock.now().replace(microsecond=0)
+            root.access_keys.append(RootAccessKey(key_id, "Active", when))
+            return self.add_principal(
+                Principal(
+                    name="root",
+                    kind="root",
+                    account_id=account.account_id,
+                    arn=root.arn,
+                    access_key_id=key_id,
+                    secret_access_key=new_secret(),
+                    user_id=account.account_id,
+                )
+            )
+
+    def add_root_signing_certificate(
+        self, account: Account, uploaded: dt.datetime | None = None
+    ) -> RootSigningCertificate:
+        """An active X.509 signing certificate of ``account``'s root user."""
+        with self.lock:
+            root = account.root
+            if len(root.signing_certificates) >= MAX_ROOT_SIGNING_CERTIFICATES:
+                raise ValueError(
+                    f"the root user already has {MAX_ROOT_SIGNING_CERTIFICATES} signing "
+                    "certificates (the quota)"
+                )
+            alphabet = string.ascii_uppercase + string.digits
+            cert_id = "".join(secrets.choice(alphabet) for _ in range(28))
+            body = (
+                "-----BEGIN CERTIFICATE-----\n"
+                + "".join(secrets.choice(string.ascii_letters) for _ in range(64))
+                + "\n-----END CERTIFICATE-----\n"
+            )
+            cert = RootSigningCertificate(
+                cert_id, "Active", uploaded or self.clock.now().replace(microsecond=0), body
+            )
+            root.signing_certificates.append(cert)
+            return cert
 
     def record_key_use(self, principal: Principal, service: str, region: str) -> None:
         """An authenticated request signed with ``principal``'s key: a root access key's last

@@ -58,6 +58,8 @@ class CredentialReportRoot:
     password_last_used: str
     access_key_1_active: bool
     access_key_2_active: bool
+    cert_1_active: bool = False
+    cert_2_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,12 @@ class RootMfaSnapshot:
     session_devices: tuple[MfaDeviceInfo, ...] | None
     errors: tuple[str, ...] = field(default=())
     account_password_present: bool | None = None
+    # the root user's long-term credentials (None: not read): GetAccountSummary's flags, and
+    # the active ones ListAccessKeys / ListSigningCertificates list in an audit session
+    account_access_keys_present: bool | None = None
+    account_signing_certificates_present: bool | None = None
+    session_active_access_keys: int | None = None
+    session_active_signing_certificates: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +171,8 @@ def read_credential_report_root(aws: AwsContext, timeout: float = 60.0) -> Crede
                 password_last_used=row.get("password_last_used", ""),
                 access_key_1_active=row.get("access_key_1_active") == "true",
                 access_key_2_active=row.get("access_key_2_active") == "true",
+                cert_1_active=row.get("cert_1_active") == "true",
+                cert_2_active=row.get("cert_2_active") == "true",
             )
     raise RunbookError(
         "The credential report has no <root_account> row; AWS always includes "
@@ -194,15 +204,36 @@ def read_session_devices(session: RootSession) -> tuple[MfaDeviceInfo, ...]:
     return session.run(list_devices)
 
 
+def read_session_root_credentials(session: RootSession) -> tuple[int, int]:
+    """``iam:ListAccessKeys`` and ``iam:ListSigningCertificates`` without UserName, inside an
+    AssumeRoot session (IAMAuditRootUserCredentials allows both): how many of the root user's
+    access keys and X.509 signing certificates are Active."""
+
+    def count(aws: AwsContext) -> tuple[int, int]:
+        iam = aws.client("iam")
+        keys = paginate(iam, "list_access_keys", "AccessKeyMetadata", "iam:ListAccessKeys")
+        certs = paginate(
+            iam, "list_signing_certificates", "Certificates", "iam:ListSigningCertificates"
+        )
+        return (
+            sum(1 for k in keys if k.get("Status") == "Active"),
+            sum(1 for c in certs if c.get("Status") == "Active"),
+        )
+
+    return session.run(count)
+
+
 def collect_snapshot(
     aws: AwsContext,
     account_id: str,
     session: RootSession | None = None,
     report_timeout: float = 60.0,
     with_report: bool = True,
+    root_credentials: bool = False,
 ) -> RootMfaSnapshot:
     """Read every signal available. A signal that fails is recorded in ``errors``, not raised,
-    so one missing permission still leaves the others as evidence."""
+    so one missing permission still leaves the others as evidence. ``root_credentials`` also
+    lists the root user's access keys and signing certificates in ``session``."""
     errors: list[str] = []
 
     def attempt(name: str, fn: Callable[[], T]) -> T | None:
@@ -231,9 +262,80 @@ def collect_snapshot(
         if session is not None
         else None
     )
-    return RootMfaSnapshot(
-        account_id, taken, enabled, report, virtual, devices, tuple(errors), password
+    credentials = (
+        attempt(
+            "root access keys and signing certificates (AssumeRoot)",
+            lambda: read_session_root_credentials(session),
+        )
+        if session is not None and root_credentials
+        else None
     )
+
+    def flag(name: str) -> bool | None:
+        return bool(summary[name]) if summary is not None and name in summary else None
+
+    return RootMfaSnapshot(
+        account_id,
+        taken,
+        enabled,
+        report,
+        virtual,
+        devices,
+        tuple(errors),
+        password,
+        account_access_keys_present=flag("AccountAccessKeysPresent"),
+        account_signing_certificates_present=flag("AccountSigningCertificatesPresent"),
+        session_active_access_keys=credentials[0] if credentials else None,
+        session_active_signing_certificates=credentials[1] if credentials else None,
+    )
+
+
+@dataclass(frozen=True)
+class RootCredentialFinding:
+    """Long-term root credentials a snapshot shows: ``kind`` is "access keys" or "signing
+    certificates"; ``seen_by`` names each signal that shows them."""
+
+    kind: str
+    seen_by: tuple[str, ...]
+
+
+def root_credential_findings(snapshot: RootMfaSnapshot) -> list[RootCredentialFinding]:
+    """Which long-term credentials the root user still has, by any signal (no AWS calls).
+    AWS advises against root access keys (IAM User Guide, root user best practices) and the
+    CIS AWS Foundations Benchmark requires none; X.509 signing certificates are long-term root
+    credentials alike. A credential report is up to four hours old: it is named as such."""
+    s = snapshot
+    report = s.credential_report
+    aged = f" (report generated {report.generated_at})" if report else ""
+    signals = {
+        "access keys": [
+            ("GetAccountSummary AccountAccessKeysPresent=1", s.account_access_keys_present),
+            (f"credential report access_key_1_active{aged}", report and report.access_key_1_active),
+            (f"credential report access_key_2_active{aged}", report and report.access_key_2_active),
+            (
+                f"ListAccessKeys (AssumeRoot): {s.session_active_access_keys} active",
+                bool(s.session_active_access_keys),
+            ),
+        ],
+        "signing certificates": [
+            (
+                "GetAccountSummary AccountSigningCertificatesPresent=1",
+                s.account_signing_certificates_present,
+            ),
+            (f"credential report cert_1_active{aged}", report and report.cert_1_active),
+            (f"credential report cert_2_active{aged}", report and report.cert_2_active),
+            (
+                "ListSigningCertificates (AssumeRoot): "
+                f"{s.session_active_signing_certificates} active",
+                bool(s.session_active_signing_certificates),
+            ),
+        ],
+    }
+    return [
+        RootCredentialFinding(kind, tuple(name for name, seen in found if seen))
+        for kind, found in signals.items()
+        if any(seen for _, seen in found)
+    ]
 
 
 @dataclass(frozen=True)

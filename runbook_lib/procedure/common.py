@@ -81,11 +81,18 @@ def audit_session(
         yield session
 
 
-def audit_snapshot(step: Step, with_report: bool = True) -> RootMfaSnapshot:
-    """Every signal; with an audit AssumeRoot session when the account allows one."""
+def audit_snapshot(
+    step: Step, with_report: bool = True, root_credentials: bool = False
+) -> RootMfaSnapshot:
+    """Every signal; with an audit AssumeRoot session when the account allows one (and then,
+    with ``root_credentials``, the root user's access keys and signing certificates too)."""
     with audit_session(step) as session:
         return collect_snapshot(
-            step.target, step.params.account_id, session, with_report=with_report
+            step.target,
+            step.params.account_id,
+            session,
+            with_report=with_report,
+            root_credentials=root_credentials,
         )
 
 

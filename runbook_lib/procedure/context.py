@@ -10,12 +10,22 @@ collects, judges, acts behind :attr:`Step.gates`, and records everything; the la
 step's checks are on the record.
 
 The kernel writes events only. ``run.json`` is the orchestrator's projection of them.
+
+How a stop looks in the notebook (:func:`show_stops`, installed by :func:`open_step` through
+IPython's ``set_custom_exc``): a halt (:class:`~runbook_lib.errors.GateNotApproved`) is shown as
+a short notice (the gate, why, what to run next) instead of a traceback, and is no error
+output; the runbook's other refusals (:class:`~runbook_lib.errors.RunbookError`: a step out of
+order, a precondition, an AWS error) show their message as the error, without the library's
+source; anything else keeps IPython's full traceback. The cell still ends in error (the
+execute reply says so), so "Run All" and papermill stop there, and the post-run hook records
+``step.halted`` / ``step.error`` exactly as before.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import html
 import importlib
 import socket
 from collections.abc import Mapping
@@ -165,14 +175,77 @@ class Step:
         return {"step": self.name, "status": f"skipped: {reason}"}
 
 
-def _register_error_hook(step: Step) -> None:
-    """Record how a cell ended when it raised: a halt (recognised by its class) or an error.
-    The kernel may be all that runs (plain papermill, JupyterLab)."""
+def halt_notice(err: GateNotApproved, step: Step | None = None) -> tuple[str, str]:
+    """The short notice a halted cell shows (text, HTML): what happened and what to run next
+    (the ``next`` the gate's ``gate.halted`` recorded, unless the reason already says it)."""
+    reason = err.reason.rstrip(".").removeprefix(f"{err.gate}: ")
+    nxt = ""
+    if step is not None:
+        try:
+            halted = step.facts.last(Event.GATE_HALTED, step.name)
+        except RunbookError:
+            halted = None
+        data = halted["data"] if halted and halted["data"].get("gate") == err.gate else {}
+        nxt = str(data.get("next") or "")
+        if not nxt and "re-run this cell" not in reason and "runbook " not in reason:
+            nxt = (
+                "pass the gate, then re-run this cell"
+                if step.params.mode == "interactive"
+                else f"runbook resume {step.record.path}"
+            )
+    if nxt and nxt in reason:
+        nxt = ""
+    lines = [
+        f"HALTED at gate {err.gate}: {reason}.",
+        "A stop on purpose, not an error: nothing after this cell ran, and the run record "
+        "says why.",
+    ]
+    if nxt:
+        lines.append(f"Next: {nxt}")
+    text = "\n".join(lines)
+    body = "<br>".join(html.escape(line) for line in lines)
+    markup = (
+        "<div class='runbook-halt' style='border-left:4px solid #d39e00;padding:4px 8px;"
+        f"background:rgba(255,193,7,0.12)'>{body}</div>"
+    )
+    return text, markup
+
+
+def _shell() -> Any:
+    """The IPython shell this code runs in (a kernel), or None."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython ships with ipykernel
+        return None
+    return get_ipython()
+
+
+def show_stops(step: Step | None = None) -> None:
+    """Show the runbook's own stops in this kernel without a traceback of its source (see the
+    module's docstring); ``step`` names the run for a halt's next command."""
+    shell = _shell()
+    if shell is None:
         return
-    shell = get_ipython()
+
+    def handler(
+        shell: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None
+    ) -> None:
+        if isinstance(value, GateNotApproved):
+            from IPython.display import display
+
+            text, markup = halt_notice(value, step)
+            display({"text/plain": text, "text/html": markup}, raw=True)  # type: ignore[no-untyped-call]
+            return
+        # the error itself, as IPython words it, without the frames of the library's source
+        shell._showtraceback(etype, value, shell.InteractiveTB.get_exception_only(etype, value))
+
+    shell.set_custom_exc((RunbookError,), handler)
+
+
+def _register_error_hook(step: Step) -> None:
+    """Record how a cell ended when it raised: a halt (recognised by its class) or an error.
+    The kernel may be all that runs (plain papermill, JupyterLab)."""
+    shell = _shell()
     if shell is None:
         return
 
@@ -256,6 +329,7 @@ def run_plan(params: RunParameters, facts: RunFacts) -> Plan:
 def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any) -> Step:
     """Validate the parameters, open (or, for 00 without ``run_dir``, create) the run record,
     check the parameters are the run's, recompute its plan, and start the step."""
+    show_stops()  # from here on: even a refused start shows as a message, not a traceback
     if name not in STEP_MODULES:
         raise RunbookError(f"unknown step {name}")
     quiet_sdk_logging()
@@ -297,6 +371,7 @@ def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any)
     )
     step.started_seq = int(started["seq"])
     _register_error_hook(step)
+    show_stops(step)
     return step
 
 

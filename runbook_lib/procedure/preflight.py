@@ -1,4 +1,5 @@
-"""00 · Preflight: the warning, who is calling, which account, the root MFA state before, the
+"""00 · Preflight: the warning, who is calling, which account, the root MFA state before (and
+a recorded warning when the root user still has access keys or signing certificates), the
 device, whether the plan can end well, and the risk acknowledgement. Changes nothing.
 
 Every fact is recorded once: re-running a cell returns what the run already recorded, so a
@@ -17,7 +18,7 @@ from ..aws.identity import (
     removal_methods,
     require_method,
 )
-from ..aws.state import device_kind
+from ..aws.state import RootMfaSnapshot, device_kind, root_credential_findings
 from ..errors import PreconditionError
 from ..params import RunParameters
 from .common import audit_snapshot, record_snapshot
@@ -116,12 +117,61 @@ def account(step: Step) -> dict[str, Any]:
     return data
 
 
+ROOT_CREDENTIALS_ADVICE = (
+    "AWS advises against long-term root credentials and the CIS AWS Foundations Benchmark "
+    "asks for no root access key: delete them (console, as root: Security credentials -> "
+    "Access keys / X.509 certificates; a member account with centralised root access: "
+    "AssumeRoot with IAMDeleteRootUserCredentials, then DeleteAccessKey / "
+    "DeleteSigningCertificate). This run continues: it is a warning, not a halt."
+)
+ROOT_CREDENTIALS_REFERENCES = (
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/root-user-best-practices.html",
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_root-user_manage_add-key.html",
+    "CIS AWS Foundations Benchmark: ensure no 'root' user account access key exists",
+)
+
+
 def state(step: Step) -> dict[str, Any]:
-    """The root user's MFA state before the change, from every signal."""
+    """The root user's MFA state before the change, from every signal; and a warning (never a
+    halt) when the root user still has active access keys or signing certificates."""
     existing = step.facts.snapshot("before")
     if existing is not None:
-        return {"snapshot": existing.to_dict(), "note": "recorded earlier in this run"}
-    return record_snapshot(step, "before", audit_snapshot(step))
+        shown: dict[str, Any] = {"snapshot": existing.to_dict(), "note": "recorded earlier"}
+        snap = existing
+    else:
+        snap = audit_snapshot(step, root_credentials=True)
+        shown = record_snapshot(step, "before", snap)
+    warning = root_credentials_warning(step, snap)
+    if warning:
+        print(f"WARNING: {warning['text']}\n")  # first in the cell's output, as plain text
+    return shown
+
+
+def root_credentials_warning(step: Step, snap: RootMfaSnapshot) -> dict[str, Any] | None:
+    """The warning about long-term root credentials the before-state shows (every signal:
+    GetAccountSummary, the credential report's root row, an audit session's listings),
+    recorded once as ``warning.root-credentials``; None when there are none."""
+    findings = root_credential_findings(snap)
+    if not findings:
+        return None
+    recorded = step.recorded(Event.WARNING_ROOT_CREDENTIALS)
+    if recorded is not None:
+        return recorded
+    kinds = " and ".join(
+        "active access keys" if f.kind == "access keys" else "active X.509 signing certificates"
+        for f in findings
+    )
+    seen = "; ".join(f"{f.kind}: {', '.join(f.seen_by)}" for f in findings)
+    text = f"The root user still has {kinds} ({seen}). {ROOT_CREDENTIALS_ADVICE}"
+    data: dict[str, Any] = {
+        "access_keys": any(f.kind == "access keys" for f in findings),
+        "signing_certificates": any(f.kind == "signing certificates" for f in findings),
+        "seen_by": {f.kind: list(f.seen_by) for f in findings},
+        "text": text,
+        "references": list(ROOT_CREDENTIALS_REFERENCES),
+    }
+    step.log(Event.WARNING_ROOT_CREDENTIALS, **data)
+    return data
 
 
 def device(step: Step) -> dict[str, Any]:

@@ -67,6 +67,11 @@ class Event(StrEnum):
     OBSERVATION_ACCOUNT = "observation.account"
     OBSERVATION_SNAPSHOT = "observation.snapshot"
     OBSERVATION_PLAN_CHECK = "observation.plan-check"
+    # long-term root credentials seen in preflight: a warning, never a halt
+    WARNING_ROOT_CREDENTIALS = "warning.root-credentials"
+    # a succeeded step whose executed notebook the runner could not store (written by the
+    # runner: its events remain the step's record; it is never run again)
+    NOTEBOOK_LOST = "notebook.lost"
     PRECONDITION_FAILED = "precondition.failed"
     DECISION_DEVICE = "decision.device"
     DECISION_NO_ROOT_PASSWORD = "decision.no-root-password"

@@ -803,6 +803,17 @@ def _d_created(d: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def _d_root_credentials(d: dict[str, Any]) -> tuple[str, str]:
+    return "checked", f'<span class="warn">Warning</span>: {_e(_short(d.get("text"), 600))}'
+
+
+def _d_notebook_lost(d: dict[str, Any]) -> tuple[str, str]:
+    return "run", (
+        f'<span class="warn">Executed notebook {_m(d.get("notebook"))} lost</span>: '
+        f"{_e(_short(d.get('reason'), 300))}."
+    )
+
+
 def _d_lease(word: str) -> Callable[[dict[str, Any]], tuple[str, str]]:
     def describe(d: dict[str, Any]) -> tuple[str, str]:
         return "run", f"Lease on account {_m(d.get('account_id'))} {word}."
@@ -838,6 +849,8 @@ _DESCRIBERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     Event.OBSERVATION_ACCOUNT: _d_account,
     Event.OBSERVATION_SNAPSHOT: _d_snapshot,
     Event.OBSERVATION_PLAN_CHECK: _d_plan_check,
+    Event.WARNING_ROOT_CREDENTIALS: _d_root_credentials,
+    Event.NOTEBOOK_LOST: _d_notebook_lost,
     Event.PRECONDITION_FAILED: _d_precondition,
     Event.DECISION_DEVICE: _d_device,
     Event.DECISION_NO_ROOT_PASSWORD: _d_no_password,
@@ -901,6 +914,19 @@ def _banners(r: _Run) -> str:
         out.append(
             '<p class="banner bad">APPROVAL POLICY NOT SATISFIED: <span>the recorded approvals '
             "do not meet the plan's policy.</span></p>"
+        )
+    lost = [str(e.get("step")) for e in r.of(Event.NOTEBOOK_LOST)]
+    if lost:
+        out.append(
+            '<p class="banner unfinished">NOTEBOOK LOST: <span>the executed notebook of '
+            f"{_e(', '.join(lost))} could not be stored after the step succeeded; the step's "
+            "events below are its record.</span></p>"
+        )
+    warned = r.first(Event.WARNING_ROOT_CREDENTIALS)
+    if warned is not None:
+        out.append(
+            '<p class="banner unfinished">ROOT CREDENTIALS: <span>'
+            f"{_e(_short(warned['data'].get('text'), 600))}</span></p>"
         )
     status = r.status
     where = r.state.halted_at() if r.state else None

@@ -177,6 +177,18 @@ def _confirm(page: Any, panel: Any, account_id: str, shot: str | None = None) ->
         lambda: "Confirmed" in gate.locator(".runbook-gate-status").inner_text(),
         15,
     )
+    _assert_whole(gate)  # the long "Confirmed by ARN at TIME ..." line included
+
+
+def _assert_whole(control: Any) -> None:
+    """Every button label and status line of a control is shown whole: none is wider than
+    its box (ipywidgets' defaults cut them with an ellipsis)."""
+    cut = control.evaluate(
+        """el => [...el.querySelectorAll('button, .runbook-gate-status, .runbook-console-status')]
+            .filter(e => e.scrollWidth > e.clientWidth + 1)
+            .map(e => e.textContent)"""
+    )
+    assert cut == [], f"cut off: {cut}"
 
 
 def _rerun(page: Any, panel: Any, text: str) -> None:
@@ -235,6 +247,8 @@ def test_lab_gates_in_chromium(
                     lambda: "has not finished" in opener.locator(".jp-OutputArea").inner_text(),
                     90,
                 )
+                refused = opener.locator(".jp-OutputArea").inner_text()
+                assert "Traceback" not in refused and "site-packages" not in refused, refused
                 assert not _step_events(run_dir, "step.started", "01-remove-device")
                 assert serial in _serials(info), "the device must still be there"
                 _save(page)
@@ -259,10 +273,17 @@ def test_lab_gates_in_chromium(
                 )
                 action = panel.locator(".jp-CodeCell", has_text="remove.remove(step)")
                 _wait(
-                    "GateNotApproved in the action cell's output",
-                    lambda: "GateNotApproved" in action.locator(".jp-OutputArea").inner_text(),
+                    "the halt's notice in the action cell's output",
+                    lambda: (
+                        "HALTED at gate remove-device"
+                        in action.locator(".jp-OutputArea").inner_text()
+                    ),
                     20,
                 )
+                shown = action.locator(".jp-OutputArea").inner_text()
+                assert "Traceback" not in shown and "site-packages" not in shown, shown
+                assert "re-run this cell" in shown
+                _assert_whole(panel.locator(".runbook-gate").last)
                 assert not _events(run_dir, "action.started")
                 assert serial in _serials(info), "the device must still be there"
                 page.screenshot(path=str(ARTIFACTS / "lab-01-halted.png"))
@@ -334,12 +355,24 @@ def _console_step_by_actor(page: Any, panel: Any, run_dir: Path, gate: str, cell
     the simulated console actor do it, waits for the API check, then re-runs the cell."""
     _wait(f"{gate} to halt", lambda: _events(run_dir, "gate.halted", gate), 60)
     control = panel.locator(".runbook-console").last
+    control.wait_for()
+    _assert_whole(control)
+    # the instructions once: in the control, not printed beside it too
+    line = next(
+        x.strip()
+        for x in _events(run_dir, "gate.halted", gate)[-1]["data"]["instructions"].splitlines()
+        if x.strip()
+    )
+    output = panel.locator(".jp-CodeCell", has_text=cell).locator(".jp-OutputArea")
+    _wait("the halt's notice", lambda: f"HALTED at gate {gate}" in output.inner_text(), 20)
+    assert output.inner_text().count(line) == 1, output.inner_text()
     control.locator("button.runbook-console-actor").click()
     _wait(
         f"{gate} to be verified through the API",
         lambda: "Verified" in control.locator(".runbook-console-status").inner_text(),
         60,
     )
+    _assert_whole(control)
     assert _events(run_dir, "human.claimed", gate) and _events(run_dir, "human.verified", gate)
     _rerun(page, panel, cell)
 

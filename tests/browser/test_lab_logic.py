@@ -3,6 +3,7 @@ lifecycle (URL printed, account locked, stopped by SIGTERM, sealed so verify acc
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import nbformat
 import pytest
 
 from runbook_lib import lease, widgets
-from runbook_lib.errors import GateNotApproved
+from runbook_lib.errors import GateNotApproved, RunbookError
 from runbook_lib.lab import close_lab_run, prepare_lab
 from runbook_lib.params import validate
 from runbook_lib.plan import STEPS
@@ -135,23 +136,29 @@ def test_require_halts_without_approval_and_a_denial_withdraws_one(tmp_path: Pat
         step.gates.require("remove-device")
 
 
-def test_without_a_frontend_the_gate_prints_its_facts(
+def test_a_gate_shows_its_facts_once_widget_or_text(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The control's display data: the widget view, and as its text/plain the facts as text
+    (what papermill, nbval and a console show); nothing printed beside it."""
     step = _step(tmp_path)
     facts = {"account": ACCOUNT, "device": "arn:aws:iam::123456789012:mfa/x", "method": "m"}
     box = widgets.confirmation(step, "remove-device", "Remove the device", facts, ACCOUNT)
-    out = capsys.readouterr().out
-    assert "GATE remove-device: Remove the device" in out
+    assert capsys.readouterr().out == ""
+    bundle = box._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
+    text = bundle["text/plain"]
+    assert text == str(box)  # what display() prints where there is no IPython
+    assert text.count("GATE remove-device: Remove the device") == 1
     for key, value in facts.items():
-        assert f"{key}: {value}" in out
-    assert f"type {ACCOUNT!r}" in out
+        assert text.count(f"{key}: {value}") == 1
+    assert f"type {ACCOUNT!r}" in text
     assert "runbook-gate" in box._dom_classes
     assert not step.gates.approved("remove-device")
 
 
 # ------------------------------------------------------------------------------ console step
-def test_console_step_shows_the_path_then_halts(
+def test_console_step_shows_the_path_once_then_halts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     step = _step(tmp_path)
@@ -162,9 +169,63 @@ def test_console_step_shows_the_path_then_halts(
             "1. Sign in as the root user.\n2. Remove it.",
             check=None,
         )
+    # without IPython, display() prints the control: its text, the instructions once
     out = capsys.readouterr().out
-    assert "CONSOLE STEP device-removed-in-console" in out and "Sign in as the root user" in out
+    assert out.count("CONSOLE STEP device-removed-in-console") == 1
+    assert out.count("Sign in as the root user") == 1
     assert _types(step)[-1] == "gate.halted"
+
+
+def test_a_console_control_is_one_output_widget_or_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a kernel the instructions are not printed beside the control: one display, whose
+    widget JupyterLab renders and whose text/plain the rest shows."""
+    step = _step(tmp_path)
+    step.gates.decide(Event.GATE_APPROVED, Gate.REMOVE, "interactive", ACCOUNT)
+    shown: list[Any] = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: shown.extend(objs))
+    with pytest.raises(GateNotApproved):
+        step.gates.console_step("device-removed-in-console", "1. Sign in as root.", check=None)
+    assert capsys.readouterr().out == ""
+    (box,) = shown
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].count("1. Sign in as root.") == 1
+
+
+def test_every_text_of_the_controls_is_shown_whole(tmp_path: Path) -> None:
+    """ipywidgets' defaults cut text: a Button is 148 px wide with an ellipsis, a Label never
+    wraps. The controls' buttons size to their label, their status lines wrap, their text
+    boxes fit the placeholder and the description. (test_lab.py measures it in Chromium.)"""
+    import ipywidgets
+
+    step = _step(tmp_path)
+    gate = widgets.build_confirmation(step, "remove-device", "Remove", {"a": 1}, ACCOUNT)
+    console = widgets.build_console_step(
+        step, "device-removed-in-console", "path", actor=lambda: {}
+    )
+    actor = [c for c in console.box.children if "runbook-console-actor" in c._dom_classes]
+    for button in [gate.confirm, gate.cancel, console.done, *actor]:
+        assert button.layout.width == "auto", button.description
+    for status in (gate.status, console.status):
+        assert isinstance(status, ipywidgets.HTML) and not isinstance(status, ipywidgets.Label)
+        assert status.layout.width == "auto" and status.layout.height == "auto"
+    for typed in (gate.typed, console.typed):
+        assert typed.style.description_width == "initial"
+        assert typed.layout.min_width
+    # a status message is shown whole and as text (escaped), never as markup
+    long = "Not recorded: <the record> refused it & " + "x" * 300
+    gate.typed.value = ACCOUNT
+    monkeypatch_decide = step.gates.decide
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RunbookError(long.removeprefix("Not recorded: "))
+
+    step.gates.decide = refuse  # type: ignore[method-assign]
+    gate.confirm.click()
+    step.gates.decide = monkeypatch_decide  # type: ignore[method-assign]
+    assert gate.status.value == html.escape(long)
 
 
 def test_console_done_records_then_verifies_with_an_indicator(tmp_path: Path) -> None:
@@ -343,3 +404,69 @@ def _processes_naming(path: Path) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+# ------------------------------------------------------------------------------ stops in a kernel
+def _run_in_kernel(client: Any, code: str) -> tuple[str, list[dict[str, Any]]]:
+    """Execute ``code`` as a cell; the reply's status and the outputs a frontend would show."""
+    outputs: list[dict[str, Any]] = []
+
+    def collect(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] in ("stream", "display_data", "execute_result", "error"):
+            outputs.append({"type": msg["msg_type"], **msg["content"]})
+
+    reply = client.execute_interactive(code, output_hook=collect, timeout=60)
+    return str(reply["content"]["status"]), outputs
+
+
+def _shown(outputs: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        str(o.get("text", ""))
+        + str(o.get("data", {}).get("text/plain", ""))
+        + "\n".join(o.get("traceback", []))
+        for o in outputs
+    )
+
+
+def test_the_kernel_shows_a_halt_as_a_notice_and_a_refusal_as_its_message(tmp_path: Path) -> None:
+    """What JupyterLab shows (the kernel's messages): a halt is a notice, no error output, no
+    traceback; another runbook error is its message alone; anything else keeps its traceback.
+    Every one still ends the cell in error, so Run All stops there."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
+    km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        status, out = _run_in_kernel(
+            client,
+            "from runbook_lib.procedure.context import show_stops\n"
+            "from runbook_lib.errors import GateNotApproved\n"
+            "from runbook_lib.procedure.lifecycle import StepRefused\n"
+            "show_stops()",
+        )
+        assert status == "ok" and out == []
+        status, out = _run_in_kernel(
+            client, "raise GateNotApproved('remove-device', 'confirm it, then re-run this cell')"
+        )
+        assert status == "error"  # Run All stops at the halt
+        assert [o["type"] for o in out] == ["display_data"]
+        assert "HALTED at gate remove-device: confirm it, then re-run this cell." in _shown(out)
+        assert "text/html" in out[0]["data"]
+        assert "Traceback" not in _shown(out) and "File " not in _shown(out)
+        status, out = _run_in_kernel(
+            client, "raise StepRefused('01-remove-device cannot start: 00 has not finished')"
+        )
+        assert status == "error"
+        assert [o["type"] for o in out] == ["error"] and out[0]["ename"] == "StepRefused"
+        assert "00 has not finished" in _shown(out)
+        assert "Traceback" not in _shown(out) and "File " not in _shown(out)
+        assert len(out[0]["traceback"]) == 1
+        status, out = _run_in_kernel(client, "def f():\n    return {}['x']\nf()")
+        assert status == "error" and [o["type"] for o in out] == ["error"]
+        assert out[0]["ename"] == "KeyError" and len(out[0]["traceback"]) > 1  # a bug: in full
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -98,6 +98,57 @@ def test_root_access_keys_snapshot(sandbox_factory: SandboxGetter, aws_for: Cont
     assert report.access_key_2_active is False
     assert report.mfa_active is True
     assert state.judge(snap).agree
+    # the long-term root credentials: the summary's flags and the report's columns
+    assert snap.account_access_keys_present is True
+    assert snap.account_signing_certificates_present is True
+    assert report.cert_1_active is True and report.cert_2_active is False
+    assert snap.session_active_access_keys is None  # no audit session on a standalone account
+    findings = {f.kind: f.seen_by for f in state.root_credential_findings(snap)}
+    assert set(findings) == {"access keys", "signing certificates"}
+    assert (
+        "GetAccountSummary AccountSigningCertificatesPresent=1" in findings["signing certificates"]
+    )
+
+
+def test_root_credential_findings_name_each_signal_and_the_reports_age() -> None:
+    report = CredentialReportRoot("2026-01-01T00:00:00+00:00", True, "true", "N/A", True, False)
+    base = RootMfaSnapshot(STANDALONE_ID, "t", True, report, (), None)
+    # only the (up to four hours old) report shows a key: named with its age
+    (only,) = state.root_credential_findings(base)
+    assert only.kind == "access keys"
+    assert only.seen_by == (
+        "credential report access_key_1_active (report generated 2026-01-01T00:00:00+00:00)",
+    )
+    quiet = RootMfaSnapshot(
+        STANDALONE_ID,
+        "t",
+        True,
+        CredentialReportRoot("g", True, "true", "N/A", False, False),
+        (),
+        None,
+        account_access_keys_present=False,
+        account_signing_certificates_present=False,
+        session_active_access_keys=0,
+        session_active_signing_certificates=0,
+    )
+    assert state.root_credential_findings(quiet) == []
+    certs = RootMfaSnapshot(
+        STANDALONE_ID, "t", True, None, (), None, session_active_signing_certificates=2
+    )
+    (found,) = state.root_credential_findings(certs)
+    assert found.seen_by == ("ListSigningCertificates (AssumeRoot): 2 active",)
+    # a record written before these fields existed still reads back
+    new_fields = {
+        "account_access_keys_present",
+        "account_signing_certificates_present",
+        "session_active_access_keys",
+        "session_active_signing_certificates",
+    }
+    old = {k: v for k, v in base.to_dict().items() if k not in new_fields}
+    old["credential_report"] = {
+        k: v for k, v in old["credential_report"].items() if not k.startswith("cert_")
+    }
+    assert RootMfaSnapshot.from_dict(old).credential_report == report
 
 
 # ----------------------------------------------------------------- agreement and staleness

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nbformat
 import papermill
 import psutil
 import pytest
@@ -75,8 +76,13 @@ def test_prepared_lab_notebooks_run_with_no_clicks_neither_finish_00_nor_act_in_
     notebooks = record.path / "notebooks"
     with pytest.raises(PapermillExecutionError) as err:
         execute(notebooks / "00-preflight.ipynb", tmp_path / "00.ipynb")
-    assert err.value.ename == "GateNotApproved"
-    assert "risk-acknowledged" in err.value.evalue and "cannot finish" in err.value.evalue
+    # a halt ends its cell in error (papermill stops) but shows a notice, not an error output
+    assert err.value.ename == "CellExecutionError"
+    halted = nbformat.read(tmp_path / "00.ipynb", as_version=4).cells
+    notice = "".join(
+        str(o.get("data", {}).get("text/plain", "")) for c in halted for o in c.get("outputs", [])
+    )
+    assert "HALTED at gate risk-acknowledged" in notice and "cannot finish" in notice
     assert not [e for e in of_type(record.path, "step.finished") if e["step"] == "00-preflight"]
     assert of_type(record.path, "step.halted")[-1]["data"]["gate"] == "risk-acknowledged"
     with pytest.raises(PapermillExecutionError) as err:
@@ -427,7 +433,9 @@ def test_disk_full_mid_run_is_one_clear_line_and_resumable(
     runs = small_disk / "runs"
     params = env.approved("console")
     file = write_params(tmp_path / "params.yml", params)
-    # room for the run's creation and a few steps, not for the whole record
+    # room for the run's creation and a few steps, not for the whole record (where the disk
+    # fills decides which file is cut short: an event, run.json, or a step's notebook after the
+    # kernel recorded the step's success, which resume then records as lost)
     filler = _fill(small_disk, 120_000)
     result = cli(
         "run",
@@ -454,7 +462,52 @@ def test_disk_full_mid_run_is_one_clear_line_and_resumable(
     assert code == 0, env.progress
     report = verify(run_dir)
     assert report.ok and report.final, report.problems
-    assert [s for s in STEP_NAMES if (run_dir / "notebooks" / f"{s}.ipynb").exists()] == STEP_NAMES
+    _every_notebook_is_stored_or_its_loss_recorded(run_dir)
+
+
+def _every_notebook_is_stored_or_its_loss_recorded(run_dir: Path) -> list[str]:
+    """Where the disk fills decides which file could not be written; whatever it was, the
+    record holds every step's executed notebook or says which one it lost and why."""
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    lost = [e["step"] for e in events if e["type"] == "notebook.lost"]
+    for name in STEP_NAMES:
+        stored = (run_dir / "notebooks" / f"{name}.ipynb").exists()
+        assert stored != (name in lost), f"{name}: stored={stored}, lost={name in lost}"
+    return lost
+
+
+def test_a_step_whose_notebook_could_not_be_written_is_named_in_the_record(
+    env_for: Callable[[str], Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel recorded 04's success, then writing its executed notebook failed (disk
+    full): the step is not run again (its action happened), the run fails, and resume records
+    the lost notebook (event, progress line, report) instead of sealing as if it were there."""
+    env = env_for("standalone")
+    real = papermill.execute_notebook
+
+    def full_disk_at_04(source: str, output: str, **kw: object) -> object:
+        result = real(source, output, **kw)
+        if "04-rebind" in source:
+            Path(output).unlink()
+            raise OSError(28, "No space left on device")
+        return result
+
+    monkeypatch.setattr(papermill, "execute_notebook", full_disk_at_04)
+    code, run_dir = env.run(env.approved("console"))
+    assert code == 1, env.progress
+    assert any("No space left on device" in line for line in env.progress)
+    monkeypatch.setattr(papermill, "execute_notebook", real)
+    env.progress.clear()
+    assert env.resume(run_dir, {}) == 0, env.progress
+    assert _every_notebook_is_stored_or_its_loss_recorded(run_dir) == ["04-rebind"]
+    assert any(
+        line.startswith("WARNING: the executed notebook of 04-rebind was not stored")
+        for line in env.progress
+    ), env.progress
+    report = verify(run_dir)
+    assert report.ok and report.final, report.problems
+    html = (run_dir / "report.html").read_text()
+    assert "NOTEBOOK LOST" in html and "04-rebind" in html
 
 
 # ------------------------------------------------------------------ 11. batch halts say enough

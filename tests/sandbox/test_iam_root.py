@@ -494,3 +494,102 @@ def test_switches_refuse_unknown_names_and_values(standalone: SandboxInfo) -> No
     # a reset restores every default
     assert standalone.control.reset()
     assert control.switches()["root-mfa-window"] == "first-attempt"
+
+
+# --------------------------------------------------------------------------- root credentials
+def test_root_access_keys_and_signing_certificates_show_where_aws_shows_them(
+    sandbox_factory: object,
+) -> None:
+    """IAM API Reference, "GetAccountSummary"
+    (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountSummary.html):
+    AccountAccessKeysPresent "This value is 1 if the AWS account (root) has an access key,
+    otherwise it is 0"; AccountSigningCertificatesPresent "This value is 1 if the AWS account
+    (root) has an X.509 signing certificate, otherwise it is 0". IAM User Guide, "Generate
+    credential reports for your AWS account"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_getting-report.html):
+    access_key_1_active "When the user has an access key and the access key's status is
+    Active, this value is TRUE"; cert_1_active "When the user has an X.509 signing certificate
+    and that certificate's status is Active, this value is TRUE. Otherwise it is FALSE";
+    cert_1_last_rotated "when the user's signing certificate was created or last changed";
+    a report is reused for four hours. IAM User Guide, "Root user best practices for your AWS
+    account" (https://docs.aws.amazon.com/IAM/latest/UserGuide/root-user-best-practices.html)
+    and CIS AWS Foundations Benchmark ("Ensure no 'root' user account access key exists"):
+    root access keys and signing certificates are what to look for and delete. The
+    IAMAuditRootUserCredentials task policy allows iam:ListAccessKeys and
+    iam:ListSigningCertificates (IAM User Guide, "Perform a privileged task on an AWS
+    Organizations member account"). IAM quotas
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): two access
+    keys and two signing certificates per user."""
+    info: SandboxInfo = sandbox_factory("member")  # type: ignore[operator]
+    control = info.control
+    iam = info.client("iam")
+    summary = iam.get_account_summary()["SummaryMap"]
+    assert (summary["AccountAccessKeysPresent"], summary["AccountSigningCertificatesPresent"]) == (
+        0,
+        0,
+    )
+    row = credential_report_root_row(info)
+    assert [row[c] for c in ("access_key_1_active", "cert_1_active", "cert_1_last_rotated")] == [
+        "false",
+        "false",
+        "N/A",
+    ]
+
+    added = control.add_root_credentials()
+    key_id, cert_id = added["access_key"]["access_key_id"], added["certificate_id"]
+    assert key_id.startswith("AKIA") and len(cert_id) == 28
+    summary = iam.get_account_summary()["SummaryMap"]
+    assert (summary["AccountAccessKeysPresent"], summary["AccountSigningCertificatesPresent"]) == (
+        1,
+        1,
+    )
+    # the report is reused for four hours: the new credentials show in the next one
+    assert credential_report_root_row(info)["cert_1_active"] == "false"
+    control.advance_clock(4 * 3600 + 1)
+    row = credential_report_root_row(info)
+    assert [row[c] for c in ("access_key_1_active", "cert_1_active", "cert_2_active")] == [
+        "true",
+        "true",
+        "false",
+    ]
+    assert row["cert_1_last_rotated"].endswith("+00:00")
+    # an audit session lists them; the new key signs as the root user
+    audit = session_client(info, assume_root(info, AUDIT), "iam")
+    keys = audit.list_access_keys()["AccessKeyMetadata"]
+    assert [(k["AccessKeyId"], k["Status"]) for k in keys] == [(key_id, "Active")]
+    certs = audit.list_signing_certificates()["Certificates"]
+    assert [(c["CertificateId"], c["Status"]) for c in certs] == [(cert_id, "Active")]
+    assert certs[0]["CertificateBody"].startswith("-----BEGIN CERTIFICATE-----")
+    info.principals["new-root"] = added["access_key"]
+    assert info.client("sts", "new-root").get_caller_identity()["Arn"] == root_arn(info)
+    # deleted in a delete session: gone from the summary
+    delete = session_client(info, assume_root(info, DELETE), "iam")
+    delete.delete_signing_certificate(CertificateId=cert_id)
+    with pytest.raises(ClientError) as exc:
+        delete.delete_signing_certificate(CertificateId=cert_id)
+    assert error_code(exc) == "NoSuchEntity"
+    assert iam.get_account_summary()["SummaryMap"]["AccountSigningCertificatesPresent"] == 0
+    assert control.state(info.target_account_id)["signing_certificates"] == []
+
+    # the quota, and a request that names nothing: refused, nothing added
+    control.add_root_credentials(signing_certificate=False)
+    with pytest.raises(ControlApiError) as refused:
+        control.add_root_credentials(signing_certificate=False)
+    assert refused.value.status == 409 and "quota" in refused.value.message
+    with pytest.raises(ControlApiError) as refused:
+        control.add_root_credentials(access_key=False, signing_certificate=False)
+    assert refused.value.status == 400
+    assert len(control.state(info.target_account_id)["access_keys"]) == 2
+
+
+def test_the_root_access_keys_scenario_has_a_key_and_a_signing_certificate(
+    sandbox_factory: object,
+) -> None:
+    info: SandboxInfo = sandbox_factory("root-access-keys")  # type: ignore[operator]
+    summary = info.client("iam").get_account_summary()["SummaryMap"]
+    assert summary["AccountAccessKeysPresent"] == 1
+    assert summary["AccountSigningCertificatesPresent"] == 1
+    row = credential_report_root_row(info)
+    assert (row["access_key_1_active"], row["cert_1_active"]) == ("true", "true")
+    certs = info.client("iam", "root").list_signing_certificates()["Certificates"]
+    assert [c["Status"] for c in certs] == ["Active"]
