@@ -686,12 +686,16 @@ def resume(
     """Continue a halted, failed or interrupted run from the step that did not succeed."""
     record = RunRecord.open(Path(run_dir))
     state = run_state(record)
-    if (
-        state.status() in (Status.SUCCEEDED, Status.DRY_RUN, Status.ABANDONED)
-        or record.sealed_final
-    ):
+    if record.sealed_final or state.status() == Status.ABANDONED:
         raise RunRefused(
             f"Run {record.run_id} is sealed ({state.status()}); start a new run instead."
+        )
+    if state.complete:
+        # the final seal was not written (the disk filled, the process died): nothing is
+        # left to run, only the seal
+        raise RunRefused(
+            f"Run {record.run_id}: every step succeeded, but its final seal was not written. "
+            f"Seal it: runbook seal {record.path}"
         )
     nxt = state.next_step() or ORDER[-1]
     allow: tuple[str, ...] = (f"notebooks/.{nxt}.partial.ipynb",)

@@ -465,6 +465,33 @@ def test_disk_full_mid_run_is_one_clear_line_and_resumable(
     _every_notebook_is_stored_or_its_loss_recorded(run_dir)
 
 
+def test_a_run_whose_final_seal_failed_is_sealed_by_runbook_seal_not_resumed(
+    env_for: Callable[[str], Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step succeeded, then the final seal could not be written (disk full): resume
+    says what to do (it has nothing left to run) and `runbook seal` finishes the record."""
+    env = env_for("standalone")
+    real = runner._seal
+
+    def full_disk_at_final_seal(record: object, final: bool = False) -> object:
+        if final:
+            raise OSError(28, "No space left on device")
+        return real(record, final=final)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner, "_seal", full_disk_at_final_seal)
+    with pytest.raises(OSError, match="No space left"):
+        env.run(env.approved("console"))
+    monkeypatch.setattr(runner, "_seal", real)
+    (run_id,) = run_dirs(env.runs)
+    run_dir = env.runs / run_id
+    with pytest.raises(RunRefused, match=r"every step succeeded.*runbook seal") as refused:
+        runner.resume(run_dir, {})
+    assert "is sealed" not in str(refused.value)
+    runner.seal_run(run_dir)
+    report = verify(run_dir)
+    assert report.ok and report.final, report.problems
+
+
 def _every_notebook_is_stored_or_its_loss_recorded(run_dir: Path) -> list[str]:
     """Where the disk fills decides which file could not be written; whatever it was, the
     record holds every step's executed notebook or says which one it lost and why."""
