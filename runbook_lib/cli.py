@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ParameterError, RunbookError
+from .plugins import PluginMissing
 from .terminal import EscapingWriter, escape_controls, out, quote
 from .terminal import err as err_line
 
@@ -48,10 +49,44 @@ def _progress(line: str) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """argparse, whose messages quote argv as it came (``unrecognized arguments: ...``):
-    escaped like every other line."""
+    escaped like every other line. A usage error is one line (no usage block): what is wrong,
+    and where the help is."""
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         super().exit(status, escape_controls(message) if message else message)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+def _usage(message: str) -> NoReturn:
+    """A usage error (exit 2): ``message`` says what is wrong and what to do."""
+    raise ParameterError([message])
+
+
+# files only a run record holds: a directory with none of them is not one (a typo, a runs dir)
+_RECORD_FILES = ("events.jsonl", "run.json", "manifest.json", "SHA256SUMS", "run.json.lock")
+
+
+def _record_dir(given: str) -> Path:
+    """``given`` as a run directory, or a usage error saying what it is instead. A directory
+    holding any of a record's own files is a record (a damaged one is a finding: exit 1)."""
+    path = Path(given)
+    where = "give a run directory (runbook runs lists them)"
+    if not os.path.lexists(path):
+        _usage(f"{quote(given)} is not a run record: it does not exist; {where}")
+    if path.is_symlink() or not path.is_dir():
+        if path.is_dir():  # a link to a directory: RunRecord.open refuses it and says why
+            return path
+        _usage(f"{quote(given)} is not a run record: it is not a directory; {where}")
+    if any(os.path.lexists(path / name) for name in _RECORD_FILES):
+        return path
+    if (path / "ledger.jsonl").exists():
+        _usage(
+            f"{quote(given)} is a runs directory, not a run record: give one of its runs "
+            f"(runbook runs --runs-dir {quote(given)} lists them)"
+        )
+    _usage(f"{quote(given)} is not a run record: no events.jsonl; {where}")
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,8 +107,19 @@ def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
         raise ParameterError(problems)
     _refuse_digest_approval(args)
     if getattr(args, "approval", None):
-        raw["approvals"] = list(args.approval)
+        raw["approvals"] = _approval_files(args.approval)
     return raw
+
+
+def _approval_files(given: list[str]) -> list[str]:
+    """The ``--approval`` paths, each an existing file (else a usage error)."""
+    for name in given:
+        if not os.path.isfile(name):
+            _usage(
+                f"--approval {quote(name)}: no such file; give the approval file the reviewer "
+                "sent you (runbook approve PLAN_FILE writes it)"
+            )
+    return list(given)
 
 
 def _approval_args(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +152,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if args.file or args.param:
             _err("plan: --run takes no -f/-p (a run keeps its parameters)")
             return EXIT_USAGE
-        out(describe_run(Path(args.run)))
+        out(describe_run(_record_dir(args.run)))
         if not args.out:
             return EXIT_OK
         plan = plan_of_run(Path(args.run))  # its plan file, for a reviewer (runbook approve)
@@ -202,9 +248,14 @@ def _cmd_approve(args: argparse.Namespace) -> int:
         split_approval,
         write_new_file,
     )
-    from .record.signing import APPROVAL_NAMESPACE, load_key, verify
+    from .record.signing import APPROVAL_NAMESPACE, SigningError, load_key, verify
 
     plan_path = Path(args.plan_file)
+    if not plan_path.is_file():
+        _usage(
+            f"approve: {quote(args.plan_file)}: no such file; give the plan file the operator "
+            "sent you (runbook plan writes it)"
+        )
     target = Path(args.out) if args.out else None
     if target is not None and os.path.lexists(target):
         _err(f"approve: {quote(str(target))} exists; an approval is never overwritten")
@@ -219,7 +270,10 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     plan = plan_file.plan
     if plan.get("parameters", {}).get("dry_run"):
         raise ApprovalError("approve: this is a dry-run plan; a dry run needs no approval")
-    key = load_key(args.key)
+    try:
+        key = load_key(args.key)
+    except SigningError as error:  # the key named is not there or not a key: usage
+        _usage(f"approve: {error}")
     signers_path = _allowed_signers_for(args, plan)
     principal = _approver_principal(args, key, signers_path)
     trust = plan_file.trust
@@ -284,11 +338,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from .params import parse_overrides
     from .runner import resume
 
+    run_dir = _record_dir(args.run_dir)
     overrides = parse_overrides(args.param or [])
     _refuse_digest_approval(args)
     if args.approval:
-        overrides["approvals"] = list(args.approval)
-    code, run_dir = resume(Path(args.run_dir), overrides, progress=_progress)
+        overrides["approvals"] = _approval_files(args.approval)
+    code, run_dir = resume(run_dir, overrides, progress=_progress)
     out(str(run_dir))
     return code
 
@@ -297,6 +352,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from .runner import list_run_states
 
     runs_dir = Path(args.runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        _usage(f"--runs-dir {quote(args.runs_dir)} is not a directory; give where the runs are")
     rows = list_run_states(runs_dir) if runs_dir.is_dir() else []
     if not rows:
         out(f"no runs in {runs_dir}")
@@ -334,12 +391,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         except ParameterError as error:
             _err("verify: " + "; ".join(error.problems))
             return EXIT_USAGE
-        if not Path(args.run_dir).is_dir():
-            _err(f"verify: {args.run_dir} is not a run directory")
-            return EXIT_USAGE
 
+    run_dir = _record_dir(args.run_dir)
     trust = Path(args.allowed_signers) if args.allowed_signers else None
-    audit = audit_run(Path(args.run_dir), trust)
+    audit = audit_run(run_dir, trust)
     report = audit.record
     if audit.ok:
         kind = "final seal" if report.final else "checkpoint seal"
@@ -384,7 +439,7 @@ def _verify_against(args: argparse.Namespace, local_ok: bool) -> int:
 def _cmd_seal(args: argparse.Namespace) -> int:
     from .runner import seal_run
 
-    result = seal_run(Path(args.run_dir))
+    result = seal_run(_record_dir(args.run_dir))
     out(f"sealed {args.run_dir}: {'intact' if result['ok'] else result['problems']}")
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
@@ -392,7 +447,7 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 def _cmd_abandon(args: argparse.Namespace) -> int:
     from .runner import abandon
 
-    result = abandon(Path(args.run_dir), args.reason)
+    result = abandon(_record_dir(args.run_dir), args.reason)
     out(
         f"abandoned {args.run_dir}: sealed final, the account's lease released; record "
         f"{'intact' if result['ok'] else 'NOT intact: ' + '; '.join(result['problems'])}"
@@ -407,12 +462,12 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         if args.file or args.param:
             _err("lab: --reopen takes no -f/-p (the run keeps its parameters)")
             return EXIT_USAGE
-        run_dir = Path(args.reopen)
+        run_dir = _record_dir(args.reopen)
         if args.approval:
             from .runner import add_approvals
 
             _refuse_digest_approval(args)
-            add_approvals(run_dir, list(args.approval))
+            add_approvals(run_dir, _approval_files(args.approval))
             err_line(f"approvals recorded for {run_dir}")
     elif not args.file:
         _err("lab: -f FILE is required (or --reopen RUN_DIR)")
@@ -428,7 +483,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     from .record.archive import archive_run
 
     result = archive_run(
-        Path(args.run_dir),
+        _record_dir(args.run_dir),
         args.destination,
         args.retain_days,
         profile=args.profile,
@@ -625,6 +680,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ParameterError as err:
+        # one problem is one line; several are listed under a count, one per line
+        if len(err.problems) == 1:
+            _err(" ".join(err.problems[0].split()))
+        else:
+            _err(str(err))
+        return EXIT_USAGE
+    except PluginMissing as err:  # not installed: nothing ran
         _err(str(err))
         return EXIT_USAGE
     except RunbookError as err:

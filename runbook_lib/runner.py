@@ -53,6 +53,7 @@ from .approval import (
     verify_approvals,
 )
 from .aws.privileged import credential_fingerprints
+from .aws.session import check_profile
 from .errors import ParameterError, RunbookError, RunRefused
 from .isolation import kernel_env
 from .params import RunParameters, validate
@@ -96,6 +97,7 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "RunRefused",
     "abandon",
+    "check_profiles",
     "check_run",
     "create_run",
     "plan_for",
@@ -111,6 +113,7 @@ def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Pl
     """Validate and make a new plan (a new identity); ``save`` stores it, so the run its
     approvals name (``--approval``) executes exactly it."""
     params = validate({k: v for k, v in raw.items() if k != "run_dir"})
+    check_profiles(params)
     plan = make_plan(params)
     if save:
         lease.save_plan(plan.to_dict())
@@ -120,7 +123,9 @@ def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Pl
 def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
     """The plan a new run executes, and whether its ``approvals`` name it: the stored plan
     their digest names when these parameters make exactly that plan, else a new plan (the
-    approvals are then refused as another plan's)."""
+    approvals are then refused as another plan's). Nothing is stored here: create_run stores
+    the plan once the approvals are verified."""
+    check_profiles(params)
     digest = approval_digest([Path(f) for f in params.approvals]) if params.approvals else None
     if digest:
         stored = lease.load_plan(digest)
@@ -134,9 +139,22 @@ def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
                         "have the new plan approved. Nothing was changed."
                     )
                 return plan, True
-    plan = make_plan(params)
-    lease.save_plan(plan.to_dict())
-    return plan, False
+    return make_plan(params), False
+
+
+def check_profiles(params: RunParameters) -> None:
+    """Every AWS profile the run names (``profile``, or ``AWS_PROFILE`` when it names none;
+    ``management_profile``) is configured here: else a usage error naming it and how to
+    configure it, before any plan, lease or run directory exists. Resolves no credentials."""
+    problems: list[str] = []
+    for name in dict.fromkeys((params.profile, params.management_profile)):
+        if name or name == params.profile:
+            try:
+                check_profile(name)
+            except ParameterError as error:
+                problems += error.problems
+    if problems:
+        raise ParameterError(problems)
 
 
 # ---------------------------------------------------------------------------- creation
@@ -695,6 +713,7 @@ def resume(
     changes = {k: v for k, v in overrides.items() if raw.get(k) != v}
     raw.update(overrides)
     params = validate({**raw, "run_dir": str(record.path)})
+    check_profiles(params)
     try:
         plan = run_plan(params, facts)
     except RunbookError as err:

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from .. import __version__
 from ..errors import ParameterError, PreconditionError, from_client_error
@@ -27,6 +27,21 @@ from ..errors import ParameterError, PreconditionError, from_client_error
 USER_AGENT = f"root-mfa-runbook/{__version__}"
 GLOBAL_REGION = "us-east-1"  # where IAM and sign-in events are recorded
 GLOBAL_STS_HOSTS = {"sts.amazonaws.com", "sts.us-gov.amazonaws.com"}
+
+
+def profile_not_found(name: str) -> str:
+    """What to do about an AWS profile that is not configured here."""
+    return (
+        f"AWS profile {name!r} is not configured here (nothing was run): create it with "
+        f"aws configure --profile {name} (or aws configure sso --profile {name}), or point "
+        "AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at the files that define it"
+    )
+
+
+def check_profile(profile: str | None) -> None:
+    """Refuse (ParameterError) a ``profile`` (or ``AWS_PROFILE``) that the AWS config and
+    credentials files do not define; no credentials are resolved, nothing is called."""
+    AwsContext.from_profile(profile)
 
 
 @dataclass
@@ -55,6 +70,8 @@ class AwsContext:
         try:
             factory: Any = boto3.Session
             session = factory(profile_name=profile or None, region_name=region, **keys)
+        except ProfileNotFound as err:
+            raise ParameterError([profile_not_found(str(err.kwargs.get("profile")))]) from err
         except BotoCoreError as err:
             raise ParameterError([f"AWS profile {profile!r}: {err}"]) from err
         return cls(session, region or session.region_name or GLOBAL_REGION, endpoint_url or None)
