@@ -514,6 +514,34 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return int(serve(list(args.sandbox_args), prog="runbook sandbox"))
 
 
+def _run_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="the run directory (runbook runs lists them)"
+    )
+
+
+def _runs_dir_arg(parser: argparse.ArgumentParser) -> None:
+    where = "where the run records are (default runs)"
+    parser.add_argument("--runs-dir", default="runs", metavar="RUNS_DIR", help=where)
+
+
+def _s3_args(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """The AWS options of the archive commands (verify --against, archive)."""
+    parser.add_argument(
+        "--profile", help=f"AWS profile {purpose} (default: the standard AWS chain)"
+    )
+    parser.add_argument(
+        "--region",
+        default="us-east-1",
+        help=f"AWS region of the bucket {purpose} (default us-east-1)",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help=f"S3 endpoint {purpose}, if not AWS's (an S3-compatible store)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="runbook",
@@ -521,7 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 succeeded, 1 failed or refused, 2 bad usage, 3 halted at a gate.",
     )
     parser.add_argument("--version", action="version", version=f"runbook {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of the commands below; runbook COMMAND --help says more",
+    )
 
     def params(p: argparse.ArgumentParser, file_required: bool = True) -> None:
         if file_required:
@@ -559,7 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
         "account id, and write an approval file: a statement naming the plan, signed with your "
         "SSH key (ssh-keygen -Y sign, namespace approval@root-mfa-runbook).",
     )
-    approve.add_argument("plan_file", metavar="PLAN_FILE")
+    approve.add_argument(
+        "plan_file", metavar="PLAN_FILE", help="the plan file the operator sent (runbook plan)"
+    )
     approve.add_argument(
         "--key",
         required=True,
@@ -581,24 +616,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     approve.set_defaults(func=_cmd_approve)
 
-    run = sub.add_parser("run", help="execute the step notebooks in batch")
+    run = sub.add_parser(
+        "run",
+        help="execute the step notebooks in batch",
+        description="Validate the parameters, verify the approval files against the plan they "
+        "approve, take the account's lease, create the run record in RUNS_DIR/RUN_ID and "
+        "execute the six step notebooks with papermill. Exit 0 succeeded, 1 failed or refused, "
+        "2 bad usage (nothing created), 3 halted at a gate (runbook resume).",
+    )
     params(run)
     _approval_args(run)
-    run.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
+    _runs_dir_arg(run)
     run.set_defaults(func=_cmd_run)
 
-    resume = sub.add_parser("resume", help="continue a halted or failed run")
-    resume.add_argument("run_dir")
+    resume = sub.add_parser(
+        "resume",
+        help="continue a halted or failed run",
+        description="Check the record, then continue the run from the step that did not "
+        "succeed. Only approvals, confirm and the timeouts may change; anything else needs a new "
+        "run (end this one with runbook abandon).",
+    )
+    _run_dir_arg(resume)
     params(resume, file_required=False)
     _approval_args(resume)
     resume.set_defaults(func=_cmd_resume)
 
-    runs = sub.add_parser("runs", help="list runs")
-    runs.add_argument("--runs-dir", default="runs")
+    runs = sub.add_parser(
+        "runs",
+        help="list runs",
+        description="List the runs in RUNS_DIR: run id, account, status (as the event chain "
+        "says), kind (DRY RUN, change, SELF-APPROVED change) and where it stopped.",
+    )
+    _runs_dir_arg(runs)
     runs.set_defaults(func=_cmd_runs)
 
-    ver = sub.add_parser("verify", help="check a run record; exit 0 when intact")
-    ver.add_argument("run_dir")
+    ver = sub.add_parser(
+        "verify",
+        help="check a run record; exit 0 when intact",
+        description="Check a run record: the event chain, the ledger, the manifest, every file, "
+        "the operator's seal signature and every approval. Exit 0 intact, 1 TAMPERED or "
+        "INCOMPLETE (or different from its archive), 2 bad usage (not a run record).",
+    )
+    _run_dir_arg(ver)
     ver.add_argument(
         "--against",
         metavar="s3://BUCKET/PREFIX",
@@ -610,30 +669,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the signatures against this allowed_signers (yours; default "
         "$RUNBOOK_ALLOWED_SIGNERS, else the record's own copy, which only shows consistency)",
     )
-    ver.add_argument("--profile", help="AWS profile for --against")
-    ver.add_argument("--region", default="us-east-1", help="region for --against")
-    ver.add_argument("--endpoint-url", help="S3 endpoint for --against")
+    _s3_args(ver, "for --against")
     ver.set_defaults(func=_cmd_verify)
 
-    seal = sub.add_parser("seal", help="seal a run whose every step succeeded")
-    seal.add_argument("run_dir")
+    seal = sub.add_parser(
+        "seal",
+        help="seal a run whose every step succeeded",
+        description="Write the final seal of a run whose every step succeeded (the manifest, "
+        "SHA256SUMS signed with the operator's key, the report) and release the account's "
+        "lease. A sealed record is never written again.",
+    )
+    _run_dir_arg(seal)
     seal.set_defaults(func=_cmd_seal)
 
     aban = sub.add_parser(
         "abandon",
         help="end a run on purpose (recorded with the reason, sealed final, lease released)",
+        description="End an unfinished run on purpose: the reason is recorded, the record is "
+        "sealed final and the account's lease released, so a new run can start.",
     )
-    aban.add_argument("run_dir")
+    _run_dir_arg(aban)
     aban.add_argument("--reason", required=True, help="why the run ends here (one line)")
     aban.set_defaults(func=_cmd_abandon)
 
     lab = sub.add_parser(
-        "lab", help="prepare an interactive run and step through it in JupyterLab (127.0.0.1)"
+        "lab",
+        help="prepare an interactive run and step through it in JupyterLab (127.0.0.1)",
+        description="Prepare a run like runbook run (mode interactive: each gate is an "
+        "on-screen confirmation) and serve its notebooks in JupyterLab on 127.0.0.1 with a "
+        "token; the run is sealed when Lab stops.",
     )
     params(lab, file_required=False)
     lab.add_argument("-f", "--file", help="YAML parameters file (mode is set to interactive)")
     _approval_args(lab)
-    lab.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
+    _runs_dir_arg(lab)
     lab.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
     lab.add_argument(
         "--reopen",
@@ -642,24 +711,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.set_defaults(func=_cmd_lab)
 
-    arc = sub.add_parser("archive", help="upload a sealed record with S3 Object Lock")
-    arc.add_argument("run_dir")
-    arc.add_argument("destination", help="s3://BUCKET/PREFIX")
-    arc.add_argument("--retain-days", type=int, required=True)
-    arc.add_argument("--profile")
-    arc.add_argument("--region", default="us-east-1")
-    arc.add_argument("--endpoint-url")
+    arc = sub.add_parser(
+        "archive",
+        help="upload a sealed record with S3 Object Lock",
+        description="Upload a sealed run record to a bucket with Object Lock, each object under "
+        "COMPLIANCE retention, once: an identical archive uploads nothing, a different one is "
+        "refused naming each file (runbook verify --against compares them later).",
+    )
+    _run_dir_arg(arc)
+    arc.add_argument("destination", help="s3://BUCKET/PREFIX (a bucket with Object Lock enabled)")
+    arc.add_argument(
+        "--retain-days",
+        type=int,
+        required=True,
+        metavar="N",
+        help="days each object stays under COMPLIANCE retention (1-36500; nobody can shorten it)",
+    )
+    _s3_args(arc, "for the upload")
     arc.set_defaults(func=_cmd_archive)
 
-    demo = sub.add_parser("demo", help="the whole procedure on the local sandbox")
-    demo.add_argument("--scenario", default="standalone", help="sandbox scenario")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole procedure on the local sandbox",
+        description="Start the local AWS sandbox (the [sandbox] extra), make throwaway keys for "
+        "an approver and an operator, plan, approve, run the six steps with the sandbox's "
+        "simulated console actor, verify the record; the last line is the run directory.",
+    )
+    demo.add_argument(
+        "--scenario",
+        default="standalone",
+        help="sandbox scenario (default standalone; runbook sandbox --list shows them)",
+    )
     demo.add_argument(
         "--method",
         choices=("console", "assume-root"),
         default=None,
         help="default: assume-root for member scenarios, console otherwise",
     )
-    demo.add_argument("--runs-dir", default="runs")
+    _runs_dir_arg(demo)
     demo.set_defaults(func=_cmd_demo)
 
     sandbox = sub.add_parser(
