@@ -1,5 +1,9 @@
 """``runbook demo``: the whole procedure, unattended, on the local sandbox.
 
+An unknown scenario is a usage error (ParameterError listing the valid ones) before anything
+starts; importing this module without the ``[sandbox]`` extra raises ImportError (the runbook's
+plug-in loader turns it into one line naming the extra).
+
 It starts the sandbox, writes its principals as ordinary AWS profiles into a temporary,
 owner-only credentials file (deleted at the end, never in the record), computes the plan,
 approves exactly that plan, runs the six steps in batch with the simulated console actor doing

@@ -15,6 +15,13 @@
 
 Exit codes: 0 succeeded, 1 failed (or refused), 2 bad usage or parameters, 3 halted at a gate.
 
+A usage error is one line on stderr (argparse's included: no usage block; several parameter
+problems are listed one per line under their count), exit 2, and nothing is created: no run
+directory, lease or stored plan. A path given as a run must be a run record (:func:`_record_dir`:
+a typo or a runs dir is a usage error; a damaged record is a finding, exit 1); ``--approval``,
+plan and key files must exist; a plug-in that is not installed (:class:`PluginMissing`) is a
+usage error too. Every subcommand has a description and every option a help text.
+
 Every line printed goes through :mod:`runbook_lib.terminal`: control characters from
 parameters, paths or AWS messages are escaped, never sent to the terminal.
 """
@@ -64,20 +71,33 @@ def _usage(message: str) -> NoReturn:
     raise ParameterError([message])
 
 
-# files only a run record holds: a directory with none of them is not one (a typo, a runs dir)
-_RECORD_FILES = ("events.jsonl", "run.json", "manifest.json", "SHA256SUMS", "run.json.lock")
+# what only a run record holds: a directory with none of them is not one (a typo, a runs dir)
+_RECORD_FILES = (
+    "events.jsonl",
+    "run.json",
+    "run.json.lock",
+    "manifest.json",
+    "SHA256SUMS",
+    "SHA256SUMS.sig",
+    "ledger-entries.jsonl",
+    "report.html",
+    "notebooks",
+    "snapshots",
+    "trust",
+)
 
 
 def _record_dir(given: str) -> Path:
     """``given`` as a run directory, or a usage error saying what it is instead. A directory
-    holding any of a record's own files is a record (a damaged one is a finding: exit 1)."""
+    holding any of a record's own files is a record, and so is a symbolic link (damaged or
+    refused, that is a finding: exit 1, said by the command itself)."""
     path = Path(given)
     where = "give a run directory (runbook runs lists them)"
-    if not os.path.lexists(path):
+    if path.is_symlink():  # the record refuses a link and says why (a finding, not a typo)
+        return path
+    if not path.exists():
         _usage(f"{quote(given)} is not a run record: it does not exist; {where}")
-    if path.is_symlink() or not path.is_dir():
-        if path.is_dir():  # a link to a directory: RunRecord.open refuses it and says why
-            return path
+    if not path.is_dir():
         _usage(f"{quote(given)} is not a run record: it is not a directory; {where}")
     if any(os.path.lexists(path / name) for name in _RECORD_FILES):
         return path

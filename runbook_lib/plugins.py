@@ -13,7 +13,9 @@ knows them only by these names, which the distribution's ``pyproject.toml`` maps
     =============== ============================================ ==============================
 
 A production install without the ``[sandbox]`` extra has the names but not moto: loading one
-raises :class:`PluginMissing`, whose message says what to install.
+raises :class:`PluginMissing` (the sandbox's serving modules check for moto and werkzeug on
+import, ``runbook_sandbox.require_extra``), whose message says what to install; the CLI prints
+it as one line, exit 2.
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ other ends of a run's life (resume, seal, abandon).
 This process is the run's orchestrator and the only writer of ``run.json``, a projection of
 the event chain (:mod:`runbook_lib.procedure.lifecycle`); the kernel only appends events.
 
-``run`` validates the parameters, finds the plan its approval files name (``runbook plan``
-stored it under its digest) or makes a new one, verifies the signed approvals against it
-(:mod:`runbook_lib.approval`: refused before anything is created), takes the account's
-**lease** (held until the run is sealed final or abandoned, whatever runs dir or process:
-:mod:`runbook_lib.lease`), consumes the approval (one run per approval), creates
-``runs/<run-id>/`` with its trust root, plan file and approvals, and executes each notebook.
+``run`` validates the parameters, checks that every AWS profile they name is configured
+(:func:`check_profiles`: a usage error before anything exists), finds the plan its approval
+files name (``runbook plan`` stored it under its digest) or makes a new one, verifies the signed
+approvals against it (:mod:`runbook_lib.approval`: refused before anything is created, the plan
+included), takes the account's **lease** (held until the run is sealed final or abandoned,
+whatever runs dir or process: :mod:`runbook_lib.lease`), consumes the approval (one run per
+approval), creates ``runs/<run-id>/`` with its trust root, plan file and approvals, and executes
+each notebook.
 A step's outcome is what its events say (a halt is recognised by its class in the kernel and
 recorded as such), not what the notebook's exception is called. Like papermill, a failing
 notebook is still written (atomically, 0600), with the failing cell marked; an earlier
