@@ -87,6 +87,14 @@ _RECORD_FILES = (
 )
 
 
+def _runs_dir(given: str) -> Path:
+    """``--runs-dir``: a directory, or one to be made (else a usage error)."""
+    path = Path(given)
+    if os.path.lexists(path) and not path.is_dir():
+        _usage(f"--runs-dir {quote(given)} is not a directory; give where the runs are (or go)")
+    return path
+
+
 def _record_dir(given: str) -> Path:
     """``given`` as a run directory, or a usage error saying what it is instead. A directory
     holding any of a record's own files is a record, and so is a symbolic link (damaged or
@@ -348,7 +356,8 @@ def _cmd_approve(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
-    code, run_dir = run(_raw_params(args), Path(args.runs_dir), progress=_progress)
+    runs_dir = _runs_dir(args.runs_dir)
+    code, run_dir = run(_raw_params(args), runs_dir, progress=_progress)
     if run_dir is not None:
         out(str(run_dir))
     return code
@@ -371,9 +380,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .runner import list_run_states
 
-    runs_dir = Path(args.runs_dir)
-    if runs_dir.exists() and not runs_dir.is_dir():
-        _usage(f"--runs-dir {quote(args.runs_dir)} is not a directory; give where the runs are")
+    runs_dir = _runs_dir(args.runs_dir)
     rows = list_run_states(runs_dir) if runs_dir.is_dir() else []
     if not rows:
         out(f"no runs in {runs_dir}")
@@ -493,7 +500,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         _err("lab: -f FILE is required (or --reopen RUN_DIR)")
         return EXIT_USAGE
     else:
-        record = prepare_lab(_raw_params(args), Path(args.runs_dir))
+        record = prepare_lab(_raw_params(args), _runs_dir(args.runs_dir))
         err_line(f"prepared {record.path}")
         run_dir = record.path
     return serve_lab(run_dir, args.port, out=_progress)
@@ -524,7 +531,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run_demo = load("demo", "`runbook demo`")
     # run_demo prints for itself (and lets the runner print its progress)
     with contextlib.redirect_stdout(EscapingWriter(sys.stdout)):
-        return int(run_demo(args.scenario, args.method, Path(args.runs_dir)))
+        return int(run_demo(args.scenario, args.method, _runs_dir(args.runs_dir)))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:

@@ -92,6 +92,7 @@ BAD_INVOCATIONS: dict[str, list[str]] = {
         *("run", "-f", "good.yml", "-p", "dry_run=false", "--approval", "nosuch.approval"),
     ],
     "run-bad-method": ["run", "-f", "good.yml", "-p", "method=telepathy"],
+    "run-runs-dir-is-a-file": ["run", "-f", "good.yml", "--runs-dir", "good.yml"],
     # resume, runs, verify, seal, abandon
     "resume-typo": ["resume", "runs/typo"],
     "resume-not-a-record": ["resume", "notarecord"],
@@ -108,6 +109,7 @@ BAD_INVOCATIONS: dict[str, list[str]] = {
     "lab-without-file": ["lab"],
     "lab-missing-profile": ["lab", "-f", "missing-profile.yml"],
     "lab-reopen-typo": ["lab", "--reopen", "runs/typo"],
+    "lab-runs-dir-is-a-file": ["lab", "-f", "good.yml", "--runs-dir", "good.yml"],
     # archive
     "archive-typo": ["archive", "runs/typo", "s3://bucket-name/p", "--retain-days", "1"],
     "archive-bad-destination": ["archive", "notarecord", "notaurl", "--retain-days", "1"],
@@ -117,6 +119,7 @@ BAD_INVOCATIONS: dict[str, list[str]] = {
     # demo, sandbox
     "demo-unknown-scenario": ["demo", "--scenario", "bogus"],
     "demo-unknown-method": ["demo", "--method", "telepathy"],
+    "demo-runs-dir-is-a-file": ["demo", "--runs-dir", "good.yml"],
     "sandbox-unknown-scenario": ["sandbox", "--scenario", "bogus"],
 }
 
