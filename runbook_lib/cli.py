@@ -91,7 +91,10 @@ def _runs_dir(given: str) -> Path:
     """``--runs-dir``: a directory, or one to be made (else a usage error)."""
     path = Path(given)
     if os.path.lexists(path) and not path.is_dir():
-        _usage(f"--runs-dir {quote(given)} is not a directory; give where the runs are (or go)")
+        _usage(
+            f"--runs-dir {quote(given)} is not a directory; give the directory that holds the runs "
+            "(made if missing)"
+        )
     return path
 
 

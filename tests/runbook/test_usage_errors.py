@@ -88,6 +88,9 @@ BAD_INVOCATIONS: dict[str, list[str]] = {
     "run-file-is-a-directory": ["run", "-f", "adir.yml"],
     "run-missing-profile": ["run", "-f", "missing-profile.yml"],
     "run-missing-profile-override": ["run", "-f", "good.yml", "-p", "profile=nosuch"],
+    "run-missing-management-profile": [
+        *("run", "-f", "good.yml", "-p", "management_profile=nosuch-mgmt"),
+    ],
     "run-missing-approval-file": [
         *("run", "-f", "good.yml", "-p", "dry_run=false", "--approval", "nosuch.approval"),
     ],
@@ -160,6 +163,19 @@ def test_the_missing_profile_is_named_with_how_to_configure_it(workdir: Path) ->
     assert "'nosuch'" in line
     assert "aws configure --profile nosuch" in line
     assert "AWS_CONFIG_FILE" in line
+
+
+def test_a_missing_aws_profile_from_the_environment_is_named_too(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, _private_state_dir: Path
+) -> None:
+    """No profile in the parameters: the standard chain's AWS_PROFILE is checked the same way."""
+    text = (workdir / "good.yml").read_text().replace("profile: present\n", "")
+    (workdir / "no-profile.yml").write_text(text)
+    monkeypatch.setenv("AWS_PROFILE", "from-env")
+    before = snapshot(workdir, _private_state_dir.parent)
+    line = assert_usage_error(cli("run", "-f", "no-profile.yml", cwd=workdir))
+    assert "'from-env'" in line and "aws configure --profile from-env" in line
+    assert snapshot(workdir, _private_state_dir.parent) == before
 
 
 def test_an_unknown_demo_scenario_lists_the_valid_ones(workdir: Path) -> None:
