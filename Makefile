@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint typecheck chromium openssh pytest sandbox bench lock clean
+.PHONY: help setup demo test lint typecheck notebooks chromium openssh pytest sandbox bench lock wheel clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@# may be set, and without .pyc files papermill and jupyter import several times slower.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -r requirements.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -e .
+	@# the lock holds the [sandbox] and dev extras; the checkout itself, editable (its notebooks/
+	@# and policies/ are the data packages runbook_lib._notebooks / _policies: pyproject.toml)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --no-deps -e '.[sandbox,dev]'
 	@touch $@
 
 setup: $(STAMP) ## Create .venv and install the pinned packages (requirements.lock)
@@ -37,6 +39,9 @@ lint: setup ## ruff lint + format check
 
 typecheck: setup ## mypy on runbook_lib
 	$(BIN)/mypy
+
+notebooks: setup ## Regenerate the notebooks' parameters cells and parameters/*.yml from runbook_lib/schema.py
+	$(BIN)/python -m runbook_lib.generate --write
 
 chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chromium is missing)
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
@@ -62,6 +67,9 @@ lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	@# (IRI format checks) and importing it costs ~2.3 s in every papermill and kernel start.
 	uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 -q \
 		--no-emit-package rfc3987-syntax --no-emit-package lark
+
+wheel: setup ## Build the wheel into dist/ (production: pip install dist/*.whl, no sandbox)
+	$(BIN)/uv build --wheel --out-dir dist
 
 clean: ## Remove the venv and caches (never runs/)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

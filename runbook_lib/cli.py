@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 from . import __version__
 from .errors import ParameterError, RunbookError
 from .plugins import PluginMissing
+from .schema import help_epilog
 from .terminal import EscapingWriter, escape_controls, out, quote
 from .terminal import err as err_line
 
@@ -118,6 +119,15 @@ def _record_dir(given: str) -> Path:
             f"(runbook runs --runs-dir {quote(given)} lists them)"
         )
     _usage(f"{quote(given)} is not a run record: no events.jsonl; {where}")
+
+
+class _ParametersFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but the epilog (the schema's parameter list) keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == help_epilog():
+            return text
+        return super()._fill_text(text, width, indent)
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -528,6 +538,24 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_policies(args: argparse.Namespace) -> int:
+    from .data import policies_dir
+
+    folder = policies_dir()
+    if args.name:
+        path = folder / Path(args.name).name
+        if path.suffix != ".json" or not path.is_file():
+            names = ", ".join(p.name for p in sorted(folder.glob("*.json")))
+            _err(f"policies: no policy {args.name!r}; the policies are: {names}")
+            return EXIT_USAGE
+        out(path.read_text(encoding="utf-8").rstrip("\n"))
+        return EXIT_OK
+    out(f"{folder}  (what to attach where: {folder / 'README.md'})")
+    for path in sorted(folder.glob("*.json")):
+        out(f"  {path.name}")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .plugins import load
 
@@ -587,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def params(p: argparse.ArgumentParser, file_required: bool = True) -> None:
+        # the parameter list of --help comes from the schema (runbook_lib/schema.py)
+        p.formatter_class = _ParametersFormatter
+        p.epilog = help_epilog()
         if file_required:
             p.add_argument("-f", "--file", required=True, help="YAML parameters file")
         p.add_argument(
@@ -760,6 +791,15 @@ def build_parser() -> argparse.ArgumentParser:
     _s3_args(arc, "for the upload")
     arc.set_defaults(func=_cmd_archive)
 
+    pol = sub.add_parser(
+        "policies",
+        help="where the least-privilege IAM policies are; with NAME, print that policy",
+        description="List the least-privilege IAM policies the runbook's principals need (the "
+        "folder, with a README saying what to attach where), or print one of them.",
+    )
+    pol.add_argument("name", nargs="?", metavar="NAME", help="e.g. runbook-reader.json")
+    pol.set_defaults(func=_cmd_policies)
+
     demo = sub.add_parser(
         "demo",
         help="the whole procedure on the local sandbox",
@@ -805,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _err(str(err))
         return EXIT_USAGE
-    except PluginMissing as err:  # not installed: nothing ran
+    except PluginMissing as err:  # the extra is not installed: nothing ran
         _err(str(err))
         return EXIT_USAGE
     except RunbookError as err:

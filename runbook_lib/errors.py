@@ -179,7 +179,7 @@ def from_client_error(
     request_id = err.response.get("ResponseMetadata", {}).get("RequestId")
     if code in _DENIED:
         hint = (
-            f"Grant {permission} to the caller (see policies/ in the runbook)"
+            f"Grant {permission} to the caller (see `runbook policies`)"
             if permission
             else "The caller lacks a permission for this call"
         )

@@ -14,7 +14,11 @@ source's size and mtime). So the kernel (batch, and every kernel of ``runbook la
   not on ``sys.path``);
 * bytecode only from a private cache (``PYTHONPYCACHEPREFIX``: ``~/.cache/root-mfa-runbook``,
   or ``RUNBOOK_PYCACHE_DIR``), so no ``__pycache__`` beside the sources is ever read;
-* SDK logging that cannot print credentials (:func:`quiet_sdk_logging`, called in the kernel).
+* SDK logging that cannot print credentials (:func:`quiet_sdk_logging`, called in the kernel);
+* **this interpreter** (:func:`kernel_spec`; :func:`kernel_specs` for batch runs, ``runbook
+  lab`` writes it into its fresh Jupyter data directory): the kernel is ``sys.executable -m
+  ipykernel_launcher``, whatever kernelspecs ``JUPYTER_PATH``, the user's or the system's
+  Jupyter directories hold, so an installed runbook runs its own installed library.
 
 What this does not cover: someone who can write the installed sources themselves (their hash is
 in the plan digest, with the installed distributions' names and versions: :mod:`runbook_lib.plan`),
@@ -27,6 +31,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _ALLOWED_NAMES = frozenset(
     {
@@ -95,6 +100,25 @@ def kernel_env(private_dir: Path, base: Mapping[str, str] | None = None) -> dict
     if source.get("PYTHONHASHSEED") is None:
         env.pop("PYTHONHASHSEED")
     return env
+
+
+KERNEL_NAME = "python3"
+
+
+def kernel_spec() -> dict[str, Any]:
+    """The kernelspec (``kernel.json``) of a run's kernel: ipykernel's own for this interpreter,
+    argv ``[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]``."""
+    from ipykernel.kernelspec import get_kernel_dict
+
+    return dict(get_kernel_dict())
+
+
+def kernel_specs() -> Any:
+    """The kernelspecs a batch run's kernel is chosen from: no kernelspec directory is read, so
+    the only one is ``python3``, ipykernel's native kernel: :func:`kernel_spec`."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager(kernel_dirs=[], ensure_native_kernel=True)
 
 
 def quiet_sdk_logging() -> None:

@@ -67,7 +67,7 @@ from typing import Any
 
 from . import lease
 from .errors import RunbookError, RunRefused
-from .isolation import kernel_env
+from .isolation import KERNEL_NAME, kernel_env, kernel_spec
 from .params import validate
 from .plan import STEPS, notebook_path
 from .procedure.context import now_iso
@@ -167,7 +167,8 @@ def _lab_env(tmp: Path, token: str) -> dict[str, str]:
     (:func:`runbook_lib.isolation.kernel_env`: AWS settings, no startup code, private IPython
     directory and bytecode cache), Jupyter's configuration, data, runtime files and workspaces
     in a fresh directory (the user's settings, extensions and reopened tabs do not leak in), and
-    the token in ``JUPYTER_TOKEN``: never on the command line, which any local user reads."""
+    the token in ``JUPYTER_TOKEN``: never on the command line, which any local user reads. The
+    kernel Lab starts is this interpreter's, as a batch run's (:func:`isolation.kernel_spec`)."""
     env = kernel_env(tmp)
     env["JUPYTER_TOKEN"] = token
     for var, sub in (
@@ -189,6 +190,15 @@ def _lab_env(tmp: Path, token: str) -> dict[str, str]:
         path = tmp / "lab-settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(setting + "\n")
+    # the one kernel is this interpreter's (isolation.kernel_spec), in the fresh data directory,
+    # which Jupyter searches first (not the environment's); no other kernelspec is offered
+    spec = tmp / "data" / "kernels" / KERNEL_NAME
+    spec.mkdir(mode=0o700, parents=True)
+    (spec / "kernel.json").write_text(json.dumps(kernel_spec()) + "\n")
+    env["JUPYTER_PREFER_ENV_PATH"] = "0"
+    (tmp / "config" / "jupyter_server_config.json").write_text(
+        json.dumps({"KernelSpecManager": {"allowed_kernelspecs": [KERNEL_NAME]}}) + "\n"
+    )
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     env.pop("JUPYTER_PATH", None)
     env.pop("JUPYTER_CONFIG_PATH", None)

@@ -1,4 +1,5 @@
-"""Run parameters: one schema, validated strictly before anything runs.
+"""Run parameters: the schema's (:mod:`runbook_lib.schema`), validated strictly before
+anything runs.
 
 Every problem is collected and reported at once (:class:`~runbook_lib.errors.ParameterError`):
 unknown names, wrong types, values outside the allowed set, malformed account ids, serials,
@@ -18,23 +19,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import schema
 from .errors import ParameterError
+from .schema import HUMAN_STEPS
 from .terminal import clip, quote
-
-HUMAN_STEPS = {
-    "device-removed-in-console": "the operator removed the MFA device in the console (step 01)",
-    "signed-in-with-email-code": "root signed in with the e-mailed one-time code (step 03)",
-    "new-device-bound-in-console": "the operator bound a new MFA device in the console (step 04)",
-}
-METHODS = ("console", "assume-root")
-REBIND = ("bind", "skip")
-MODES = ("interactive", "batch")
 
 # Every pattern is used with fullmatch (a "$" would match before a final newline) and
 # re.ASCII (\d and \w would take full-width and Arabic-Indic digits, and letters of any script).
@@ -65,7 +59,10 @@ NO_ALIASES = "parameters files may not use YAML anchors or aliases (&, *): write
 @dataclass(frozen=True)
 class RunParameters:
     """The validated parameters of one run. Defaults are the safe ones: dry-run on, batch mode
-    with nothing approved, nothing confirmed."""
+    with nothing approved, nothing confirmed.
+
+    The fields are :data:`runbook_lib.schema.SCHEMA`'s, written out for the type checker;
+    importing this module fails (:class:`~runbook_lib.schema.SchemaError`) when they differ."""
 
     account_id: str
     change_ticket: str
@@ -92,74 +89,23 @@ class RunParameters:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["confirm"] = list(self.confirm)
-        data["approvals"] = list(self.approvals)
+        for name, value in data.items():
+            if isinstance(value, tuple):
+                data[name] = list(value)
         return data
 
     def plan_view(self) -> dict[str, Any]:
-        """The parameters the plan digest covers: all but the approvals themselves (they sign
-        the digest), the operator's confirmations of console steps (statements of fact,
-        verified through the API) and where the record is written."""
-        data = self.to_dict()
-        for key in ("approvals", "confirm", "run_dir"):
-            data.pop(key)
-        return data
+        """The parameters the plan digest covers (``digest`` in the schema): all but the
+        approvals themselves (they sign the digest), the operator's confirmations of console
+        steps (statements of fact, verified through the API) and where the record is written."""
+        return {k: v for k, v in self.to_dict().items() if schema.BY_NAME[k].digest}
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "account_id": (str,),
-    "change_ticket": (str,),
-    "method": (str,),
-    "device_serial": (str, type(None)),
-    "rebind": (str,),
-    "mode": (str,),
-    "profile": (str, type(None)),
-    "management_profile": (str, type(None)),
-    "region": (str,),
-    "endpoint_url": (str, type(None)),
-    "dry_run": (bool,),
-    "operator_key": (str, type(None)),
-    "allowed_signers": (str, type(None)),
-    "approvals_required": (int,),
-    "self_approval": (bool,),
-    "approvals": (list, tuple),
-    "confirm": (list, tuple),
-    "sandbox_actor": (bool,),
-    "delete_virtual": (bool,),
-    "verify_timeout": (int,),
-    "evidence_timeout": (int,),
-    "run_dir": (str, type(None)),
-}
-PARAMETER_NAMES = tuple(f.name for f in fields(RunParameters))
-REQUIRED = ("account_id", "change_ticket")
-HELP = {
-    "account_id": "12-digit id of the account whose root MFA device is removed",
-    "change_ticket": "the change ticket approving this work (e.g. CHG-1234)",
-    "method": "console (any account) or assume-root (member accounts with centralised root access)",
-    "device_serial": "serial/ARN of the device to remove; required when root has several",
-    "rebind": "bind a new device in the console afterwards, or skip (recorded, with AWS's warning)",
-    "mode": "interactive (JupyterLab confirmations) or batch (approvals from parameters)",
-    "profile": "AWS profile for the target account (read-only policy: policies/)",
-    "management_profile": "AWS profile in the management account (assume-root; optional for "
-    "console, to check centralised root access)",
-    "region": "regional STS endpoint for AssumeRoot; IAM and sign-in events are read in us-east-1",
-    "endpoint_url": "an AWS-compatible endpoint instead of AWS (e.g. the local sandbox)",
-    "dry_run": "true: look and plan, change nothing",
-    "operator_key": "your SSH key (private key file with its .pub, or a .pub whose key is in "
-    "ssh-agent): it signs the seals, and names you as the operator",
-    "allowed_signers": "the allowed_signers file (OpenSSH format, as git uses) naming who may "
-    "approve and seal; its sha256 is in the plan",
-    "approvals_required": "how many distinct people other than the operator must sign the plan",
-    "self_approval": "true: the operator's own approval counts (the run is marked SELF-APPROVED)",
-    "approvals": "approval files (runbook approve PLAN_FILE, by the reviewers)",
-    "confirm": "console steps the operator confirms they did (batch mode): "
-    + ", ".join(HUMAN_STEPS),
-    "sandbox_actor": "sandbox only: a simulated console actor performs the human steps",
-    "delete_virtual": "assume-root: also delete the virtual device object after deactivating",
-    "verify_timeout": "seconds to wait for IAM to show a change",
-    "evidence_timeout": "seconds to wait for CloudTrail to show an event",
-    "run_dir": "the run record directory (set by `runbook run`)",
-}
+schema.check_dataclass(RunParameters)
+_TYPES: dict[str, tuple[type, ...]] = {p.name: p.types for p in schema.SCHEMA}
+PARAMETER_NAMES = schema.NAMES
+REQUIRED = schema.REQUIRED
+HELP = {p.name: p.help for p in schema.SCHEMA}
 
 
 def _check_serial(serial: str, account_id: str | None) -> str | None:
@@ -263,9 +209,11 @@ def validate(raw: dict[str, Any]) -> RunParameters:
             f"change_ticket {quote(ticket)} must be 2-64 characters: letters, digits, "
             "and . _ : / # -"
         )
-    for name, choices in (("method", METHODS), ("rebind", REBIND), ("mode", MODES)):
-        if name in values and values[name] not in choices:
-            problems.append(f"{name} {quote(values[name])} must be one of: {', '.join(choices)}")
+    for p in schema.SCHEMA:
+        if p.choices and str in p.types and p.name in values and values[p.name] not in p.choices:
+            problems.append(
+                f"{p.name} {quote(values[p.name])} must be one of: {', '.join(p.choices)}"
+            )
     serial = values.get("device_serial")
     if serial:
         problem = _check_serial(serial, account)
@@ -286,9 +234,6 @@ def validate(raw: dict[str, Any]) -> RunParameters:
             problems.append("approvals items must be paths of approval files (runbook approve)")
         else:
             values["approvals"] = tuple(dict.fromkeys(str(i).strip() for i in approvals))
-    required = values.get("approvals_required")
-    if required is not None and not 1 <= required <= 9:
-        problems.append("approvals_required must be between 1 and 9")
     confirm = values.get("confirm")
     if isinstance(confirm, list | tuple):
         for item in confirm:
@@ -300,14 +245,21 @@ def validate(raw: dict[str, Any]) -> RunParameters:
                     f"confirm {quote(item)} is not a console step; known: " + ", ".join(HUMAN_STEPS)
                 )
         values["confirm"] = tuple(dict.fromkeys(str(i) for i in confirm))
-    for name, low, high in (("verify_timeout", 1, 3600), ("evidence_timeout", 0, 3600)):
-        if name in values and not low <= values[name] <= high:
-            problems.append(f"{name} must be between {low} and {high} seconds")
+    for p in schema.SCHEMA:
+        if p.bounds and p.name in values and not p.bounds[0] <= values[p.name] <= p.bounds[1]:
+            unit = f" {p.unit}" if p.unit else ""
+            problems.append(f"{p.name} must be between {p.bounds[0]} and {p.bounds[1]}{unit}")
     if values.get("method") == "assume-root" and not values.get("management_profile"):
         problems.append(
             "method assume-root needs management_profile (credentials in the "
             "management account allowed to call sts:AssumeRoot)"
         )
+    if values.get("sandbox_actor"):
+        from .plugins import missing
+
+        problem = missing("console-actor", "sandbox_actor=true")
+        if problem:
+            problems.append(problem)
     if problems:
         raise ParameterError(problems)
     return RunParameters(**values)

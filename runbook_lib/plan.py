@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .data import FOLDERS, notebooks_dir
 from .errors import ParameterError
 from .params import RunParameters
 from .procedure.vocabulary import Gate
@@ -64,12 +65,6 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 
 
-def notebooks_dir() -> Path:
-    """Where the step notebooks live (``RUNBOOK_NOTEBOOKS`` overrides, for tests)."""
-    override = os.environ.get("RUNBOOK_NOTEBOOKS")
-    return Path(override) if override else PACKAGE_DIR.parent / "notebooks"
-
-
 def notebook_path(step: str) -> Path:
     return notebooks_dir() / f"{step}.ipynb"
 
@@ -83,11 +78,18 @@ def sha256_file(path: Path) -> str:
 
 
 def library_fingerprint() -> str:
-    """SHA-256 over the library's Python sources (names and contents, sorted). Not cached: a
-    long-lived process must see the library it would run now."""
+    """SHA-256 over the library's Python sources (``runbook_lib/**/*.py``: names and contents,
+    sorted); not the sandbox's or the demo's (other packages: they are not what a run
+    executes), nor the data packages' (a wheel has ``_notebooks/__init__.py`` where an editable
+    install has none; the notebooks have their own hashes). Not cached: a long-lived process
+    must see the library it would run now."""
     digest = hashlib.sha256()
+    data = {name.rpartition(".")[2] for name in FOLDERS}
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        relative = path.relative_to(PACKAGE_DIR)
+        if relative.parts[0] in data:
+            continue
+        digest.update(str(relative).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -14,8 +14,9 @@ knows them only by these names, which the distribution's ``pyproject.toml`` maps
 
 A production install without the ``[sandbox]`` extra has the names but not moto: loading one
 raises :class:`PluginMissing` (the sandbox's serving modules check for moto and werkzeug on
-import, ``runbook_sandbox.require_extra``), whose message says what to install; the CLI prints
-it as one line, exit 2.
+import, ``runbook_sandbox.require_extra``), whose message says what to install (the CLI: one
+line, exit 2); :func:`missing` says so without raising (``sandbox_actor: true`` is refused as a
+parameter).
 """
 
 from __future__ import annotations
@@ -49,3 +50,12 @@ def load(name: str, purpose: str) -> Any:
             f"{purpose} needs the local AWS sandbox, whose dependencies are missing "
             f"({err.name or err}): {INSTALL_HINT}"
         ) from err
+
+
+def missing(name: str, purpose: str) -> str | None:
+    """Why the plug-in ``name`` cannot be loaded (:class:`PluginMissing`'s message), or None."""
+    try:
+        load(name, purpose)
+    except PluginMissing as err:
+        return str(err)
+    return None

@@ -57,7 +57,7 @@ from .approval import (
 from .aws.privileged import credential_fingerprints
 from .aws.session import check_profile
 from .errors import ParameterError, RunbookError, RunRefused
-from .isolation import kernel_env
+from .isolation import kernel_env, kernel_specs
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path, operator_signer
 from .procedure.context import (
@@ -439,6 +439,7 @@ class _Kernel:
             self._dir = tempfile.mkdtemp(prefix="runbook-kernel-")
             self.km = TrackingKernelManager(
                 kernel_name="python3",
+                kernel_spec_manager=kernel_specs(),  # this interpreter's, no other
                 transport="ipc",
                 ip=os.path.join(self._dir, "kernel"),
                 # nbclient awaits the client: a blocking client would block its event loop in

@@ -1,4 +1,10 @@
-"""Versions of everything a run depends on, for the record."""
+"""Versions of everything a run depends on, for the record (each step's ``step.started``).
+
+:data:`PACKAGES` are the distributions the run executes: the SDK, the notebook machinery and
+the YAML reader. Not the sandbox's (moto, werkzeug, pyotp: the ``[sandbox]`` extra, a test
+double that serves AWS's API over HTTP, absent from a production install); the plan digest
+covers every installed distribution anyway (:func:`runbook_lib.plan.dependencies_fingerprint`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,32 @@ import platform
 import subprocess
 from functools import cache
 from importlib import metadata
-from pathlib import Path
 
 from . import __version__
+from .data import checkout_root
 
-PACKAGES = ("boto3", "botocore", "papermill", "nbclient", "ipykernel", "ipywidgets", "moto")
+PACKAGES = (
+    "boto3",
+    "botocore",
+    "papermill",
+    "nbclient",
+    "nbformat",
+    "jupyter_client",
+    "ipykernel",
+    "ipywidgets",
+    "pyyaml",
+)
 
 
 @cache
 def git_commit() -> str | None:
-    """The commit of the runbook's checkout (None when not a git checkout)."""
-    root = Path(__file__).resolve().parent.parent
+    """The commit of the runbook's checkout: the library runs from this project's git checkout
+    (an editable install, or a plain checkout). None otherwise, without running git: an
+    installed wheel's parent is site-packages, which may well sit inside some other repository
+    (a virtualenv in a project's folder), whose commit says nothing about the runbook."""
+    root = checkout_root()
+    if root is None or not (root / ".git").exists():  # .git: a directory, or a worktree's file
+        return None
     try:
         done = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],

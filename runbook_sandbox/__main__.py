@@ -1,8 +1,9 @@
-"""``python -m runbook_sandbox``: the same as ``runbook-sandbox``."""
+"""``python -m runbook_sandbox``: the same as ``runbook-sandbox``, and it exits at once when
+stopped."""
 
 import sys
 
-from runbook_sandbox.cli import main
+from runbook_sandbox.cli import serve_and_exit
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    serve_and_exit(sys.argv[1:])

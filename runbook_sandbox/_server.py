@@ -370,6 +370,10 @@ def _moto_user_principal(world: World, key: str) -> Principal | None:
     return None
 
 
+POLL_INTERVAL = 0.02
+"""How often the serving loop checks for shutdown (seconds)."""
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         return
@@ -391,11 +395,12 @@ class SandboxServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        # shutdown() waits for the serving loop's next poll: 20 ms, not socketserver's 0.5 s
+        self._server.serve_forever(poll_interval=POLL_INTERVAL)
 
     def stop(self) -> None:
         self._server.shutdown()

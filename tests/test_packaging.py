@@ -21,7 +21,7 @@ def _pyproject() -> set[str]:
     names = {_name(d) for d in data["project"]["dependencies"]}
     for extra in data["project"]["optional-dependencies"].values():
         names |= {_name(d) for d in extra}
-    return names
+    return names - {data["project"]["name"]}  # the dev extra names root-mfa-runbook[sandbox]
 
 
 def _conda() -> set[str]:
@@ -57,3 +57,21 @@ def test_slow_optional_import_is_left_out() -> None:
     lock = (ROOT / "requirements.lock").read_text()
     assert "rfc3987-syntax==" not in lock and "\nlark==" not in lock
     assert "--no-deps -r requirements.lock" in (ROOT / "Makefile").read_text()
+
+
+def test_the_wheel_lists_every_package_and_maps_the_data_folders() -> None:
+    """pyproject.toml lists the packages by name (a data package's folder is mapped, which
+    setuptools' find cannot express): every package folder of the code is listed, and each
+    data package is a top-level folder with an __init__.py (the editable finder needs it)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = setuptools["package-dir"]
+    code = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("runbook_lib", "runbook_sandbox", "runbook_demo")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert set(setuptools["packages"]) == code | set(mapped)
+    for package, folder in mapped.items():
+        assert package.startswith("runbook_lib._") and "/" not in folder
+        assert (ROOT / folder / "__init__.py").is_file()
+        assert setuptools["package-data"][package]

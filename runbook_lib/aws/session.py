@@ -13,11 +13,14 @@ guarantees (it refuses the global endpoint).
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
@@ -27,6 +30,32 @@ from ..errors import ParameterError, PreconditionError, from_client_error
 USER_AGENT = f"root-mfa-runbook/{__version__}"
 GLOBAL_REGION = "us-east-1"  # where IAM and sign-in events are recorded
 GLOBAL_STS_HOSTS = {"sts.amazonaws.com", "sts.us-gov.amazonaws.com"}
+
+
+class _UniquePaths(list[str]):
+    """boto3 appends its own data directory to the loader's search paths on every Session:
+    a shared loader keeps it once."""
+
+    def append(self, item: str) -> None:
+        if item not in self:
+            super().append(item)
+
+
+@functools.cache
+def shared_loader() -> botocore.loaders.Loader:
+    """One botocore data loader per process: it caches the service models it has parsed
+    (JSON of several MB for IAM), so the second session's clients do not parse them again.
+    The data is read-only; a concurrent first load at worst parses a model twice."""
+    loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+    loader._search_paths = _UniquePaths(loader.search_paths)  # type: ignore[attr-defined]
+    return loader
+
+
+def new_session(**kwargs: Any) -> boto3.Session:
+    """``boto3.Session(**kwargs)`` on the process's shared data loader."""
+    core = botocore.session.Session()
+    core.register_component("data_loader", shared_loader())
+    return boto3.Session(botocore_session=core, **kwargs)
 
 
 def profile_not_found(name: str) -> str:
@@ -68,13 +97,14 @@ class AwsContext:
         ``aws_session_token`` (tests and the sandbox demo); they are never stored elsewhere.
         """
         try:
-            factory: Any = boto3.Session
-            session = factory(profile_name=profile or None, region_name=region, **keys)
+            session = new_session(profile_name=profile or None, region_name=region, **keys)
+            # a profile that does not exist shows when its configuration is first read
+            region = region or session.region_name or GLOBAL_REGION
         except ProfileNotFound as err:
             raise ParameterError([profile_not_found(str(err.kwargs.get("profile")))]) from err
         except BotoCoreError as err:
             raise ParameterError([f"AWS profile {profile!r}: {err}"]) from err
-        return cls(session, region or session.region_name or GLOBAL_REGION, endpoint_url or None)
+        return cls(session, region, endpoint_url or None)
 
     def config(self) -> Config:
         return Config(
@@ -125,7 +155,7 @@ class AwsContext:
         self, access_key_id: str, secret_access_key: str, session_token: str
     ) -> AwsContext:
         """A context on temporary credentials, same endpoint and region."""
-        session = boto3.Session(
+        session = new_session(
             aws_access_key_id=access_key_id,
             aws_secret_access_key=secret_access_key,
             aws_session_token=session_token,

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, schema
 from ..aws.session import AwsContext
 from ..errors import GateNotApproved, ParameterError, RunbookError
 from ..isolation import quiet_sdk_logging
@@ -45,9 +45,10 @@ STEP_MODULES = {
     "04-rebind": "bind",
     "05-close-out": "close_out",
 }
-#: what resume may change: how long to wait, the approval and the console confirmations
-RESUMABLE_CHANGES = frozenset({"approvals", "confirm", "verify_timeout", "evidence_timeout"})
-_NOT_COMPARED = frozenset({"run_dir"})
+#: what resume may change (``resumable`` in the schema): how long to wait, the approvals and
+#: the console confirmations
+RESUMABLE_CHANGES = schema.RESUMABLE
+_NOT_COMPARED = schema.NOT_COMPARED
 
 
 def operator_identity(caller_arn: str | None = None) -> dict[str, str | None]:
@@ -282,7 +283,8 @@ def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any)
             f"{name} was given other parameters than run {record.run_id} has: "
             + "; ".join(problems)
             + ". A step always runs with its run's parameters (only `runbook resume -p` may "
-            "change approvals, confirm and the timeouts). Nothing was done."
+            f"change {', '.join(n for n in schema.NAMES if n in RESUMABLE_CHANGES)}). Nothing "
+            "was done."
         )
     plan = run_plan(params, facts)
     step = Step(name, params, record, plan)

@@ -278,6 +278,14 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             names = sorted(item["name"] for item in json.load(response)["content"])
         assert names == [f"{name}.ipynb" for name, _ in STEPS]
+        # the one kernel Lab offers is this interpreter's (no kernelspec directory is read)
+        request = urllib.request.Request(
+            f"{base}/api/kernelspecs", headers={"Authorization": f"token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            specs = json.load(response)["kernelspecs"]
+        assert list(specs) == ["python3"]
+        assert specs["python3"]["spec"]["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"]
         with pytest.raises(urllib.error.HTTPError):  # the token is required
             urllib.request.urlopen(f"{base}/api/contents", timeout=10)  # noqa: S310
         # no local user can read the token from a command line (ps): it is in Lab's environment

@@ -9,43 +9,23 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import botocore.loaders
 import botocore.session
 import pytest
 
+from runbook_lib.aws.session import shared_loader
 from runbook_sandbox import SandboxInfo
 from tests.conftest import isolate_aws_env
 
 from .helpers import ContextFactory, make_context
 
 
-class _UniquePaths(list[str]):
-    """boto3 appends its data path to the loader on every Session: keep it once."""
-
-    def append(self, item: str) -> None:
-        if item not in self:
-            super().append(item)
-
-
-_LOADERS: dict[Any, botocore.loaders.Loader] = {}
-
-
-def _shared_loader(data_path: Any = "") -> botocore.loaders.Loader:
-    if data_path not in _LOADERS:
-        loader = botocore.loaders.create_loader(data_path)
-        loader._search_paths = _UniquePaths(loader.search_paths)
-        _LOADERS[data_path] = loader
-    return _LOADERS[data_path]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _parse_service_models_once() -> Iterator[None]:
-    """Speed only: every AwsContext makes a new boto3 Session, which re-parses the same service
-    models; share one botocore loader (read-only model data) across them while tests run."""
+    """Speed only: AwsContexts share the process's loader already (aws.session.new_session);
+    the tests' own boto3 sessions (SandboxInfo.client) share it too while tests run."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(botocore.session, "create_loader", _shared_loader)
+        patch.setattr(botocore.session, "create_loader", lambda data_path=None: shared_loader())
         yield
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from runbook_lib import __version__
 from runbook_lib.aws import privileged
-from runbook_lib.aws.session import USER_AGENT, AwsContext, call
+from runbook_lib.aws.session import USER_AGENT, AwsContext, call, shared_loader
 from runbook_lib.errors import AccessDeniedError, ParameterError
 from runbook_sandbox import SandboxInfo
 
@@ -82,6 +82,27 @@ def test_clients_are_cached_per_service_and_region(no_network: None) -> None:
     ctx = offline()
     assert ctx.client("iam") is ctx.client("iam")
     assert ctx.client("cloudtrail", "eu-west-1") is not ctx.client("cloudtrail", "us-east-1")
+
+
+def test_every_context_parses_a_service_model_once_per_process(
+    no_network: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One botocore data loader per process: the second context's IAM client does not read
+    the IAM model again, temporary-credential contexts included."""
+    first = offline()
+    loader = first.session._session.get_component("data_loader")
+    assert loader is shared_loader()
+    first.client("iam")
+    reads: list[str] = []
+    original = loader.file_loader.load_file
+    monkeypatch.setattr(
+        loader.file_loader, "load_file", lambda path: reads.append(path) or original(path)
+    )
+    offline().client("iam")
+    first.with_credentials("ASIAOFFLINEEXAMPLE01", "offline-secret", "offline-token").client("iam")
+    assert not [path for path in reads if "/iam/" in path]
+    assert offline().session._session.get_component("data_loader") is loader
+    assert loader.search_paths.count(loader.search_paths[-1]) == 1  # boto3's, not once per session
 
 
 def test_temporary_credential_context_keeps_endpoint_region_and_config(no_network: None) -> None:

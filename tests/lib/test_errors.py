@@ -61,9 +61,7 @@ def test_access_denied_hint_names_the_permission() -> None:
     err = from_client_error(
         client_error("AccessDenied"), "ListVirtualMFADevices", "iam:ListVirtualMFADevices"
     )
-    assert (
-        err.hint == "Grant iam:ListVirtualMFADevices to the caller (see policies/ in the runbook)"
-    )
+    assert err.hint == "Grant iam:ListVirtualMFADevices to the caller (see `runbook policies`)"
     bare = from_client_error(client_error("AccessDenied"), "ListVirtualMFADevices")
     assert bare.hint == "The caller lacks a permission for this call"
 

@@ -6,6 +6,7 @@ covers the installed dependencies; Lab's token is never on a command line."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import marshal
 import sys
 from collections.abc import Callable, Iterator
@@ -83,6 +84,36 @@ def test_a_module_in_the_working_directory_does_not_shadow_the_sdk(
     monkeypatch.chdir(tmp_path)  # the runner starts the kernel here
     _dry_run(env)
     assert not marker.exists(), "a yaml.py in the working directory was imported by the kernel"
+
+
+def test_the_kernel_is_this_interpreter_whatever_kernelspecs_jupyter_finds(
+    env_for: Callable[[str], Env], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``python3`` kernelspec on the caller's JUPYTER_PATH (or in the user's or the system's
+    Jupyter directories) names an interpreter of its own: another venv, another runbook_lib.
+    The run's kernel is this interpreter's, and nothing else."""
+    env = env_for("standalone")
+    marker = tmp_path / "foreign-kernel-ran"
+    launcher = tmp_path / "foreign_kernel.py"
+    launcher.write_text(
+        f"import pathlib, runpy\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "runpy.run_module('ipykernel_launcher', run_name='__main__')\n"
+    )
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, str(launcher), "-f", "{connection_file}"],
+                "display_name": "someone else's Python",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    run_dir = _dry_run(env)
+    assert not marker.exists(), "the kernel was started from a foreign kernelspec"
+    assert of_type(run_dir, "run.succeeded")
 
 
 @pytest.fixture

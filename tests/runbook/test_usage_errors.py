@@ -119,6 +119,8 @@ BAD_INVOCATIONS: dict[str, list[str]] = {
     "archive-retain-days-not-a-number": [
         *("archive", "runs/typo", "s3://bucket-name/p", "--retain-days", "ten"),
     ],
+    # policies
+    "policies-unknown": ["policies", "nosuch.json"],
     # demo, sandbox
     "demo-unknown-scenario": ["demo", "--scenario", "bogus"],
     "demo-unknown-method": ["demo", "--method", "telepathy"],

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,33 @@ def test_switches_can_be_chosen_for_the_whole_process(monkeypatch: pytest.Monkey
         assert switches["root-mfa-window"] == "each-lapse"
         assert switches["summary-root-mfa-devices"] == "none"
         assert switches["get-mfa-device-non-fido"] == "no-such-entity"  # the default
+
+
+def test_the_module_form_exits_at_once_having_removed_its_profiles_file(tmp_path: Path) -> None:
+    """``python -m runbook_sandbox`` ends with os._exit (no slow teardown): what it wrote is
+    flushed or removed first."""
+    profiles = tmp_path / "credentials"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook_sandbox", "--profiles-file", str(profiles)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "no start line"
+        info = SandboxInfo.from_json(json.loads(proc.stdout.readline()))
+        assert "sandbox_control_token" in profiles.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert proc.stderr.read().endswith(b"sandbox stopped\n")
+        assert not profiles.exists()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", int(info.endpoint.rsplit(":", 1)[1])))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

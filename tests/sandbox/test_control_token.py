@@ -68,7 +68,7 @@ def test_the_profiles_file_carries_the_token_for_the_console_actor(
     # without the token in the profile the actor refuses with what to do
     write_profiles(tmp_path / "no-token", standalone.principals)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-token"))
-    from runbook_lib.errors import ParameterError
+    from runbook_sandbox.actor import ActorRefused
 
-    with pytest.raises(ParameterError, match="sandbox_control_token"):
+    with pytest.raises(ActorRefused, match="sandbox_control_token"):
         ConsoleActor(standalone.endpoint, "sandbox-admin")

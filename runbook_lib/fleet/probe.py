@@ -1,0 +1,162 @@
+"""Reading the fleet: the organization's accounts, and one member's root credentials through
+an audit-only AssumeRoot session. Collect only: judging is :mod:`.rules`.
+
+Permissions, all in the management account (``policies/runbook-fleet-audit.json``):
+``organizations:DescribeOrganization``, ``organizations:ListAccounts``,
+``iam:ListOrganizationsFeatures``, ``sts:AssumeRoot`` with the
+``IAMAuditRootUserCredentials`` task policy. Inside the session (the task policy allows
+exactly these): ``iam:ListMFADevices``, ``iam:GetLoginProfile``, ``iam:ListAccessKeys``,
+``iam:GetAccessKeyLastUsed``, ``iam:ListSigningCertificates``.
+
+Each session is short (:data:`SESSION_SECONDS`), used for one account and forgotten; an
+expired one is re-assumed once (:meth:`RootSession.run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ..aws.identity import ROOT_FEATURES
+from ..aws.privileged import AUDIT, assume_root
+from ..aws.session import AwsContext, call, paginate
+from ..aws.state import device_kind
+from ..errors import AccessDeniedError, AwsActionError, from_client_error
+from .rules import AccessKey, MfaDevice, RootCredentials
+
+#: AssumeRoot's shortest useful session for five reads (AWS allows 1..900 s)
+SESSION_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    management_account_id: str
+    features: frozenset[str]  # iam:ListOrganizationsFeatures
+
+    @property
+    def root_sessions(self) -> bool:
+        """AssumeRoot works (the audit can read members)."""
+        return "RootSessions" in self.features
+
+    @property
+    def centralised(self) -> bool:
+        """Both root-access features: the runbook's assume-root method and AWS's
+        no-root-credentials recommendation for members apply."""
+        return all(feature in self.features for feature in ROOT_FEATURES)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str
+    status: str  # ACTIVE | SUSPENDED | PENDING_CLOSURE
+
+
+def read_organization(management: AwsContext) -> Organization:
+    org = call(
+        management.client("organizations"),
+        "describe_organization",
+        "organizations:DescribeOrganization",
+    )["Organization"]
+    features = call(
+        management.client("iam"), "list_organizations_features", "iam:ListOrganizationsFeatures"
+    ).get("EnabledFeatures", [])
+    return Organization(org["Id"], org["MasterAccountId"], frozenset(features))
+
+
+def list_accounts(management: AwsContext) -> Iterator[Account]:
+    """Every account of the organization, page by page (``ListAccounts``), in AWS's order."""
+    client = management.client("organizations")
+    for row in paginate(client, "list_accounts", "Accounts", "organizations:ListAccounts"):
+        yield Account(row["Id"], row.get("Name", ""), row.get("Status", "ACTIVE"))
+
+
+def probe(
+    management: AwsContext, org: Organization, account: Account, region: str
+) -> RootCredentials:
+    """What the audit can know of ``account``'s root user. Never raises for one account's
+    AWS error: it becomes the account's ``reach`` (and its code and request id the detail)."""
+    base: dict[str, Any] = {
+        "account_id": account.id,
+        "name": account.name,
+        "status": account.status,
+        "centralised": org.centralised,
+    }
+    if account.id == org.management_account_id:
+        return RootCredentials(**base, reach="management-account")
+    if account.status != "ACTIVE":
+        return RootCredentials(**base, reach="suspended", reach_detail=account.status)
+    if not org.root_sessions:
+        return RootCredentials(**base, reach="features-disabled")
+    try:
+        with assume_root(
+            management, account.id, AUDIT, SESSION_SECONDS, region, purpose="fleet audit"
+        ) as root:
+            return root.run(lambda aws: _read(aws, base))
+    except AccessDeniedError as err:
+        return RootCredentials(**base, reach="access-denied", reach_detail=_detail(err))
+    except AwsActionError as err:
+        return RootCredentials(**base, reach="failed", reach_detail=_detail(err))
+
+
+def _read(aws: AwsContext, base: dict[str, Any]) -> RootCredentials:
+    iam = aws.client("iam")
+    devices = tuple(
+        sorted(
+            (
+                MfaDevice(
+                    d["SerialNumber"],
+                    device_kind(d["SerialNumber"]),
+                    d["EnableDate"].isoformat() if d.get("EnableDate") else None,
+                )
+                for d in paginate(iam, "list_mfa_devices", "MFADevices", "iam:ListMFADevices")
+            ),
+            key=lambda d: d.serial,
+        )
+    )
+    try:
+        iam.get_login_profile()
+        password = True
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchEntity":
+            raise from_client_error(err, "GetLoginProfile", "iam:GetLoginProfile") from err
+        password = False
+    keys = []
+    for key in paginate(iam, "list_access_keys", "AccessKeyMetadata", "iam:ListAccessKeys"):
+        used = call(
+            iam,
+            "get_access_key_last_used",
+            "iam:GetAccessKeyLastUsed",
+            AccessKeyId=key["AccessKeyId"],
+        ).get("AccessKeyLastUsed", {})
+        keys.append(
+            AccessKey(
+                key["AccessKeyId"][-4:],
+                key.get("Status") == "Active",
+                _iso(key.get("CreateDate")),
+                _iso(used.get("LastUsedDate")),
+            )
+        )
+    certificates = paginate(
+        iam, "list_signing_certificates", "Certificates", "iam:ListSigningCertificates"
+    )
+    active_certificates = sum(1 for c in certificates if c.get("Status") == "Active")
+    return RootCredentials(
+        **base,
+        password=password,
+        mfa_devices=devices,
+        access_keys=tuple(sorted(keys, key=lambda k: k.id_suffix)),
+        signing_certificates_active=active_certificates,
+    )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
+
+
+def _detail(err: AwsActionError) -> str:
+    return f"{err.operation}: {err.code}, request id {err.request_id or 'unknown'}"

@@ -1,0 +1,72 @@
+"""Reading the fleet (runbook_lib/fleet/probe.py) from the management account, against the
+sandbox's fleet-N organization over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.fleet.probe import list_accounts, probe, read_organization
+from runbook_lib.fleet.rules import RootCredentials
+from runbook_sandbox import SandboxInfo
+from tests.conftest import isolate_aws_env
+from tests.lib.helpers import make_context
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_aws_env(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def fleet(sandbox_factory: Callable[[str], SandboxInfo]) -> SandboxInfo:
+    return sandbox_factory("fleet-6")
+
+
+def audit(info: SandboxInfo) -> dict[str, RootCredentials]:
+    management = make_context(info, "org-admin")
+    org = read_organization(management)
+    return {a.id: probe(management, org, a, "us-east-1") for a in list_accounts(management)}
+
+
+def test_every_account_is_listed_and_each_member_read_through_assume_root(
+    fleet: SandboxInfo,
+) -> None:
+    found = audit(fleet)
+    management = make_context(fleet, "org-admin")
+    org = read_organization(management)
+    assert org.centralised and len(found) == 7  # the management account and six members
+    assert found[org.management_account_id].reach == "management-account"
+    members = [c for c in found.values() if c.reach == "probed"]
+    assert len(members) == 6
+    kinds = sorted(tuple(sorted(d.kind for d in c.mfa_devices)) for c in members)
+    # the fleet scenario's mix: none (x2: one with, one without a password), virtual (x2),
+    # FIDO + virtual, hardware
+    assert kinds == [(), (), ("fido", "virtual"), ("hardware",), ("virtual",), ("virtual",)]
+    assert sorted(c.password for c in members) == [False, True, True, True, True, True]
+    for creds in members:
+        assert all(d.enable_date for d in creds.mfa_devices)
+        state = fleet.control.state(creds.account_id)
+        assert {d.serial for d in creds.mfa_devices} == {d["serial"] for d in state["devices"]}
+        assert creds.password is state["has_password"]
+
+
+def test_without_root_sessions_no_member_is_probed_and_each_says_why(fleet: SandboxInfo) -> None:
+    fleet.client("iam", "org-admin").disable_organizations_root_sessions()
+    found = audit(fleet)
+    reaches = sorted(c.reach for c in found.values())
+    assert reaches == ["features-disabled"] * 6 + ["management-account"]
+
+
+def test_a_denied_assume_root_is_that_account_s_reach_not_the_audit_s_end(
+    fleet: SandboxInfo,
+) -> None:
+    fleet.control.add_fault("deny", "AssumeRoot", count=1)
+    found = audit(fleet)
+    denied = [c for c in found.values() if c.reach == "access-denied"]
+    assert len(denied) == 1
+    assert denied[0].reach_detail is not None
+    assert denied[0].reach_detail.startswith("AssumeRoot: AccessDenied, request id ")
+    assert sum(c.reach == "probed" for c in found.values()) == 5
