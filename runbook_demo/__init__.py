@@ -1,5 +1,9 @@
 """``runbook demo``: the whole procedure, unattended, on the local sandbox.
 
+An unknown scenario is a usage error (ParameterError listing the valid ones) before anything
+starts; importing this module without the ``[sandbox]`` extra raises ImportError (the runbook's
+plug-in loader turns it into one line naming the extra).
+
 It starts the sandbox, writes its principals as ordinary AWS profiles into a temporary,
 owner-only credentials file (deleted at the end, never in the record), computes the plan,
 approves exactly that plan, runs the six steps in batch with the simulated console actor doing
@@ -24,10 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbook_lib.errors import ParameterError
 from runbook_lib.record.run import verify
 from runbook_lib.record.signing import allowed_signers_line, new_key
 from runbook_lib.runner import EXIT_OK, run
-from runbook_sandbox import SandboxInfo, sandbox_process, write_profiles
+from runbook_sandbox import SandboxInfo, require_extra, sandbox_process, validate, write_profiles
+
+require_extra()  # without moto: ImportError at load, which the runbook reports in one line
 
 ORG_SCENARIOS = ("member", "member-no-password", "management")
 
@@ -160,6 +167,10 @@ def run_demo(
 ) -> int:
     from runbook_lib.runner import plan_for
 
+    try:
+        validate(scenario)  # before anything starts: a usage error listing the scenarios
+    except ValueError as err:
+        raise ParameterError([f"demo: {err}"]) from err
     method = method or ("assume-root" if scenario.startswith(("member", "fleet")) else "console")
     print(f"starting the sandbox ({scenario}) ...")
     with (

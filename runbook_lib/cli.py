@@ -15,6 +15,13 @@
 
 Exit codes: 0 succeeded, 1 failed (or refused), 2 bad usage or parameters, 3 halted at a gate.
 
+A usage error is one line on stderr (argparse's included: no usage block; several parameter
+problems are listed one per line under their count), exit 2, and nothing is created: no run
+directory, lease or stored plan. A path given as a run must be a run record (:func:`_record_dir`:
+a typo or a runs dir is a usage error; a damaged record is a finding, exit 1); ``--approval``,
+plan and key files must exist; a plug-in that is not installed (:class:`PluginMissing`) is a
+usage error too. Every subcommand has a description and every option a help text.
+
 Every line printed goes through :mod:`runbook_lib.terminal`: control characters from
 parameters, paths or AWS messages are escaped, never sent to the terminal.
 """
@@ -50,10 +57,68 @@ def _progress(line: str) -> None:
 
 class _Parser(argparse.ArgumentParser):
     """argparse, whose messages quote argv as it came (``unrecognized arguments: ...``):
-    escaped like every other line."""
+    escaped like every other line. A usage error is one line (no usage block): what is wrong,
+    and where the help is."""
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         super().exit(status, escape_controls(message) if message else message)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+def _usage(message: str) -> NoReturn:
+    """A usage error (exit 2): ``message`` says what is wrong and what to do."""
+    raise ParameterError([message])
+
+
+# what only a run record holds: a directory with none of them is not one (a typo, a runs dir)
+_RECORD_FILES = (
+    "events.jsonl",
+    "run.json",
+    "run.json.lock",
+    "manifest.json",
+    "SHA256SUMS",
+    "SHA256SUMS.sig",
+    "ledger-entries.jsonl",
+    "report.html",
+    "notebooks",
+    "snapshots",
+    "trust",
+)
+
+
+def _runs_dir(given: str) -> Path:
+    """``--runs-dir``: a directory, or one to be made (else a usage error)."""
+    path = Path(given)
+    if os.path.lexists(path) and not path.is_dir():
+        _usage(
+            f"--runs-dir {quote(given)} is not a directory; give the directory that holds the runs "
+            "(made if missing)"
+        )
+    return path
+
+
+def _record_dir(given: str) -> Path:
+    """``given`` as a run directory, or a usage error saying what it is instead. A directory
+    holding any of a record's own files is a record, and so is a symbolic link (damaged or
+    refused, that is a finding: exit 1, said by the command itself)."""
+    path = Path(given)
+    where = "give a run directory (runbook runs lists them)"
+    if path.is_symlink():  # the record refuses a link and says why (a finding, not a typo)
+        return path
+    if not path.exists():
+        _usage(f"{quote(given)} is not a run record: it does not exist; {where}")
+    if not path.is_dir():
+        _usage(f"{quote(given)} is not a run record: it is not a directory; {where}")
+    if any(os.path.lexists(path / name) for name in _RECORD_FILES):
+        return path
+    if (path / "ledger.jsonl").exists():
+        _usage(
+            f"{quote(given)} is a runs directory, not a run record: give one of its runs "
+            f"(runbook runs --runs-dir {quote(given)} lists them)"
+        )
+    _usage(f"{quote(given)} is not a run record: no events.jsonl; {where}")
 
 
 class _ParametersFormatter(argparse.HelpFormatter):
@@ -83,8 +148,19 @@ def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
         raise ParameterError(problems)
     _refuse_digest_approval(args)
     if getattr(args, "approval", None):
-        raw["approvals"] = list(args.approval)
+        raw["approvals"] = _approval_files(args.approval)
     return raw
+
+
+def _approval_files(given: list[str]) -> list[str]:
+    """The ``--approval`` paths, each an existing file (else a usage error)."""
+    for name in given:
+        if not os.path.isfile(name):
+            _usage(
+                f"--approval {quote(name)}: no such file; give the approval file the reviewer "
+                "sent you (runbook approve PLAN_FILE writes it)"
+            )
+    return list(given)
 
 
 def _approval_args(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +193,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         if args.file or args.param:
             _err("plan: --run takes no -f/-p (a run keeps its parameters)")
             return EXIT_USAGE
-        out(describe_run(Path(args.run)))
+        out(describe_run(_record_dir(args.run)))
         if not args.out:
             return EXIT_OK
         plan = plan_of_run(Path(args.run))  # its plan file, for a reviewer (runbook approve)
@@ -213,9 +289,14 @@ def _cmd_approve(args: argparse.Namespace) -> int:
         split_approval,
         write_new_file,
     )
-    from .record.signing import APPROVAL_NAMESPACE, load_key, verify
+    from .record.signing import APPROVAL_NAMESPACE, SigningError, load_key, verify
 
     plan_path = Path(args.plan_file)
+    if not plan_path.is_file():
+        _usage(
+            f"approve: {quote(args.plan_file)}: no such file; give the plan file the operator "
+            "sent you (runbook plan writes it)"
+        )
     target = Path(args.out) if args.out else None
     if target is not None and os.path.lexists(target):
         _err(f"approve: {quote(str(target))} exists; an approval is never overwritten")
@@ -230,7 +311,10 @@ def _cmd_approve(args: argparse.Namespace) -> int:
     plan = plan_file.plan
     if plan.get("parameters", {}).get("dry_run"):
         raise ApprovalError("approve: this is a dry-run plan; a dry run needs no approval")
-    key = load_key(args.key)
+    try:
+        key = load_key(args.key)
+    except SigningError as error:  # the key named is not there or not a key: usage
+        _usage(f"approve: {error}")
     signers_path = _allowed_signers_for(args, plan)
     principal = _approver_principal(args, key, signers_path)
     trust = plan_file.trust
@@ -285,7 +369,8 @@ def _cmd_approve(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
-    code, run_dir = run(_raw_params(args), Path(args.runs_dir), progress=_progress)
+    runs_dir = _runs_dir(args.runs_dir)
+    code, run_dir = run(_raw_params(args), runs_dir, progress=_progress)
     if run_dir is not None:
         out(str(run_dir))
     return code
@@ -295,11 +380,12 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from .params import parse_overrides
     from .runner import resume
 
+    run_dir = _record_dir(args.run_dir)
     overrides = parse_overrides(args.param or [])
     _refuse_digest_approval(args)
     if args.approval:
-        overrides["approvals"] = list(args.approval)
-    code, run_dir = resume(Path(args.run_dir), overrides, progress=_progress)
+        overrides["approvals"] = _approval_files(args.approval)
+    code, run_dir = resume(run_dir, overrides, progress=_progress)
     out(str(run_dir))
     return code
 
@@ -307,7 +393,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .runner import list_run_states
 
-    runs_dir = Path(args.runs_dir)
+    runs_dir = _runs_dir(args.runs_dir)
     rows = list_run_states(runs_dir) if runs_dir.is_dir() else []
     if not rows:
         out(f"no runs in {runs_dir}")
@@ -345,12 +431,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         except ParameterError as error:
             _err("verify: " + "; ".join(error.problems))
             return EXIT_USAGE
-        if not Path(args.run_dir).is_dir():
-            _err(f"verify: {args.run_dir} is not a run directory")
-            return EXIT_USAGE
 
+    run_dir = _record_dir(args.run_dir)
     trust = Path(args.allowed_signers) if args.allowed_signers else None
-    audit = audit_run(Path(args.run_dir), trust)
+    audit = audit_run(run_dir, trust)
     report = audit.record
     if audit.ok:
         kind = "final seal" if report.final else "checkpoint seal"
@@ -395,7 +479,7 @@ def _verify_against(args: argparse.Namespace, local_ok: bool) -> int:
 def _cmd_seal(args: argparse.Namespace) -> int:
     from .runner import seal_run
 
-    result = seal_run(Path(args.run_dir))
+    result = seal_run(_record_dir(args.run_dir))
     out(f"sealed {args.run_dir}: {'intact' if result['ok'] else result['problems']}")
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
@@ -403,7 +487,7 @@ def _cmd_seal(args: argparse.Namespace) -> int:
 def _cmd_abandon(args: argparse.Namespace) -> int:
     from .runner import abandon
 
-    result = abandon(Path(args.run_dir), args.reason)
+    result = abandon(_record_dir(args.run_dir), args.reason)
     out(
         f"abandoned {args.run_dir}: sealed final, the account's lease released; record "
         f"{'intact' if result['ok'] else 'NOT intact: ' + '; '.join(result['problems'])}"
@@ -418,18 +502,18 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         if args.file or args.param:
             _err("lab: --reopen takes no -f/-p (the run keeps its parameters)")
             return EXIT_USAGE
-        run_dir = Path(args.reopen)
+        run_dir = _record_dir(args.reopen)
         if args.approval:
             from .runner import add_approvals
 
             _refuse_digest_approval(args)
-            add_approvals(run_dir, list(args.approval))
+            add_approvals(run_dir, _approval_files(args.approval))
             err_line(f"approvals recorded for {run_dir}")
     elif not args.file:
         _err("lab: -f FILE is required (or --reopen RUN_DIR)")
         return EXIT_USAGE
     else:
-        record = prepare_lab(_raw_params(args), Path(args.runs_dir))
+        record = prepare_lab(_raw_params(args), _runs_dir(args.runs_dir))
         err_line(f"prepared {record.path}")
         run_dir = record.path
     return serve_lab(run_dir, args.port, out=_progress)
@@ -439,7 +523,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     from .record.archive import archive_run
 
     result = archive_run(
-        Path(args.run_dir),
+        _record_dir(args.run_dir),
         args.destination,
         args.retain_days,
         profile=args.profile,
@@ -478,7 +562,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run_demo = load("demo", "`runbook demo`")
     # run_demo prints for itself (and lets the runner print its progress)
     with contextlib.redirect_stdout(EscapingWriter(sys.stdout)):
-        return int(run_demo(args.scenario, args.method, Path(args.runs_dir)))
+        return int(run_demo(args.scenario, args.method, _runs_dir(args.runs_dir)))
 
 
 def _cmd_sandbox(args: argparse.Namespace) -> int:
@@ -488,6 +572,34 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return int(serve(list(args.sandbox_args), prog="runbook sandbox"))
 
 
+def _run_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="the run directory (runbook runs lists them)"
+    )
+
+
+def _runs_dir_arg(parser: argparse.ArgumentParser) -> None:
+    where = "where the run records are (default runs)"
+    parser.add_argument("--runs-dir", default="runs", metavar="RUNS_DIR", help=where)
+
+
+def _s3_args(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """The AWS options of the archive commands (verify --against, archive)."""
+    parser.add_argument(
+        "--profile", help=f"AWS profile {purpose} (default: the standard AWS chain)"
+    )
+    parser.add_argument(
+        "--region",
+        default="us-east-1",
+        help=f"AWS region of the bucket {purpose} (default us-east-1)",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help=f"S3 endpoint {purpose}, if not AWS's (an S3-compatible store)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="runbook",
@@ -495,7 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 succeeded, 1 failed or refused, 2 bad usage, 3 halted at a gate.",
     )
     parser.add_argument("--version", action="version", version=f"runbook {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of the commands below; runbook COMMAND --help says more",
+    )
 
     def params(p: argparse.ArgumentParser, file_required: bool = True) -> None:
         # the parameter list of --help comes from the schema (runbook_lib/schema.py)
@@ -536,7 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
         "account id, and write an approval file: a statement naming the plan, signed with your "
         "SSH key (ssh-keygen -Y sign, namespace approval@root-mfa-runbook).",
     )
-    approve.add_argument("plan_file", metavar="PLAN_FILE")
+    approve.add_argument(
+        "plan_file", metavar="PLAN_FILE", help="the plan file the operator sent (runbook plan)"
+    )
     approve.add_argument(
         "--key",
         required=True,
@@ -558,24 +677,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     approve.set_defaults(func=_cmd_approve)
 
-    run = sub.add_parser("run", help="execute the step notebooks in batch")
+    run = sub.add_parser(
+        "run",
+        help="execute the step notebooks in batch",
+        description="Validate the parameters, verify the approval files against the plan they "
+        "approve, take the account's lease, create the run record in RUNS_DIR/RUN_ID and "
+        "execute the six step notebooks with papermill. Exit 0 succeeded, 1 failed or refused, "
+        "2 bad usage (nothing created), 3 halted at a gate (runbook resume).",
+    )
     params(run)
     _approval_args(run)
-    run.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
+    _runs_dir_arg(run)
     run.set_defaults(func=_cmd_run)
 
-    resume = sub.add_parser("resume", help="continue a halted or failed run")
-    resume.add_argument("run_dir")
+    resume = sub.add_parser(
+        "resume",
+        help="continue a halted or failed run",
+        description="Check the record, then continue the run from the step that did not "
+        "succeed. Only approvals, confirm and the timeouts may change; anything else needs a new "
+        "run (end this one with runbook abandon).",
+    )
+    _run_dir_arg(resume)
     params(resume, file_required=False)
     _approval_args(resume)
     resume.set_defaults(func=_cmd_resume)
 
-    runs = sub.add_parser("runs", help="list runs")
-    runs.add_argument("--runs-dir", default="runs")
+    runs = sub.add_parser(
+        "runs",
+        help="list runs",
+        description="List the runs in RUNS_DIR: run id, account, status (as the event chain "
+        "says), kind (DRY RUN, change, SELF-APPROVED change) and where it stopped.",
+    )
+    _runs_dir_arg(runs)
     runs.set_defaults(func=_cmd_runs)
 
-    ver = sub.add_parser("verify", help="check a run record; exit 0 when intact")
-    ver.add_argument("run_dir")
+    ver = sub.add_parser(
+        "verify",
+        help="check a run record; exit 0 when intact",
+        description="Check a run record: the event chain, the ledger, the manifest, every file, "
+        "the operator's seal signature and every approval. Exit 0 intact, 1 TAMPERED or "
+        "INCOMPLETE (or different from its archive), 2 bad usage (not a run record).",
+    )
+    _run_dir_arg(ver)
     ver.add_argument(
         "--against",
         metavar="s3://BUCKET/PREFIX",
@@ -587,30 +730,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the signatures against this allowed_signers (yours; default "
         "$RUNBOOK_ALLOWED_SIGNERS, else the record's own copy, which only shows consistency)",
     )
-    ver.add_argument("--profile", help="AWS profile for --against")
-    ver.add_argument("--region", default="us-east-1", help="region for --against")
-    ver.add_argument("--endpoint-url", help="S3 endpoint for --against")
+    _s3_args(ver, "for --against")
     ver.set_defaults(func=_cmd_verify)
 
-    seal = sub.add_parser("seal", help="seal a run whose every step succeeded")
-    seal.add_argument("run_dir")
+    seal = sub.add_parser(
+        "seal",
+        help="seal a run whose every step succeeded",
+        description="Write the final seal of a run whose every step succeeded (the manifest, "
+        "SHA256SUMS signed with the operator's key, the report) and release the account's "
+        "lease. A sealed record is never written again.",
+    )
+    _run_dir_arg(seal)
     seal.set_defaults(func=_cmd_seal)
 
     aban = sub.add_parser(
         "abandon",
         help="end a run on purpose (recorded with the reason, sealed final, lease released)",
+        description="End an unfinished run on purpose: the reason is recorded, the record is "
+        "sealed final and the account's lease released, so a new run can start.",
     )
-    aban.add_argument("run_dir")
+    _run_dir_arg(aban)
     aban.add_argument("--reason", required=True, help="why the run ends here (one line)")
     aban.set_defaults(func=_cmd_abandon)
 
     lab = sub.add_parser(
-        "lab", help="prepare an interactive run and step through it in JupyterLab (127.0.0.1)"
+        "lab",
+        help="prepare an interactive run and step through it in JupyterLab (127.0.0.1)",
+        description="Prepare a run like runbook run (mode interactive: each gate is an "
+        "on-screen confirmation) and serve its notebooks in JupyterLab on 127.0.0.1 with a "
+        "token; the run is sealed when Lab stops.",
     )
     params(lab, file_required=False)
     lab.add_argument("-f", "--file", help="YAML parameters file (mode is set to interactive)")
     _approval_args(lab)
-    lab.add_argument("--runs-dir", default="runs", help="where run records go (default runs)")
+    _runs_dir_arg(lab)
     lab.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
     lab.add_argument(
         "--reopen",
@@ -619,31 +772,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lab.set_defaults(func=_cmd_lab)
 
-    arc = sub.add_parser("archive", help="upload a sealed record with S3 Object Lock")
-    arc.add_argument("run_dir")
-    arc.add_argument("destination", help="s3://BUCKET/PREFIX")
-    arc.add_argument("--retain-days", type=int, required=True)
-    arc.add_argument("--profile")
-    arc.add_argument("--region", default="us-east-1")
-    arc.add_argument("--endpoint-url")
+    arc = sub.add_parser(
+        "archive",
+        help="upload a sealed record with S3 Object Lock",
+        description="Upload a sealed run record to a bucket with Object Lock, each object under "
+        "COMPLIANCE retention, once: an identical archive uploads nothing, a different one is "
+        "refused naming each file (runbook verify --against compares them later).",
+    )
+    _run_dir_arg(arc)
+    arc.add_argument("destination", help="s3://BUCKET/PREFIX (a bucket with Object Lock enabled)")
+    arc.add_argument(
+        "--retain-days",
+        type=int,
+        required=True,
+        metavar="N",
+        help="days each object stays under COMPLIANCE retention (1-36500; nobody can shorten it)",
+    )
+    _s3_args(arc, "for the upload")
     arc.set_defaults(func=_cmd_archive)
 
     pol = sub.add_parser(
         "policies",
         help="where the least-privilege IAM policies are; with NAME, print that policy",
+        description="List the least-privilege IAM policies the runbook's principals need (the "
+        "folder, with a README saying what to attach where), or print one of them.",
     )
     pol.add_argument("name", nargs="?", metavar="NAME", help="e.g. runbook-reader.json")
     pol.set_defaults(func=_cmd_policies)
 
-    demo = sub.add_parser("demo", help="the whole procedure on the local sandbox")
-    demo.add_argument("--scenario", default="standalone", help="sandbox scenario")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole procedure on the local sandbox",
+        description="Start the local AWS sandbox (the [sandbox] extra), make throwaway keys for "
+        "an approver and an operator, plan, approve, run the six steps with the sandbox's "
+        "simulated console actor, verify the record; the last line is the run directory.",
+    )
+    demo.add_argument(
+        "--scenario",
+        default="standalone",
+        help="sandbox scenario (default standalone; runbook sandbox --list shows them)",
+    )
     demo.add_argument(
         "--method",
         choices=("console", "assume-root"),
         default=None,
         help="default: assume-root for member scenarios, console otherwise",
     )
-    demo.add_argument("--runs-dir", default="runs")
+    _runs_dir_arg(demo)
     demo.set_defaults(func=_cmd_demo)
 
     sandbox = sub.add_parser(
@@ -663,7 +838,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ParameterError, PluginMissing) as err:  # bad input; the extra is not installed
+    except ParameterError as err:
+        # one problem is one line; several are listed under a count, one per line
+        if len(err.problems) == 1:
+            _err(" ".join(err.problems[0].split()))
+        else:
+            _err(str(err))
+        return EXIT_USAGE
+    except PluginMissing as err:  # the extra is not installed: nothing ran
         _err(str(err))
         return EXIT_USAGE
     except RunbookError as err:

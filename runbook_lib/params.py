@@ -360,12 +360,21 @@ def load_file(path: Path) -> dict[str, Any]:
     except _Refused as err:
         raise ParameterError([f"{shown}, {err.where}: {err.reason}"]) from err
     except (yaml.YAMLError, ValueError) as err:
-        raise ParameterError([f"{shown} is not valid YAML: {clip(str(err))}"]) from err
+        raise ParameterError([f"{shown} is not valid YAML: {_yaml_problem(err)}"]) from err
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ParameterError([f"{shown} must be a mapping of name: value"])
     return loaded
+
+
+def _yaml_problem(err: Exception) -> str:
+    """The YAML parser's complaint on one line, with where it is (line, column)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if problem and mark is not None:
+        return clip(f"{problem} (line {mark.line + 1}, column {mark.column + 1})")
+    return clip(" ".join(str(err).split()))
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

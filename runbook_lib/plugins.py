@@ -13,8 +13,10 @@ knows them only by these names, which the distribution's ``pyproject.toml`` maps
     =============== ============================================ ==============================
 
 A production install without the ``[sandbox]`` extra has the names but not moto: loading one
-raises :class:`PluginMissing`, whose message says what to install (the CLI: one line, exit 2);
-:func:`missing` says so without raising (``sandbox_actor: true`` is refused as a parameter).
+raises :class:`PluginMissing` (the sandbox's serving modules check for moto and werkzeug on
+import, ``runbook_sandbox.require_extra``), whose message says what to install (the CLI: one
+line, exit 2); :func:`missing` says so without raising (``sandbox_actor: true`` is refused as a
+parameter).
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ other ends of a run's life (resume, seal, abandon).
 This process is the run's orchestrator and the only writer of ``run.json``, a projection of
 the event chain (:mod:`runbook_lib.procedure.lifecycle`); the kernel only appends events.
 
-``run`` validates the parameters, finds the plan its approval files name (``runbook plan``
-stored it under its digest) or makes a new one, verifies the signed approvals against it
-(:mod:`runbook_lib.approval`: refused before anything is created), takes the account's
-**lease** (held until the run is sealed final or abandoned, whatever runs dir or process:
-:mod:`runbook_lib.lease`), consumes the approval (one run per approval), creates
-``runs/<run-id>/`` with its trust root, plan file and approvals, and executes each notebook.
+``run`` validates the parameters, checks that every AWS profile they name is configured
+(:func:`check_profiles`: a usage error before anything exists), finds the plan its approval
+files name (``runbook plan`` stored it under its digest) or makes a new one, verifies the signed
+approvals against it (:mod:`runbook_lib.approval`: refused before anything is created, the plan
+included), takes the account's **lease** (held until the run is sealed final or abandoned,
+whatever runs dir or process: :mod:`runbook_lib.lease`), consumes the approval (one run per
+approval), creates ``runs/<run-id>/`` with its trust root, plan file and approvals, and executes
+each notebook.
 A step's outcome is what its events say (a halt is recognised by its class in the kernel and
 recorded as such), not what the notebook's exception is called. Like papermill, a failing
 notebook is still written (atomically, 0600), with the failing cell marked; an earlier
@@ -53,6 +55,7 @@ from .approval import (
     verify_approvals,
 )
 from .aws.privileged import credential_fingerprints
+from .aws.session import check_profile
 from .errors import ParameterError, RunbookError, RunRefused
 from .isolation import kernel_env, kernel_specs
 from .params import RunParameters, validate
@@ -96,6 +99,7 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "RunRefused",
     "abandon",
+    "check_profiles",
     "check_run",
     "create_run",
     "plan_for",
@@ -111,6 +115,7 @@ def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Pl
     """Validate and make a new plan (a new identity); ``save`` stores it, so the run its
     approvals name (``--approval``) executes exactly it."""
     params = validate({k: v for k, v in raw.items() if k != "run_dir"})
+    check_profiles(params)
     plan = make_plan(params)
     if save:
         lease.save_plan(plan.to_dict())
@@ -120,7 +125,9 @@ def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Pl
 def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
     """The plan a new run executes, and whether its ``approvals`` name it: the stored plan
     their digest names when these parameters make exactly that plan, else a new plan (the
-    approvals are then refused as another plan's)."""
+    approvals are then refused as another plan's). Nothing is stored here: create_run stores
+    the plan once the approvals are verified."""
+    check_profiles(params)
     digest = approval_digest([Path(f) for f in params.approvals]) if params.approvals else None
     if digest:
         stored = lease.load_plan(digest)
@@ -134,9 +141,22 @@ def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
                         "have the new plan approved. Nothing was changed."
                     )
                 return plan, True
-    plan = make_plan(params)
-    lease.save_plan(plan.to_dict())
-    return plan, False
+    return make_plan(params), False
+
+
+def check_profiles(params: RunParameters) -> None:
+    """Every AWS profile the run names (``profile``, or ``AWS_PROFILE`` when it names none;
+    ``management_profile``) is configured here: else a usage error naming it and how to
+    configure it, before any plan, lease or run directory exists. Resolves no credentials."""
+    problems: list[str] = []
+    for name in dict.fromkeys((params.profile, params.management_profile)):
+        if name or name == params.profile:
+            try:
+                check_profile(name)
+            except ParameterError as error:
+                problems += error.problems
+    if problems:
+        raise ParameterError(problems)
 
 
 # ---------------------------------------------------------------------------- creation
@@ -725,6 +745,7 @@ def resume(
     changes = {k: v for k, v in overrides.items() if raw.get(k) != v}
     raw.update(overrides)
     params = validate({**raw, "run_dir": str(record.path)})
+    check_profiles(params)
     try:
         plan = run_plan(params, facts)
     except RunbookError as err:

@@ -7,6 +7,8 @@ Public surface::
     SandboxInfo.client(service, principal)            boto3 client pointed at the sandbox
     ControlClient                                     the simulated console actor and test knobs
     SCENARIOS                                         name -> one-line description
+    validate(scenario) -> scenario                    ValueError naming the valid ones
+    require_extra()                                   ImportError without moto/werkzeug
     write_profiles(path, principals, token)           the principals as AWS profiles sandbox-NAME
     stop_process(proc)                                SIGTERM, wait, kill a sandbox child
     actor.ConsoleActor                                the console steps, for sandbox_actor=true
@@ -18,6 +20,7 @@ over HTTP like AWS, through an ``endpoint_url``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -43,11 +46,23 @@ __all__ = [
     "Sandbox",
     "SandboxInfo",
     "sandbox_process",
+    "require_extra",
     "stop_process",
+    "validate",
     "write_profiles",
 ]
 
 START_TIMEOUT = 60.0
+EXTRA = ("moto", "werkzeug")  # the [sandbox] extra; imported only when a sandbox serves
+
+
+def require_extra() -> None:
+    """ImportError (naming the package) when the ``[sandbox]`` extra is not installed: the
+    modules that serve a sandbox call it on import, so the runbook's plug-in loader says what
+    to install instead of a traceback from deep inside a server start. Imports nothing."""
+    for name in EXTRA:
+        if importlib.util.find_spec(name) is None:
+            raise ImportError(f"No module named {name!r}", name=name)
 
 
 class Sandbox:

@@ -18,6 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from . import require_extra
+
+require_extra()  # without moto: ImportError at load, which the runbook reports in one line
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 

@@ -45,6 +45,19 @@ def isolate_aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def configure_profiles(*names: str) -> None:
+    """AWS profiles ``names`` in the (isolated) credentials file, with made-up keys: for tests
+    that plan without a sandbox (a plan refuses a profile that is not configured)."""
+    path = Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"])
+    path.write_text(
+        "".join(
+            f"[{name}]\naws_access_key_id = AKIAEXAMPLEEXAMPLE00\n"
+            f"aws_secret_access_key = made-up-{name}-made-up-made-up-made-up\n"
+            for name in names
+        )
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Seals are checked against the test keys' allowed_signers (tests/keys.py): set for the
     whole process (a test's monkeypatch.undo() must not take it away), subprocesses inherit it."""

@@ -22,7 +22,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from .. import __version__
 from ..errors import ParameterError, PreconditionError, from_client_error
@@ -58,6 +58,21 @@ def new_session(**kwargs: Any) -> boto3.Session:
     return boto3.Session(botocore_session=core, **kwargs)
 
 
+def profile_not_found(name: str) -> str:
+    """What to do about an AWS profile that is not configured here."""
+    return (
+        f"AWS profile {name!r} is not configured here (nothing was run): create it with "
+        f"aws configure --profile {name} (or aws configure sso --profile {name}), or point "
+        "AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE at the files that define it"
+    )
+
+
+def check_profile(profile: str | None) -> None:
+    """Refuse (ParameterError) a ``profile`` (or ``AWS_PROFILE``) that the AWS config and
+    credentials files do not define; no credentials are resolved, nothing is called."""
+    AwsContext.from_profile(profile)
+
+
 @dataclass
 class AwsContext:
     """One set of credentials and where to reach AWS with them."""
@@ -85,6 +100,8 @@ class AwsContext:
             session = new_session(profile_name=profile or None, region_name=region, **keys)
             # a profile that does not exist shows when its configuration is first read
             region = region or session.region_name or GLOBAL_REGION
+        except ProfileNotFound as err:
+            raise ParameterError([profile_not_found(str(err.kwargs.get("profile")))]) from err
         except BotoCoreError as err:
             raise ParameterError([f"AWS profile {profile!r}: {err}"]) from err
         return cls(session, region, endpoint_url or None)

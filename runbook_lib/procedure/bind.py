@@ -3,7 +3,7 @@
 No API can bind MFA to the root user (``EnableMFADevice`` needs a ``UserName``): the runbook
 guides the console step and verifies it (a device that is not the removed one appears, and
 ``EnableMFADevice`` by Root shows in CloudTrail). A device just bound cannot be removed before
-the root user signs in again (the seed).
+the root user signs in again (docs/procedure.md, step 5).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ CONSOLE_BIND = (
     "2. Choose Authenticator app; name the device (e.g. root-authenticator-{ticket}).\n"
     "3. Scan the QR code with Google Authenticator or Microsoft Authenticator.\n"
     "4. Enter two consecutive codes from the app and choose Add MFA.\n"
-    "Note (the seed): a device just bound cannot be removed right away; the root user must "
-    "sign in again first.\n"
+    "Note (docs/procedure.md, step 5): a device just bound cannot be removed right away; the "
+    "root user must sign in again first.\n"
     "Never paste the QR code, its secret or a code into this notebook."
 )
 #: IAM User Guide, "Multi-factor authentication for AWS account root user": root users must

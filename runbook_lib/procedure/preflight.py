@@ -28,8 +28,8 @@ from .vocabulary import Event, Gate
 if TYPE_CHECKING:
     from .context import Step
 
-# The procedure, from the seed (a blog post in Traditional Chinese), kept verbatim.
-SEED_WARNING = (
+# The procedure's warning (docs/procedure.md, step 0): the blog post's words, then in English.
+PROCEDURE_WARNING = (
     "警告！！關閉 root 帳號的 MFA 是一個風險較高的操作，AWS 通常不建議這樣做，"
     "因為 root 帳號擁有整個 AWS 資源的完全控制權，一旦密碼或帳號資訊洩漏，可能會造成重大損失。\n"
     "Warning: removing the root user's MFA is a high-risk operation that AWS advises against. "
@@ -282,7 +282,7 @@ def acknowledge(step: Step) -> Any:
         "method": step.params.method,
         "change ticket": step.params.change_ticket,
         "dry run": step.params.dry_run,
-        "warning": SEED_WARNING.splitlines()[-1],
+        "warning": PROCEDURE_WARNING.splitlines()[-1],
     }
     if step.params.dry_run:
         if step.recorded(Event.GATE_NOT_NEEDED) is None:

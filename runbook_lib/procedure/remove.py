@@ -108,7 +108,8 @@ def removal_check(step: Step, serial: str) -> ConsoleCheck | None:
 
 
 def remove(step: Step) -> dict[str, Any]:
-    """Console: the operator removes it (the seed's path), then the API confirms it.
+    """Console: the operator removes it (the procedure's path, docs/procedure.md step 1), then
+    the API confirms it.
     AssumeRoot: the library removes it (member accounts), with every session and request id
     recorded."""
     if step.params.dry_run:

@@ -24,8 +24,8 @@ STEP = "03-first-sign-in"
 CONSOLE_SIGN_IN = (
     "1. Sign out of the console, then sign in again as the root user (e-mail + password).\n"
     "2. {second_factor}\n"
-    "3. You are signed in. (The seed: after this first sign-in the code is no longer needed "
-    "until MFA is bound again.)"
+    "3. You are signed in. (After this first sign-in no code is asked for again until an MFA "
+    "device is bound: docs/procedure.md, step 3.)"
 )
 
 

@@ -105,11 +105,18 @@ __all__ = [
 
 SECRET_ACCESS_KEY = "secret-access-key"
 SESSION_TOKEN = "session-token"
-TOTP_SEED = "totp-seed"
+AUTHENTICATOR_SECRET = "authenticator-secret"  # a TOTP secret key
 OTPAUTH_URI = "otpauth-uri"
 ONE_TIME_CODE = "one-time-code"
 KNOWN_SECRET = "known-secret"
-KINDS = (SECRET_ACCESS_KEY, SESSION_TOKEN, TOTP_SEED, OTPAUTH_URI, ONE_TIME_CODE, KNOWN_SECRET)
+KINDS = (
+    SECRET_ACCESS_KEY,
+    SESSION_TOKEN,
+    AUTHENTICATOR_SECRET,
+    OTPAUTH_URI,
+    ONE_TIME_CODE,
+    KNOWN_SECRET,
+)
 
 _MIN_KNOWN = 6
 _MIN_CANDIDATE = 16
@@ -515,8 +522,8 @@ def _scan_decoded(text: str, found: _Found, fingerprints: frozenset[str]) -> Non
             found.add(
                 m.start("tok"),
                 m.end("tok"),
-                TOTP_SEED,
-                "TOTP seed (base32 value of a seed/secret key)",
+                AUTHENTICATOR_SECRET,
+                "authenticator app's secret key (base32 value of a key named for one)",
             )
     for m in _RE_LABELLED_KEY.finditer(text) if "secret" in low else ():
         tok = m.group("tok")
@@ -560,7 +567,12 @@ def _scan_decoded(text: str, found: _Found, fingerprints: frozenset[str]) -> Non
             and not _names_identifier(_label_before(text, start))
             and _random_base32(tok)
         ):
-            found.add(start, end, TOTP_SEED, f"TOTP seed ({len(tok)}-character base32 token)")
+            found.add(
+                start,
+                end,
+                AUTHENTICATOR_SECRET,
+                f"authenticator app's secret key ({len(tok)}-character base32 token)",
+            )
 
     codes = ("code" in low or "otp" in low) and _RE_SIX_DIGITS.search(text) is not None
     for m in _RE_CODE.finditer(text) if codes else ():

@@ -21,6 +21,7 @@ from runbook_lib.approval import (
 )
 from runbook_lib.params import validate
 from runbook_lib.plan import PlanIdentity, describe, make_plan
+from tests.conftest import configure_profiles, isolate_aws_env
 
 from .helpers import BASE, Keys, cli, dumps, plan_dict, plan_file, redigest
 
@@ -185,7 +186,9 @@ def test_tricks_in_the_json_are_refused(tmp_path: Path) -> None:
         read_plan_file(tmp_path / "missing.txt")
 
 
-def test_cli_plan_writes_the_plan_file(tmp_path: Path) -> None:
+def test_cli_plan_writes_the_plan_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    isolate_aws_env(tmp_path, monkeypatch)
+    configure_profiles(str(BASE["profile"]))
     params = tmp_path / "params.yml"
     params.write_text(json.dumps(BASE))
     result = cli("plan", "-f", str(params), cwd=tmp_path)
@@ -208,7 +211,11 @@ def test_cli_plan_writes_the_plan_file(tmp_path: Path) -> None:
     assert read_plan_file(tmp_path / "mine.txt").digest != digest.group(1)  # a new plan
 
 
-def test_cli_plan_dry_run_file_says_no_approval(tmp_path: Path) -> None:
+def test_cli_plan_dry_run_file_says_no_approval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolate_aws_env(tmp_path, monkeypatch)
+    configure_profiles(str(BASE["profile"]))
     params = tmp_path / "params.yml"
     params.write_text(json.dumps({**BASE, "dry_run": True}))
     result = cli("plan", "-f", str(params), cwd=tmp_path)

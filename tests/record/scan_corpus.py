@@ -473,7 +473,7 @@ def secrets(seed: int = SEED) -> list[Sample]:
         n = (16, 20, 26, 32)[i % 4]
         s = g.seed(n)
         case, template = SEED_CONTEXTS[(i // 4) % len(SEED_CONTEXTS)]
-        out.append(Sample(template.format(s=s), f"seed {n}: {case}", "totp-seed", s))
+        out.append(Sample(template.format(s=s), f"seed {n}: {case}", "authenticator-secret", s))
     for i in range(12):
         s = g.seed((16, 20, 26, 32)[i % 4])
         uri = f"otpauth://totp/Amazon%20Web%20Services:root-account-mfa-device@{g.account()}?secret={s}&issuer=Amazon%20Web%20Services"

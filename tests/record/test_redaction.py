@@ -169,7 +169,7 @@ def test_nobody_else_appends_secret_redacted(tmp_path: Path) -> None:
 
 def test_a_bare_20_character_base32_seed_is_refused(tmp_path: Path) -> None:
     rec = RunRecord.create(tmp_path / "runs", {}, RUN_ID)
-    with pytest.raises(SecretRefused, match=r"data\.value: TOTP seed"):
+    with pytest.raises(SecretRefused, match=r"data\.value: authenticator app's secret key"):
         rec.append("note", None, value="JBSWY3DPEHPK3PXPJBSW")
     rec.append("note", None, value="ASIAGOMW77UFZRPVNPGI")  # an access key id is fine
 

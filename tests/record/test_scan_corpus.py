@@ -37,7 +37,7 @@ def test_the_corpus_is_big_and_varied() -> None:
     kinds = Counter(s.kind for s in SECRETS)
     assert set(kinds) == set(KINDS) - {"known-secret"}
     assert min(kinds.values()) >= 12
-    seeds = Counter(len(s.secret) for s in SECRETS if s.kind == "totp-seed")
+    seeds = Counter(len(s.secret) for s in SECRETS if s.kind == "authenticator-secret")
     assert set(seeds) == {16, 20, 26, 32}
 
 

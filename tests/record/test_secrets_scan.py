@@ -35,9 +35,9 @@ FAKE_PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + random.Random(7).randbytes(60
         (f"the key is {FAKE_SECRET_KEY} ok", "secret access key"),
         (json.dumps({"SessionToken": FAKE_SESSION_TOKEN}), "session token"),
         (FAKE_SESSION_TOKEN, "session token"),
-        (json.dumps({"Base32StringSeed": FAKE_SEED[:16]}), "TOTP seed"),
-        (f"seed: {FAKE_SEED[:16]}", "TOTP seed"),
-        (f"x {FAKE_SEED[:32]} y", "TOTP seed"),
+        (json.dumps({"Base32StringSeed": FAKE_SEED[:16]}), "authenticator app's secret key"),
+        (f"seed: {FAKE_SEED[:16]}", "authenticator app's secret key"),
+        (f"x {FAKE_SEED[:32]} y", "authenticator app's secret key"),
         (f"otpauth://totp/AWS:root@123456789012?secret={FAKE_SEED}&issuer=AWS", "otpauth"),
         (json.dumps({"AuthenticationCode1": "123456"}), "one-time"),
         (json.dumps({"AuthenticationCode2": 654321}), "one-time"),
@@ -256,7 +256,7 @@ def test_redacting_a_notebook_keeps_it_a_notebook(tmp_path: Path) -> None:
 def test_a_20_character_base32_string_is_a_seed() -> None:
     seed = "JBSWY3DPEHPK3PXPJBSW"
     for text in (seed, json.dumps({"value": seed}), f"the seed {seed} is written down"):
-        assert [f.kind for f in findings(text)] == ["totp-seed"], text
+        assert [f.kind for f in findings(text)] == ["authenticator-secret"], text
     assert findings("ASIAGOMW77UFZRPVNPGI") == []  # an access key id is not
 
 

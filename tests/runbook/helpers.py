@@ -17,6 +17,7 @@ from runbook_lib.plan import STEPS
 from runbook_lib.record.run import list_runs
 from runbook_sandbox import SandboxInfo
 from tests import keys
+from tests.operator_text import notebook_text, seeds_in
 
 REPO = Path(__file__).resolve().parents[2]
 STEP_NAMES = [name for name, _ in STEPS]
@@ -163,3 +164,17 @@ def edit_cell(notebook: Path) -> None:
     text = "".join(source) if isinstance(source, list) else source
     cell["source"] = text + "\nprint('edited')"
     notebook.write_text(json.dumps(nb, indent=1))
+
+
+def check_operator_text(run_dir: Path) -> None:
+    """What the run showed (executed notebooks, their outputs) and the report never say
+    "seed" (tests/operator_text.py)."""
+    shown = [
+        piece
+        for notebook in sorted((run_dir / "notebooks").glob("*.ipynb"))
+        for piece in notebook_text(notebook)
+    ]
+    assert any(where.endswith("output") for where, _ in shown), "no output at all"
+    shown.append(("report.html", (run_dir / "report.html").read_text(encoding="utf-8")))
+    found = seeds_in(iter(shown))
+    assert not found, found

@@ -14,6 +14,7 @@ from .helpers import (
     STEP_NAMES,
     UUID_RE,
     Env,
+    check_operator_text,
     code_occurrences,
     known_secrets,
     of_type,
@@ -145,6 +146,7 @@ def test_whole_procedure(env_for: Callable[[str], Env], scenario: str, method: s
     summary = of_type(run_dir, "run.closed-out")[-1]["data"]
     assert summary["diff"]["removed"] == [removed]
     check_record_has_no_secrets(env, run_dir)
+    check_operator_text(run_dir)
 
 
 @pytest.mark.parametrize(

@@ -412,12 +412,15 @@ def test_escape_sequences_in_a_parameters_file_never_reach_the_terminal(tmp_path
 
 
 def test_progress_lines_of_run_and_resume_escape_a_runs_dir_with_escapes(tmp_path: Path) -> None:
-    """A run that fails at once (its profile does not exist) in a runs dir whose name holds
-    ESC [2J (clear screen): the progress lines and the printed run dir are escaped."""
+    """A run that fails at once (its profile's credential_process fails) in a runs dir whose
+    name holds ESC [2J (clear screen): the progress lines and the printed run dir are escaped."""
+    Path(os.environ["AWS_CONFIG_FILE"]).write_text(
+        "[profile broken]\ncredential_process = /bin/false\n"
+    )
     file = tmp_path / "params.yml"
     file.write_text(
         HEADER
-        + "profile: no-such-profile\n"
+        + "profile: broken\n"
         + f"operator_key: {keys.key('operator')}\nallowed_signers: {keys.allowed_signers()}\n"
     )
     runs = "runs\x1b[2J"
@@ -437,9 +440,14 @@ def test_progress_lines_of_run_and_resume_escape_a_runs_dir_with_escapes(tmp_pat
 
 def test_other_lines_the_cli_prints_escape_paths_and_argv(tmp_path: Path) -> None:
     """Before: verify, runs and argparse's "unrecognized arguments" printed them raw."""
+    (tmp_path / ("x" + GREEN)).mkdir()
+    (tmp_path / ("x" + GREEN) / "run.json").write_text("{}")
     verify = cli("verify", "x" + GREEN, cwd=tmp_path)
     assert verify.returncode == 1
     assert "TAMPERED or INCOMPLETE: x\\x1b[32mrun succeeded\\x1b[0m" in verify.stdout
+    not_a_record = cli("verify", "y" + GREEN, cwd=tmp_path)
+    assert not_a_record.returncode == 2
+    assert "'y\\x1b[32mrun succeeded\\x1b[0m' is not a run record" in not_a_record.stderr
     runs = cli("runs", "--runs-dir", "\x1b[2J", cwd=tmp_path)
     assert runs.stdout == "no runs in \\x1b[2J\n"
     argv = cli("plan", "-f", "p.yml", GREEN, cwd=tmp_path)
@@ -448,7 +456,7 @@ def test_other_lines_the_cli_prints_escape_paths_and_argv(tmp_path: Path) -> Non
     missing = cli("plan", "-f", "\x1b[2J.yml", cwd=tmp_path)
     assert missing.returncode == 2
     assert "parameters file '\\x1b[2J.yml' does not exist" in missing.stderr
-    for result in (verify, runs, argv, missing):
+    for result in (verify, not_a_record, runs, argv, missing):
         assert_no_raw_controls(result.stdout + result.stderr)
 
 

@@ -38,6 +38,7 @@ from .helpers import (
     STEP_NAMES,
     Env,
     approval_of,
+    check_operator_text,
     cli,
     events,
     of_type,
@@ -102,6 +103,7 @@ def test_a_finished_step_is_never_executed_again_nor_out_of_order(
     env = env_for("member")
     code, run_dir = env.run(env.approved("assume-root", sandbox_actor=False))
     assert code == 3 and run_info(run_dir)["halted_at"]["step"] == "03-first-sign-in"
+    check_operator_text(run_dir)  # the sign-in instructions it shows say what the person sees
     before_sha = sha(run_dir / "snapshots" / "before.json")
     params = {**run_info(run_dir)["parameters"], "run_dir": str(run_dir)}
     count = len(events(run_dir))

@@ -14,6 +14,7 @@ from runbook_lib.params import validate
 from runbook_lib.plan import PACKAGE_DIR, PlanIdentity, make_plan
 from runbook_lib.runner import plan_for
 from tests import keys
+from tests.conftest import configure_profiles
 
 from .helpers import cli, edit_cell
 
@@ -26,6 +27,12 @@ BASE = {
     "operator_key": str(keys.key("operator")),
     "allowed_signers": str(keys.allowed_signers()),
 }
+
+
+@pytest.fixture(autouse=True)
+def _profiles(_isolated_env: None) -> None:
+    """The profiles these plans name, configured (with made-up keys: nothing is called)."""
+    configure_profiles("sandbox-admin", "m", "mgmt")
 
 
 IDENTITY = PlanIdentity(
