@@ -28,10 +28,11 @@ from .vocabulary import Event, Gate
 if TYPE_CHECKING:
     from .context import Step
 
-# The procedure's warning (docs/procedure.md, step 0): the blog post's words, then in English.
+# The procedure's warning (docs/procedure.md, step 0), in the post's language and in English
+# (our wording).
 PROCEDURE_WARNING = (
-    "警告！！關閉 root 帳號的 MFA 是一個風險較高的操作，AWS 通常不建議這樣做，"
-    "因為 root 帳號擁有整個 AWS 資源的完全控制權，一旦密碼或帳號資訊洩漏，可能會造成重大損失。\n"
+    "警告：移除 root 使用者的 MFA 裝置是高風險的變更，AWS 並不建議。"
+    "root 使用者掌控帳號內的所有資源；其密碼一旦外洩，後果可能非常嚴重。\n"
     "Warning: removing the root user's MFA is a high-risk operation that AWS advises against. "
     "The root user has full control of every resource in the account; if its password or "
     "account details leak, the damage can be severe."
