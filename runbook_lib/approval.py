@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError, RunbookError
+from .errors import ParameterError, RunbookError, SignatureInvalid, SigningError
 from .plan import GateInfo, Plan, PlanIdentity, describe, gates_for
 from .record import signing
 from .record.signing import SK_USER_PRESENT, sk_flags
@@ -595,7 +595,7 @@ def read_approval(
             allowed_signers,
             at=approved_at,
         )
-    except signing.SignatureInvalid as err:
+    except SignatureInvalid as err:
         raise ApprovalError(
             f"approval {name} by {approver}: signature refused ({err}); not counted: the "
             "approver signs again with a key allowed_signers lists for them (runbook approve)"
@@ -708,7 +708,7 @@ def verify_approvals(
             )
         except ApprovalError as err:
             problems.append(str(err))
-        except signing.SigningError as err:  # ssh-keygen missing or unusable allowed_signers
+        except SigningError as err:  # ssh-keygen missing or unusable allowed_signers
             problems.append(f"approval {path}: cannot be verified ({err})")
     counted: list[Approval] = []
     duplicates: list[Approval] = []

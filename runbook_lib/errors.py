@@ -9,12 +9,33 @@
     │   ├── MethodNotAvailableError   e.g. assume-root on a standalone account
     │   └── AmbiguousDeviceError      several root MFA devices and none was named
     ├── GateNotApproved               a confirmation gate was not approved: the run halts
+    ├── StepRefused                   procedure/lifecycle.py: a step may not start or finish now
     ├── RunRefused                    the run cannot start or continue (nothing was changed)
+    │   ├── LeaseHeld                 lease.py: another run holds the account
+    │   ├── ApprovalConsumed          lease.py: the approval was used by another run
+    │   └── RunBusy                   lease.py: another process is executing the run
+    ├── ApprovalError                 approval.py: a plan file or an approval cannot be used
+    │   ├── PlanFileInvalid           approval.py: not a plan file, parts disagree, expired
+    │   └── ApprovalRefused           approval.py: the approvals do not satisfy the policy
+    ├── RecordError                   the run record refuses an operation, or is not sound
+    │   ├── NotARunError              the directory is not a run directory
+    │   ├── RunSealedError            the run is sealed final: nothing can be added
+    │   ├── EvidenceExists            write-once evidence (or a move's target) exists
+    │   ├── RecordIOError             a write failed (disk full, ...); the record is as it was
+    │   └── SecretRefused             what was to be recorded looks like a secret
+    ├── SigningError                  ssh-keygen missing, a key or allowed_signers unusable
+    │   └── SignatureInvalid          a signature does not verify (says why)
+    ├── PluginMissing                 plugins.py: the sandbox extra is not installed
     ├── AwsActionError                an AWS call failed (operation, code, request id, hint)
     │   ├── AccessDeniedError         the caller lacks a permission; ``hint`` names it
     │   ├── ThrottledError            still throttled after the SDK's retries
     │   └── SessionExpiredError       temporary credentials expired
     └── VerificationTimeout           AWS did not show the expected state in time
+
+A class whose line names a module (``lease.py:``) is defined there, beside the code that raises
+it and the data it carries; every other one is defined here. The record's errors
+(:mod:`runbook_lib.record`) and the signing errors live here, so the record's modules share
+them without importing one another for them.
 
 Every error's message says what to do next. None carries a secret.
 """
@@ -22,6 +43,7 @@ Every error's message says what to do next. None carries a secret.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -31,13 +53,21 @@ __all__ = [
     "AccountMismatchError",
     "AmbiguousDeviceError",
     "AwsActionError",
+    "EvidenceExists",
     "GateNotApproved",
     "MethodNotAvailableError",
+    "NotARunError",
     "ParameterError",
     "PreconditionError",
+    "RecordError",
+    "RecordIOError",
     "RunRefused",
+    "RunSealedError",
     "RunbookError",
+    "SecretRefused",
     "SessionExpiredError",
+    "SignatureInvalid",
+    "SigningError",
     "ThrottledError",
     "VerificationTimeout",
     "from_client_error",
@@ -98,6 +128,61 @@ class GateNotApproved(RunbookError):
 class RunRefused(RunbookError):
     """The run cannot start or continue (another run holds the account, a consumed approval, a
     sealed run, ...); nothing was changed."""
+
+
+class RecordError(RunbookError):
+    """The run record refuses an operation, or is not what it should be."""
+
+
+class NotARunError(RecordError):
+    """The directory is not a run directory."""
+
+
+class RunSealedError(RecordError):
+    """The run is sealed final: nothing can be added to it."""
+
+
+class EvidenceExists(RecordError):
+    """A write-once file (``once=True``) or a move's target already exists; nothing was written."""
+
+
+class RecordIOError(RecordError):
+    """Writing the record failed (disk full, file too large, read-only, permission denied).
+
+    The record is as it was before the write; ``__cause__`` is the OSError, ``errno`` its errno.
+    """
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = path
+        self.errno = error.errno
+        reason = " ".join(str(error.strerror or error or type(error).__name__).split())
+        super().__init__(
+            f"Could not write the run record {path}: {reason}. The record is as it was before "
+            "this write; fix the cause (free space, permissions), then resume the run."
+        )
+
+
+class SecretRefused(RecordError):
+    """Something to be recorded looks like a secret; nothing was written.
+
+    ``fields`` names where (``data.credentials.SecretAccessKey``), never the value.
+    """
+
+    def __init__(self, what: str, fields: list[str]) -> None:
+        self.fields = fields
+        listing = "; ".join(fields)
+        super().__init__(
+            f"Refused to record {what}: it looks like it holds a secret ({listing}). Nothing "
+            "was written. Redact the value (record that it was set, not what it is) and retry."
+        )
+
+
+class SigningError(RunbookError):
+    """ssh-keygen is missing, a key or an allowed_signers file cannot be used, signing failed."""
+
+
+class SignatureInvalid(SigningError):
+    """A signature does not verify: says why in one line (never prints key material)."""
 
 
 class AwsActionError(RunbookError):

@@ -28,13 +28,12 @@ from typing import Any
 
 from . import __version__
 from .data import FOLDERS, notebooks_dir
-from .errors import ParameterError
+from .errors import ParameterError, SigningError
 from .params import RunParameters
 from .procedure.vocabulary import Gate
 from .record.signing import (
     SEAL_NAMESPACE,
     Signer,
-    SigningError,
     load_key,
     principals_for,
     read_allowed_signers,

@@ -56,7 +56,7 @@ from .approval import (
 )
 from .aws.privileged import credential_fingerprints
 from .aws.session import check_profile
-from .errors import ParameterError, RunbookError, RunRefused
+from .errors import ParameterError, RunbookError, RunRefused, SigningError
 from .isolation import kernel_env, kernel_specs
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path, operator_signer
@@ -84,7 +84,7 @@ from .record.run import (
     trust_root,
     verify,
 )
-from .record.signing import APPROVAL_NAMESPACE, Signer, SigningError
+from .record.signing import APPROVAL_NAMESPACE, Signer
 from .record.signing import verify as verify_signature
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3

@@ -84,7 +84,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import RunbookError
+from ..errors import (
+    EvidenceExists,
+    NotARunError,
+    RecordError,
+    RecordIOError,
+    RunSealedError,
+    SecretRefused,
+    SigningError,
+)
 from .files import atomic_write as _atomic_write
 from .files import fsync_dir as _fsync_dir
 from .files import json_bytes as _json_bytes
@@ -92,7 +100,7 @@ from .files import stage as _stage
 from .files import unlink_quietly as _unlink_quietly
 from .files import write_all as _write_all
 from .secrets import file_findings, find_secrets, fingerprints_in_events, redact_file
-from .signing import SEAL_NAMESPACE, Signer, SigningError
+from .signing import SEAL_NAMESPACE, Signer
 from .signing import verify as verify_signature
 
 __all__ = [
@@ -107,13 +115,7 @@ __all__ = [
     "SUMS_FILE",
     "SUMS_SIG_FILE",
     "TRUST_FILE",
-    "EvidenceExists",
-    "NotARunError",
-    "RecordError",
-    "RecordIOError",
     "RunRecord",
-    "RunSealedError",
-    "SecretRefused",
     "VerifyReport",
     "check_integrity",
     "list_runs",
@@ -154,53 +156,6 @@ _FILE_EVENTS = {FILE_WRITTEN, FILE_RECORDED, FILE_MOVED}
 _OWN_EVENTS = _FILE_EVENTS | {RUN_CREATED, SECRET_REDACTED}  # only the record appends these
 
 Guard = Callable[[list[dict[str, Any]]], None]
-
-
-class RecordError(RunbookError):
-    """The run record refuses an operation, or is not what it should be."""
-
-
-class NotARunError(RecordError):
-    """The directory is not a run directory."""
-
-
-class RunSealedError(RecordError):
-    """The run is sealed final: nothing can be added to it."""
-
-
-class EvidenceExists(RecordError):
-    """A write-once file (``once=True``) or a move's target already exists; nothing was written."""
-
-
-class RecordIOError(RecordError):
-    """Writing the record failed (disk full, file too large, read-only, permission denied).
-
-    The record is as it was before the write; ``__cause__`` is the OSError, ``errno`` its errno.
-    """
-
-    def __init__(self, path: Path, error: OSError) -> None:
-        self.path = path
-        self.errno = error.errno
-        reason = " ".join(str(error.strerror or error or type(error).__name__).split())
-        super().__init__(
-            f"Could not write the run record {path}: {reason}. The record is as it was before "
-            "this write; fix the cause (free space, permissions), then resume the run."
-        )
-
-
-class SecretRefused(RecordError):
-    """Something to be recorded looks like a secret; nothing was written.
-
-    ``fields`` names where (``data.credentials.SecretAccessKey``), never the value.
-    """
-
-    def __init__(self, what: str, fields: list[str]) -> None:
-        self.fields = fields
-        listing = "; ".join(fields)
-        super().__init__(
-            f"Refused to record {what}: it looks like it holds a secret ({listing}). Nothing "
-            "was written. Redact the value (record that it was set, not what it is) and retry."
-        )
 
 
 # --- JSON, hashing, files ---------------------------------------------------------------------

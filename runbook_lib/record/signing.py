@@ -34,17 +34,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RunbookError
+from ..errors import SignatureInvalid, SigningError
 
 __all__ = [
     "APPROVAL_NAMESPACE",
     "SEAL_NAMESPACE",
     "SK_USER_PRESENT",
     "AllowedSigner",
-    "SignatureInvalid",
     "Signer",
     "SignerKey",
-    "SigningError",
     "Verified",
     "fingerprint",
     "allowed_signers_line",
@@ -70,14 +68,6 @@ _KEY_TYPE = re.compile(r"(ssh-|ecdsa-|sk-)[A-Za-z0-9@._-]+")
 _GOOD = re.compile(
     r'Good "[^"]*" signature for (?P<principal>.+) with (?P<type>\S+) key (?P<fp>\S+)'
 )
-
-
-class SigningError(RunbookError):
-    """ssh-keygen is missing, a key or an allowed_signers file cannot be used, signing failed."""
-
-
-class SignatureInvalid(SigningError):
-    """A signature does not verify: says why in one line (never prints key material)."""
 
 
 @dataclass(frozen=True)

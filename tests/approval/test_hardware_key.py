@@ -19,6 +19,7 @@ from runbook_lib.approval import (
     sk_flags,
     verify_approvals,
 )
+from runbook_lib.errors import SignatureInvalid
 from runbook_lib.record import signing
 
 from .helpers import OLIVIA, Keys, plan_dict, plan_file, sk_public_key, sk_signature
@@ -41,10 +42,10 @@ def test_sk_signature_verifies_with_ssh_keygen(tmp_path: Path) -> None:
     assert signing.principals_for(
         signing.read_allowed_signers(signers), public, signing.APPROVAL_NAMESPACE
     ) == [DAVE]
-    with pytest.raises(signing.SignatureInvalid, match="changed after signing"):
+    with pytest.raises(SignatureInvalid, match="changed after signing"):
         signing.verify(message[:-2] + b"?\n", signature, DAVE, signing.APPROVAL_NAMESPACE, signers)
     # the same signature, the namespace swapped inside: ssh-keygen refuses it too
-    with pytest.raises(signing.SignatureInvalid, match="namespace"):
+    with pytest.raises(SignatureInvalid, match="namespace"):
         signing.verify(message, signature, DAVE, signing.SEAL_NAMESPACE, signers)
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+import runbook_lib
 from runbook_lib import errors
 from runbook_lib.errors import (
     AccessDeniedError,
@@ -106,3 +110,73 @@ def test_other_runbook_errors() -> None:
     assert issubclass(errors.MethodNotAvailableError, errors.PreconditionError)
     assert issubclass(errors.AccountMismatchError, errors.PreconditionError)
     assert set(errors.__all__) >= {"from_client_error", "AccessDeniedError", "RunbookError"}
+
+
+# --- the tree errors.py draws is the tree there is ---------------------------------------------
+
+_DRAWN = re.compile(r"^(?P<lead>[ │├└─]*?)(?P<name>[A-Z]\w+)(?:\s+(?P<text>.*))?$")
+_HOME = re.compile(r"^(?P<file>[\w/]+\.py): ")
+
+
+def _drawing() -> dict[str, tuple[str | None, str]]:
+    """class name -> (its parent in the drawing, the module the drawing says defines it)."""
+    doc = errors.__doc__ or ""
+    block = doc.split("::", 1)[1].split("\n\n")[1]  # the indented block after "::"
+    drawn: dict[str, tuple[str | None, str]] = {}
+    parents: list[str] = []
+    for line in block.splitlines():
+        found = _DRAWN.match(line)
+        assert found, f"not a line of the drawing: {line!r}"
+        depth = (len(found["lead"]) - 4) // 4
+        parents[depth:] = [found["name"]]
+        home = _HOME.match(found["text"] or "")
+        module = home["file"].removesuffix(".py").replace("/", ".") if home else "errors"
+        drawn[found["name"]] = (parents[depth - 1] if depth else None, f"runbook_lib.{module}")
+    return drawn
+
+
+def _defined_exceptions() -> dict[str, type[BaseException]]:
+    """Every public exception class a module of runbook_lib defines, by name."""
+    found: dict[str, type[BaseException]] = {}
+    for info in pkgutil.walk_packages(runbook_lib.__path__, "runbook_lib."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == info.name
+                and not name.startswith("_")
+            ):
+                assert name not in found, f"two exception classes named {name}"
+                found[name] = value
+    return found
+
+
+def test_every_error_the_runbook_defines_is_a_runbook_error_drawn_where_it_lives() -> None:
+    defined = _defined_exceptions()
+    drawn = _drawing()
+    outside = sorted(n for n, cls in defined.items() if not issubclass(cls, RunbookError))
+    assert outside == [], "exception classes outside the tree"
+    assert set(defined) - set(drawn) == set(), "defined, not drawn"
+    assert set(drawn) - set(defined) == set(), "drawn, not defined"
+    for name, (parent, module) in drawn.items():
+        cls = defined[name]
+        assert cls.__module__ == module, f"{name} is defined in {cls.__module__}, drawn in {module}"
+        base = cls.__bases__[0]
+        if parent is None:
+            assert base is Exception, f"{name} is a {base.__name__}, drawn as the root"
+        else:
+            assert base.__name__ == parent, f"{name} is a {base.__name__}, drawn under {parent}"
+
+
+def test_the_drawing_reader_sees_a_wrong_parent_and_a_missing_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check above can fail: a class drawn under the wrong parent, and one not drawn."""
+    doc = errors.__doc__ or ""
+    moved = doc.replace("    │   └── AmbiguousDeviceError", "    ├── AmbiguousDeviceError")
+    assert moved != doc
+    monkeypatch.setattr(errors, "__doc__", moved)
+    assert _drawing()["AmbiguousDeviceError"][0] == "RunbookError"
+    monkeypatch.setattr(errors, "__doc__", doc.replace("    ├── GateNotApproved", "    ├── Gate"))
+    assert "GateNotApproved" not in _drawing()

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from runbook_lib.errors import SignatureInvalid, SigningError
 from runbook_lib.record import signing
 from runbook_lib.record.signing import (
     APPROVAL_NAMESPACE,
     SEAL_NAMESPACE,
-    SignatureInvalid,
-    SigningError,
     load_key,
     principals_for,
     read_allowed_signers,

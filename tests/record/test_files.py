@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook_lib.errors import EvidenceExists, RecordError, RunSealedError
 from runbook_lib.record import run as record_mod
 from runbook_lib.record.run import (
     EVENTS_FILE,
@@ -17,10 +18,7 @@ from runbook_lib.record.run import (
     LOCK_FILE,
     MANIFEST_FILE,
     RUN_FILE,
-    EvidenceExists,
-    RecordError,
     RunRecord,
-    RunSealedError,
     verify,
 )
 from tests.keys import signer

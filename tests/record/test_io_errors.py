@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 
+from runbook_lib.errors import RecordError, RecordIOError
 from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
     RUN_FILE,
-    RecordError,
-    RecordIOError,
     RunRecord,
     _read_chain,
     verify,
@@ -176,7 +175,8 @@ def test_read_only_file_system_every_write_fails_cleanly(small_fs: Path) -> None
 _EFBIG = """
 import json, resource, signal, sys
 from pathlib import Path
-from runbook_lib.record.run import RecordIOError, RunRecord
+from runbook_lib.errors import RecordIOError
+from runbook_lib.record.run import RunRecord
 rec = RunRecord.open(Path(sys.argv[1]))
 size = (rec.path / "events.jsonl").stat().st_size
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

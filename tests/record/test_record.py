@@ -13,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.errors import RunbookError
+from runbook_lib.errors import RecordError, RunbookError, RunSealedError, SecretRefused
 from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
     RUN_FILE,
-    RecordError,
     RunRecord,
-    RunSealedError,
-    SecretRefused,
     entry_hash,
     list_runs,
     verify,

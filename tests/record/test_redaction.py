@@ -11,13 +11,8 @@ from typing import Any
 
 import pytest
 
-from runbook_lib.record.run import (
-    EVENTS_FILE,
-    RecordError,
-    RunRecord,
-    SecretRefused,
-    verify,
-)
+from runbook_lib.errors import RecordError, SecretRefused
+from runbook_lib.record.run import EVENTS_FILE, RunRecord, verify
 from runbook_lib.record.secrets import fingerprint, scan_path
 from tests.keys import signer
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from runbook_lib.errors import RecordError
 from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
@@ -20,7 +21,6 @@ from runbook_lib.record.run import (
     MANIFEST_FILE,
     SUMS_FILE,
     SUMS_SIG_FILE,
-    RecordError,
     RunRecord,
     canonical,
     entry_hash,
