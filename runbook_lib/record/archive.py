@@ -105,6 +105,7 @@ from ..errors import (
     RunbookError,
     from_client_error,
 )
+from .chain import canonical
 from .run import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
@@ -113,7 +114,6 @@ from .run import (
     LOCK_FILE,
     MANIFEST_FILE,
     SEAL_FILES,
-    canonical,
     verify,
 )
 from .secrets import file_findings, fingerprints_in_events_bytes

@@ -39,15 +39,8 @@ from ..aws.state import device_kind
 from ..plan import STEPS
 from ..procedure.lifecycle import RunState, fold
 from ..procedure.vocabulary import Event, Status
-from .run import (
-    EVENTS_FILE,
-    MANIFEST_FILE,
-    RUN_FILE,
-    VerifyReport,
-    _read_chain,
-    check_integrity,
-    verify,
-)
+from .chain import read_chain
+from .run import EVENTS_FILE, MANIFEST_FILE, RUN_FILE, VerifyReport, check_integrity, verify
 
 __all__ = ["render_html"]
 
@@ -371,7 +364,7 @@ def _normalise(entries: Iterable[Any]) -> list[dict[str, Any]]:
 
 def _load(run_dir: Path, for_seal: bool) -> _Run:
     run_doc, run_err = _load_json(run_dir / RUN_FILE)
-    chain = _read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
+    chain = read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
     events = _normalise(chain.entries)
     state: RunState | None = None
     status = "unknown"

@@ -70,8 +70,6 @@ parents; root. Anchor the record and the ledger's head somewhere they cannot wri
 from __future__ import annotations
 
 import datetime as dt
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -80,7 +78,7 @@ import secrets
 import stat
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -93,12 +91,33 @@ from ..errors import (
     SecretRefused,
     SigningError,
 )
-from .files import atomic_write as _atomic_write
-from .files import fsync_dir as _fsync_dir
-from .files import json_bytes as _json_bytes
-from .files import stage as _stage
-from .files import unlink_quietly as _unlink_quietly
-from .files import write_all as _write_all
+from .chain import (
+    ZERO_HASH,
+    Chain,
+    Guard,
+    append_chained,
+    canonical,
+    entry_hash,
+    now,
+    parse_line,
+    read_chain,
+)
+from .files import (
+    DIR_MODE,
+    FILE_MODE,
+    atomic_write,
+    fsync_dir,
+    json_bytes,
+    locked,
+    make_dir,
+    make_dirs,
+    open_nofollow,
+    read_regular,
+    sha256_fd,
+    sha256_file,
+    stage,
+    unlink_quietly,
+)
 from .secrets import file_findings, find_secrets, fingerprints_in_events, redact_file
 from .signing import SEAL_NAMESPACE, Signer
 from .signing import verify as verify_signature
@@ -139,9 +158,6 @@ TRUST_FILE = "trust/allowed_signers"  # who may sign this run's approvals and se
 #: given (before falling back to the record's own copy)
 ALLOWED_SIGNERS_ENV = "RUNBOOK_ALLOWED_SIGNERS"
 
-ZERO_HASH = "0" * 64
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 # the record's own files: never written through write_json & co., not on the file chain
 _RESERVED = {RUN_FILE, EVENTS_FILE, LOCK_FILE, *SEAL_FILES, LEDGER_ENTRIES_FILE, LEDGER_HEAD_FILE}
 _ARCHIVE_FILES = (LEDGER_ENTRIES_FILE, LEDGER_HEAD_FILE)
@@ -155,14 +171,8 @@ SECRET_REDACTED = "secret.redacted"
 _FILE_EVENTS = {FILE_WRITTEN, FILE_RECORDED, FILE_MOVED}
 _OWN_EVENTS = _FILE_EVENTS | {RUN_CREATED, SECRET_REDACTED}  # only the record appends these
 
-Guard = Callable[[list[dict[str, Any]]], None]
 
-
-# --- JSON, hashing, files ---------------------------------------------------------------------
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+# --- JSON ------------------------------------------------------------------------------------
 
 
 def _default(value: Any) -> Any:
@@ -181,115 +191,6 @@ def _plain(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value, default=_default, allow_nan=False))
     except (TypeError, ValueError) as err:
         raise RecordError(f"Cannot record {what}: {err}") from err
-
-
-def canonical(obj: Any) -> str:
-    """The canonical JSON text that hashes are computed over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def entry_hash(entry: dict[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of ``entry`` without its ``hash`` field."""
-    body = {k: v for k, v in entry.items() if k != "hash"}
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
-
-
-def _sha256_fd(fd: int) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    while block := os.pread(fd, 1 << 20, size):
-        digest.update(block)
-        size += len(block)
-    return digest.hexdigest(), size
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        return _sha256_fd(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_regular(path: Path) -> bytes:
-    """The bytes of the regular file at ``path``; OSError for a link (ELOOP) or anything else."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        chunks: list[bytes] = []
-        pos = 0
-        while block := os.pread(fd, 1 << 20, pos):
-            chunks.append(block)
-            pos += len(block)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _mkdir(path: Path) -> bool:
-    """Create ``path`` 0700 (whatever the umask); True if it was created here."""
-    try:
-        path.mkdir(mode=DIR_MODE)
-    except FileExistsError:
-        if not path.is_dir() or path.is_symlink():
-            raise RecordError(f"{path} exists and is not a directory") from None
-        return False
-    os.chmod(path, DIR_MODE)
-    return True
-
-
-def _makedirs(path: Path) -> None:
-    """Create ``path`` and its missing parents, each 0700 whatever the umask."""
-    missing: list[Path] = []
-    probe = path
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for directory in reversed(missing):
-        _mkdir(directory)
-
-
-@contextmanager
-def _suppress_missing() -> Iterator[None]:
-    try:
-        yield
-    except FileNotFoundError:
-        pass
-
-
-def _open_nofollow(path: Path, flags: int, what: str) -> int:
-    """``os.open`` that never follows a symbolic link at ``path``: RecordError instead."""
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, FILE_MODE)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise RecordError(
-                f"Refused to {what} {path}: it is a symbolic link (the record never writes or "
-                "reads through one; remove it and find out who put it there)"
-            ) from err
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise RecordError(f"Refused to {what} {path}: not a regular file")
-    os.set_blocking(fd, True)
-    return fd
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[int]:
-    """Hold an exclusive ``flock`` on ``path`` (created 0600 if missing); yields the fd.
-
-    The fd is opened with O_APPEND, so it can be written to as the append-only file itself, and
-    with O_NOFOLLOW: a symbolic link planted at ``path`` is refused, never written through.
-    """
-    fd = _open_nofollow(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "write")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _scan(obj: Any, what: str, known: set[str], fingerprints: Collection[str] = ()) -> None:
@@ -328,180 +229,6 @@ def _leaves(obj: Any, path: str, key: str | None = None) -> Iterator[tuple[str, 
     else:
         value = json.dumps(obj, ensure_ascii=False)
         yield path, value if key is None else f"{json.dumps(key, ensure_ascii=False)}: {value}"
-
-
-# --- hash-chained JSON lines (events and ledger) ----------------------------------------------
-
-
-def _last_entry(fd: int) -> dict[str, Any] | None:
-    """The last parseable entry of the chain file open at ``fd``.
-
-    A torn last line (no newline: a writer killed mid-write) is terminated with a newline, so the
-    next entry starts on its own line; the fragment stays in the file for verify() to report.
-    """
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return None
-    if os.pread(fd, 1, size - 1) != b"\n":
-        os.write(fd, b"\n")
-        size += 1
-    pos, buf = size, b""
-    while pos > 0:
-        step = min(1 << 16, pos)
-        pos -= step
-        buf = os.pread(fd, step, pos) + buf
-        lines = buf.split(b"\n")
-        # lines[-1] is b"" (file ends with a newline); lines[0] may be partial unless pos == 0
-        complete = lines[1:-1] if pos > 0 else lines[:-1]
-        for raw in reversed(complete):
-            entry = _parse_line(raw)
-            if entry is not None:
-                return entry
-        buf = lines[0] + b"\n"  # lines[0] ended with a newline in the file
-    return None
-
-
-def _parse_line(raw: bytes) -> dict[str, Any] | None:
-    try:
-        entry = json.loads(raw.decode("utf-8"))
-    except ValueError:
-        return None
-    if isinstance(entry, dict) and isinstance(entry.get("hash"), str) and "seq" in entry:
-        return entry
-    return None
-
-
-def _append_chained(
-    path: Path,
-    body: dict[str, Any] | Callable[[int, str], dict[str, Any]],
-    check: Callable[[dict[str, Any]], None] | None = None,
-    *,
-    guard: Guard | None = None,
-    commit: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Append ``body`` + seq/time/prev/hash to the chain file at ``path``, under flock.
-
-    ``body`` may be a function of the new entry's seq and prev hash (a seal's manifest names
-    its place in the ledger, and is signed, before its entry is written). ``guard`` sees the
-    chain's entries before anything is written; ``check`` sees the new entry.
-    Either raising appends nothing. ``commit`` runs after the entry is written and fsynced,
-    still under the lock (it puts the file the entry describes in place). If the write, the
-    fsync or ``commit`` fails, the file is cut back to its size before the write: no torn line,
-    no entry for a change that did not happen.
-    """
-    with _locked(path) as fd:
-        if guard is not None:
-            guard(_parse_chain(_read_fd(fd), path.name).entries)
-        last = _last_entry(fd)
-        seq = int(last["seq"]) + 1 if last else 1
-        prev = last["hash"] if last else ZERO_HASH
-        fields = body(seq, prev) if callable(body) else body
-        entry = {"seq": seq, "time": _now(), **fields, "prev": prev}
-        entry["hash"] = entry_hash(entry)
-        if check is not None:
-            check(entry)
-        size = os.fstat(fd).st_size
-        try:
-            _write_all(fd, (canonical(entry) + "\n").encode("utf-8"))
-            os.fsync(fd)
-            if commit is not None:
-                commit()
-        except BaseException:
-            with suppress(OSError):  # the original error is the one to report
-                os.ftruncate(fd, size)
-                os.fsync(fd)
-            raise
-    return entry
-
-
-def _read_fd(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    pos = 0
-    while block := os.pread(fd, 1 << 20, pos):
-        chunks.append(block)
-        pos += len(block)
-    return b"".join(chunks)
-
-
-@dataclass
-class _Chain:
-    """A chain file read leniently: parsed entries plus the problems found on the way."""
-
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)  # line number of each entry
-    problems: list[str] = field(default_factory=list)
-
-
-def _read_chain(path: Path, name: str) -> _Chain:
-    try:
-        raw = _read_regular(path)
-    except FileNotFoundError:
-        return _Chain(problems=[f"{name}: missing"])
-    except OSError as err:
-        why = "a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
-        return _Chain(problems=[f"{name}: not read ({why}); it must be a regular file"])
-    return _parse_chain(raw, name)
-
-
-def _parse_chain(raw: bytes, name: str) -> _Chain:
-    chain = _Chain()
-    parts = raw.split(b"\n")
-    torn = parts[-1] != b""
-    for n, line in enumerate(parts, start=1):
-        last = n == len(parts)
-        if last and not torn:
-            break
-        if last and torn:
-            chain.problems.append(
-                f"{name} line {n}: torn last line ({len(line)} bytes, no newline): "
-                "a writer was killed mid-write; that entry is incomplete"
-            )
-            break
-        entry = _parse_line(line)
-        if entry is None:
-            what = "empty line" if not line.strip() else "not a valid entry (torn or edited)"
-            chain.problems.append(f"{name} line {n}: {what}")
-            continue
-        chain.entries.append(entry)
-        chain.lines.append(n)
-    _check_links(chain, name)
-    return chain
-
-
-def _check_links(chain: _Chain, name: str) -> None:
-    """Add a problem for every entry whose hash, prev or seq is wrong, naming its seq."""
-    prev_hash = ZERO_HASH
-    expected = 1
-    seen: dict[Any, int] = {}
-    for entry, line in zip(chain.entries, chain.lines, strict=True):
-        seq = entry.get("seq")
-        issues: list[str] = []
-        if entry_hash(entry) != entry.get("hash"):
-            issues.append("hash does not match its content (edited)")
-        if entry.get("prev") != prev_hash:
-            if prev_hash == ZERO_HASH:
-                issues.append("prev is not the chain start (entries before it were deleted)")
-            else:
-                issues.append(
-                    "prev does not match the hash of the entry before it "
-                    "(an entry was deleted, inserted or reordered here)"
-                )
-        if isinstance(seq, int) and not isinstance(seq, bool):
-            if seq > expected:
-                gap = str(expected) if seq == expected + 1 else f"{expected}..{seq - 1}"
-                issues.append(f"seq {gap} missing before it (deleted or reordered)")
-            elif seq < expected:
-                issues.append(f"out of order: seq {expected} expected here (inserted or reordered)")
-            if seq in seen:
-                issues.append(f"seq {seq} already at line {seen[seq]} (inserted or duplicated)")
-            seen.setdefault(seq, line)
-            expected = seq + 1
-        else:
-            issues.append("seq is not an integer")
-            expected += 1
-        if issues:
-            chain.problems.append(f"{name} seq {seq} (line {line}): " + "; ".join(issues))
-        prev_hash = str(entry.get("hash"))
 
 
 # --- files on the event chain -----------------------------------------------------------------
@@ -590,7 +317,7 @@ def _check_files(
 
 def _digest(cache: dict[str, tuple[str, int]], rel: str, path: Path) -> tuple[str, int]:
     if rel not in cache:
-        cache[rel] = _sha256_file(path)
+        cache[rel] = sha256_file(path)
     return cache[rel]
 
 
@@ -739,19 +466,19 @@ class RunRecord:
             raise RecordError(
                 "Refused to create a run: " + "; ".join(unsafe) + ". Nothing was created."
             )
-        doc = _plain({**run, "run_id": run_id, "created_at": _now(), "status": "running"}, "run")
+        doc = _plain({**run, "run_id": run_id, "created_at": now(), "status": "running"}, "run")
         record = cls(runs_dir / run_id, run_id)
         _scan(doc, "run.json", record.known_secrets)
-        _makedirs(runs_dir)
+        make_dirs(runs_dir)
         run_dir = runs_dir / run_id
-        if not _mkdir(run_dir):
+        if not make_dir(run_dir):
             raise RecordError(f"Run directory {run_dir} already exists; use a new run id")
-        _atomic_write(run_dir / RUN_FILE, _json_bytes(doc))
-        with _locked(run_dir / LOCK_FILE):
+        atomic_write(run_dir / RUN_FILE, json_bytes(doc))
+        with locked(run_dir / LOCK_FILE):
             pass
         info = {k: v for k, v in doc.items() if k != "status"}
         record._append(RUN_CREATED, None, {"run_id": run_id, "info": info})
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
         return record
 
     @classmethod
@@ -783,7 +510,7 @@ class RunRecord:
             if not stat.S_ISREG(mode):
                 raise NotARunError(f"{run_dir} is not a run directory: no {name}")
         try:
-            run = json.loads(_read_regular(run_dir / RUN_FILE).decode("utf-8"))
+            run = json.loads(read_regular(run_dir / RUN_FILE).decode("utf-8"))
         except (OSError, ValueError) as err:
             raise NotARunError(f"{run_dir / RUN_FILE} is unreadable: {err}") from err
         run_id = run.get("run_id") if isinstance(run, dict) else None
@@ -857,12 +584,12 @@ class RunRecord:
                 )
             _scan(entry, f"event {type!r}", self.known_secrets, self.secret_fingerprints())
 
-        return _append_chained(self._events_path, body, check, guard=guard, commit=commit)
+        return append_chained(self._events_path, body, check, guard=guard, commit=commit)
 
     def events(self) -> list[dict[str, Any]]:
         """Every parseable event in file order. Torn or edited lines are skipped here; verify()
         reports them."""
-        return _read_chain(self._events_path, EVENTS_FILE).entries
+        return read_chain(self._events_path, EVENTS_FILE).entries
 
     def created_info(self) -> dict[str, Any]:
         """What the run was created with, from the first event (``run.created``): run.json as
@@ -895,7 +622,7 @@ class RunRecord:
 
     def load_run(self) -> dict[str, Any]:
         try:
-            run = json.loads(_read_regular(self.path / RUN_FILE).decode("utf-8"))
+            run = json.loads(read_regular(self.path / RUN_FILE).decode("utf-8"))
         except (OSError, ValueError) as err:
             raise RecordError(f"{self.path / RUN_FILE} is unreadable: {err}") from err
         if not isinstance(run, dict):
@@ -913,7 +640,7 @@ class RunRecord:
             if key in changes:
                 raise RecordError(f"run.json's {key} cannot be changed")
         changes = _plain(changes, "run.json changes")
-        with self._io_errors(), _locked(self.path / LOCK_FILE):
+        with self._io_errors(), locked(self.path / LOCK_FILE):
             self._refuse_if_final("run.json was not changed")
             run = self.load_run()
             for key, value in changes.items():
@@ -930,7 +657,7 @@ class RunRecord:
                 else:
                     run[key] = value
             _scan(run, "run.json", self.known_secrets, self.secret_fingerprints())
-            _atomic_write(self.path / RUN_FILE, _json_bytes(run))
+            atomic_write(self.path / RUN_FILE, json_bytes(run))
         return run
 
     # -- other files: each on the event chain ---------------------------------------------------
@@ -942,7 +669,7 @@ class RunRecord:
         ``file.written`` (path, sha256, size). ``once``: EvidenceExists if it already exists."""
         doc = _plain(obj, relpath)
         _scan(doc, relpath, self.known_secrets, self.secret_fingerprints())
-        return self._write_file(relpath, _json_bytes(doc), step, once)
+        return self._write_file(relpath, json_bytes(doc), step, once)
 
     def write_text(
         self, relpath: str, text: str, *, step: str | None = None, once: bool = False
@@ -957,14 +684,14 @@ class RunRecord:
     def _write_file(self, relpath: str, data: bytes, step: str | None, once: bool) -> Path:
         parts = self._safe_parts(relpath)
         rel = "/".join(parts)
-        with self._io_errors(), _locked(self.path / LOCK_FILE):
+        with self._io_errors(), locked(self.path / LOCK_FILE):
             self._refuse_if_final(f"{relpath} was not written")
             if once:
                 self._refuse_existing(rel, self.path.joinpath(*parts), f"write {rel}")
             target = self._make_parents(relpath, parts) / parts[-1]
             if target.is_symlink() or (target.exists() and not target.is_file()):
                 raise RecordError(f"Refused to write {relpath}: not a regular file")
-            tmp = _stage(target, data)
+            tmp = stage(target, data)
             try:
                 self._append(
                     FILE_WRITTEN,
@@ -973,9 +700,9 @@ class RunRecord:
                     commit=lambda: os.replace(tmp, target),
                 )
             except BaseException:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
                 raise
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         return target
 
     def record_file(
@@ -992,7 +719,7 @@ class RunRecord:
         ``seal()`` redacts it."""
         parts = self._safe_parts(relpath)
         rel = "/".join(parts)
-        with self._io_errors(), _locked(self.path / LOCK_FILE):
+        with self._io_errors(), locked(self.path / LOCK_FILE):
             self._refuse_if_final(f"{rel} was not recorded")
             path = self._existing_file(rel, parts, "record")
             return self._record_locked(rel, path, step, redact)
@@ -1003,10 +730,10 @@ class RunRecord:
         """record_file's work, the run.json lock held."""
         if redact:
             self._redact_locked(rel, path, step)
-        fd = _open_nofollow(path, os.O_RDONLY, "record")
+        fd = open_nofollow(path, os.O_RDONLY, "record")
         try:
             os.fchmod(fd, FILE_MODE)
-            sha, size = _sha256_fd(fd)
+            sha, size = sha256_fd(fd)
         finally:
             os.close(fd)
         return self._append(FILE_RECORDED, step, {"path": rel, "sha256": sha, "size": size})
@@ -1026,13 +753,13 @@ class RunRecord:
             inode, offset, known = st.st_ino, 0, frozenset()
         if st.st_size > offset:
             with suppress(OSError):
-                fd = _open_nofollow(self._events_path, os.O_RDONLY, "read")
+                fd = open_nofollow(self._events_path, os.O_RDONLY, "read")
                 try:
                     new = os.pread(fd, st.st_size - offset, offset)
                 finally:
                     os.close(fd)
                 complete = new[: new.rfind(b"\n") + 1]  # a line being written waits
-                entries = [e for e in map(_parse_line, complete.splitlines()) if e is not None]
+                entries = [e for e in map(parse_line, complete.splitlines()) if e is not None]
                 known = known | fingerprints_in_events(entries)
                 offset += len(complete)
         self._fingerprints = (inode, offset, known)
@@ -1041,14 +768,14 @@ class RunRecord:
     def _redact_locked(self, rel: str, path: Path, step: str | None) -> bool:
         """Redact what looks like a secret in ``rel`` in place (atomically) and append one
         ``secret.redacted`` per kind; True if anything was. The run.json lock is held."""
-        raw = _read_regular(path)
+        raw = read_regular(path)
         new, found = redact_file(raw, rel, self.known_secrets, self.secret_fingerprints())
         if not found:
             return False
         counts: dict[str, list[str]] = {}
         for located in found:
             counts.setdefault(located.finding.kind, []).append(located.where)
-        tmp = _stage(path, new)
+        tmp = stage(path, new)
         try:
             for i, (kind, where) in enumerate(sorted(counts.items())):
                 self._append(
@@ -1063,9 +790,9 @@ class RunRecord:
                     commit=(lambda: os.replace(tmp, path)) if i == 0 else None,
                 )
         except BaseException:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     @contextmanager
@@ -1091,7 +818,7 @@ class RunRecord:
         for rel, path in _walk(self.path):
             if rel == LOCK_FILE or path.is_symlink() or not path.is_file():
                 continue
-            raw = _read_regular(path)
+            raw = read_regular(path)
             found = file_findings(raw, rel, self.known_secrets, fingerprints)
             if not found:
                 continue
@@ -1125,7 +852,7 @@ class RunRecord:
         rel, new_rel = "/".join(parts), "/".join(new_parts)
         if rel == new_rel:
             raise RecordError(f"Refused to move {rel} onto itself")
-        with self._io_errors(), _locked(self.path / LOCK_FILE):
+        with self._io_errors(), locked(self.path / LOCK_FILE):
             self._refuse_if_final(f"{rel} was not moved")
             source = self._existing_file(rel, parts, "move")
             state = _file_states(self.events())[0].get(rel)
@@ -1134,7 +861,7 @@ class RunRecord:
                     f"Refused to move {rel}: it is not recorded in the event chain (record it "
                     "with record_file first, or find out who put it there)"
                 )
-            sha, size = _sha256_file(source)
+            sha, size = sha256_file(source)
             if sha != state.sha256 or (state.size is not None and size != state.size):
                 raise RecordError(
                     f"Refused to move {rel}: it differs from what the event chain recorded "
@@ -1150,9 +877,9 @@ class RunRecord:
                 {"from": rel, "to": new_rel, "sha256": sha},
                 commit=lambda: os.rename(source, target),
             )
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             if source.parent != target.parent:
-                _fsync_dir(source.parent)
+                fsync_dir(source.parent)
         return event
 
     def _refuse_existing(self, rel: str, target: Path, what: str) -> None:
@@ -1176,7 +903,7 @@ class RunRecord:
             parent = parent / part
             if parent.is_symlink():
                 raise RecordError(f"Refused to write {relpath}: {part} is a symbolic link")
-            _mkdir(parent)
+            make_dir(parent)
         return parent
 
     def _existing_file(self, rel: str, parts: list[str], what: str) -> Path:
@@ -1218,7 +945,7 @@ class RunRecord:
     def sealed_final(self) -> bool:
         """True once a final seal was written; the run then refuses appends and writes."""
         try:
-            manifest = json.loads(_read_regular(self.path / MANIFEST_FILE).decode("utf-8"))
+            manifest = json.loads(read_regular(self.path / MANIFEST_FILE).decode("utf-8"))
         except FileNotFoundError:
             return False
         except (OSError, ValueError):
@@ -1246,12 +973,12 @@ class RunRecord:
         """
         with (
             self._io_errors(),
-            _locked(self.path / LOCK_FILE),
+            locked(self.path / LOCK_FILE),
             self._secrets_cleared(),  # redacts files others wrote; appends events
-            _locked(self._events_path),
+            locked(self._events_path),
         ):
             self._refuse_if_final("it cannot be sealed again")
-            chain = _read_chain(self._events_path, EVENTS_FILE)
+            chain = read_chain(self._events_path, EVENTS_FILE)
             disagree = _check_files(self.path, chain.entries)
             if disagree:
                 raise RecordError(
@@ -1263,7 +990,7 @@ class RunRecord:
             manifest_path = self.path / MANIFEST_FILE
             previous: str | None = None
             if os.path.lexists(manifest_path):
-                previous = hashlib.sha256(_read_regular(manifest_path)).hexdigest()
+                previous = hashlib.sha256(read_regular(manifest_path)).hexdigest()
             files = _file_digests(self.path)
             staged: list[tuple[Path, Path]] = []
             sealed: dict[str, Any] = {}
@@ -1272,7 +999,7 @@ class RunRecord:
                 # under the ledger's lock: the manifest names the entry it will be
                 manifest = {
                     "run_id": self.run_id,
-                    "sealed_at": _now(),
+                    "sealed_at": now(),
                     "final": bool(final),
                     "files": files,
                     "events": {
@@ -1283,7 +1010,7 @@ class RunRecord:
                     "ledger": {"seq": seq, "prev": prev},
                     "signer": signer.describe() if signer else None,
                 }
-                data = _json_bytes(manifest)
+                data = json_bytes(manifest)
                 sums = sums_bytes(files, hashlib.sha256(data).hexdigest())
                 outputs = [(manifest_path, data), (self.path / SUMS_FILE, sums)]
                 if signer is not None:
@@ -1295,7 +1022,7 @@ class RunRecord:
                         ) from err
                     outputs.append((self.path / SUMS_SIG_FILE, signature))
                 for target, content in outputs:
-                    staged.append((_stage(target, content), target))
+                    staged.append((stage(target, content), target))
                 sealed.update(manifest)
                 return {
                     "run_id": self.run_id,
@@ -1317,7 +1044,7 @@ class RunRecord:
                         done.append((target, backup))
                         os.replace(tmp, target)
                     if signer is None:
-                        _unlink_quietly(self.path / SUMS_SIG_FILE)
+                        unlink_quietly(self.path / SUMS_SIG_FILE)
                 except BaseException:
                     for target, backup in reversed(done):
                         with suppress(OSError):
@@ -1329,19 +1056,19 @@ class RunRecord:
                 finally:
                     for _, backup in done:
                         if backup is not None:
-                            _unlink_quietly(backup)
+                            unlink_quietly(backup)
 
             # The seal files are staged first and put in place only once the ledger entry is
             # written, under the ledger's lock; if that fails the entry is cut off again. A
             # crash between the two leaves a ledger entry without its manifest, which verify()
             # reports and a new seal repairs (the reverse would block it).
             try:
-                _append_chained(self.ledger_path, body, commit=commit)
+                append_chained(self.ledger_path, body, commit=commit)
             except BaseException:
                 for tmp, _ in staged:
-                    _unlink_quietly(tmp)
+                    unlink_quietly(tmp)
                 raise
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         return sealed
 
 
@@ -1381,7 +1108,7 @@ def _file_digests(run_dir: Path) -> dict[str, dict[str, Any]]:
     for rel, path in _walk(run_dir):
         if path.is_symlink() or not path.is_file():
             continue
-        sha, size = _sha256_file(path)
+        sha, size = sha256_file(path)
         files[rel] = {"sha256": sha, "size": size}
     return dict(sorted(files.items()))
 
@@ -1441,7 +1168,7 @@ def verify(run_dir: Path, allowed_signers: Path | None = None) -> VerifyReport:
 
     run_id = run_dir.name
     try:
-        run = json.loads(_read_regular(run_dir / RUN_FILE).decode("utf-8"))
+        run = json.loads(read_regular(run_dir / RUN_FILE).decode("utf-8"))
         if isinstance(run, dict) and isinstance(run.get("run_id"), str):
             run_id = run["run_id"]
             if run_id != run_dir.name:
@@ -1463,7 +1190,7 @@ def verify(run_dir: Path, allowed_signers: Path | None = None) -> VerifyReport:
             if os.path.lexists(run_dir / name)
         )
 
-    chain = _read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
+    chain = read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
     problems.extend(chain.problems)
     head = chain.entries[-1].get("hash") if chain.entries else ZERO_HASH
     digests: dict[str, tuple[str, int]] = {}
@@ -1478,7 +1205,7 @@ def verify(run_dir: Path, allowed_signers: Path | None = None) -> VerifyReport:
         problems.append(f"{MANIFEST_FILE}: missing: the run is not sealed")
     else:
         try:
-            manifest_raw = _read_regular(manifest_path)
+            manifest_raw = read_regular(manifest_path)
         except OSError:
             manifest_raw = b""
         manifest_sha = hashlib.sha256(manifest_raw).hexdigest()
@@ -1598,7 +1325,7 @@ def _check_signature(
         )
     problems: list[str] = []
     try:
-        sums = _read_regular(run_dir / SUMS_FILE)
+        sums = read_regular(run_dir / SUMS_FILE)
     except OSError:
         return (
             [f"{SUMS_FILE}: missing or unreadable: the seal's signature cannot be checked"],
@@ -1608,7 +1335,7 @@ def _check_signature(
     if sums != sums_bytes(manifest["files"], manifest_sha):
         problems.append(f"{SUMS_FILE}: does not list exactly the manifest's files and digests")
     try:
-        signature = _read_regular(run_dir / SUMS_SIG_FILE)
+        signature = read_regular(run_dir / SUMS_SIG_FILE)
     except OSError:
         return (
             [*problems, f"{SUMS_SIG_FILE}: missing or unreadable: the seal is not signed"],
@@ -1617,7 +1344,7 @@ def _check_signature(
         )
     trust_path, trust = trust_root(run_dir, allowed_signers)
     try:
-        trust_sha = hashlib.sha256(_read_regular(trust_path)).hexdigest()
+        trust_sha = hashlib.sha256(read_regular(trust_path)).hexdigest()
     except OSError:
         return (
             [
@@ -1702,7 +1429,7 @@ def _check_ledger(
     """Ledger problems, this run's latest entry and the one before it."""
     if not ledger.exists():
         return [], None, None
-    chain = _read_chain(ledger, LEDGER_FILE)
+    chain = read_chain(ledger, LEDGER_FILE)
     mine = [e for e in chain.entries if e.get("run_id") == run_id]
     latest = mine[-1] if mine else None
     previous = mine[-2] if len(mine) > 1 else None
@@ -1715,13 +1442,13 @@ def _check_ledger_entries(
     """An archived copy's ledger lines (only this run's, so not linked to each other): each
     entry's own hash, its run, increasing seq; the latest entry and the one before it."""
     try:
-        raw = _read_regular(path)
+        raw = read_regular(path)
     except OSError:
         return [f"{LEDGER_ENTRIES_FILE}: unreadable"], None, None
     problems: list[str] = []
     mine: list[dict[str, Any]] = []
     for number, line in enumerate(raw.splitlines(), 1):
-        entry = _parse_line(line)
+        entry = parse_line(line)
         if entry is None:
             problems.append(f"{LEDGER_ENTRIES_FILE}: line {number} is not a ledger entry")
             continue
@@ -1764,7 +1491,7 @@ def check_integrity(run_dir: Path, allow_unrecorded: Collection[str] = ()) -> li
         return [*problems, f"{run_dir}: not a directory"]
     problems.extend(_tree_problems(run_dir))
 
-    chain = _read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
+    chain = read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
     problems.extend(chain.problems)
     run_id = run_dir.name
     ledger_problems, latest, _ = _check_ledger(run_dir.parent / LEDGER_FILE, run_id)
@@ -1780,11 +1507,11 @@ def check_integrity(run_dir: Path, allow_unrecorded: Collection[str] = ()) -> li
 
 
 def _check_checkpoint(
-    manifest_path: Path, run_id: str, chain: _Chain, latest: dict[str, Any] | None
+    manifest_path: Path, run_id: str, chain: Chain, latest: dict[str, Any] | None
 ) -> list[str]:
     """The last seal's manifest against the ledger, and the events it sealed against the chain."""
     try:
-        raw = _read_regular(manifest_path)
+        raw = read_regular(manifest_path)
         manifest = json.loads(raw.decode("utf-8"))
     except (OSError, ValueError):
         return [f"{MANIFEST_FILE}: unreadable or not valid JSON"]

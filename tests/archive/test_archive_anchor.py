@@ -22,6 +22,7 @@ import pytest
 
 from runbook_lib.errors import ParameterError, PreconditionError
 from runbook_lib.record.archive import LEDGER_HEADS_PREFIX, archive_run, verify_against
+from runbook_lib.record.chain import canonical, entry_hash
 from runbook_lib.record.run import (
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
@@ -31,8 +32,6 @@ from runbook_lib.record.run import (
     SUMS_FILE,
     SUMS_SIG_FILE,
     RunRecord,
-    canonical,
-    entry_hash,
     verify,
 )
 from runbook_sandbox import SandboxInfo

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from runbook_lib.errors import RecordError, RecordIOError
+from runbook_lib.record.chain import read_chain
 from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
     RUN_FILE,
     RunRecord,
-    _read_chain,
     verify,
 )
 from tests.keys import signer
@@ -99,7 +99,7 @@ def assert_clean_failure(
     assert err.value.errno == code and isinstance(err.value, RecordError)
     data = events_path(rec).read_bytes()
     assert data.endswith(b"\n")
-    assert _read_chain(events_path(rec), EVENTS_FILE).problems == []
+    assert read_chain(events_path(rec), EVENTS_FILE).problems == []
     assert not [p for p in rec.runs_dir.rglob(".*.tmp")]
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.errors import RecordError, RunbookError, RunSealedError, SecretRefused
+from runbook_lib.record.chain import entry_hash
 from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
     RUN_FILE,
     RunRecord,
-    entry_hash,
     list_runs,
     verify,
 )

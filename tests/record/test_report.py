@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from runbook_lib.record import chain
 from runbook_lib.record import report as report_mod
-from runbook_lib.record import run as record_mod
 from runbook_lib.record.report import render_html
 from runbook_lib.record.run import EVENTS_FILE, RUN_FILE, RunRecord
 from tests import keys
@@ -243,7 +243,7 @@ def test_signed_approvals_and_self_approval(tmp_path: Path) -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
     """The record's clock, set by the test: ``clock[0]`` is the time of the next append."""
     now = [dt.datetime(2026, 11, 26, 9, 0, 0, tzinfo=dt.UTC)]
-    monkeypatch.setattr(record_mod, "_now", lambda: now[0].isoformat())
+    monkeypatch.setattr(chain, "now", lambda: now[0].isoformat())
     return now
 
 

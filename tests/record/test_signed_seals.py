@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from runbook_lib.errors import RecordError
+from runbook_lib.record.chain import canonical, entry_hash
 from runbook_lib.record.run import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
@@ -22,8 +23,6 @@ from runbook_lib.record.run import (
     SUMS_FILE,
     SUMS_SIG_FILE,
     RunRecord,
-    canonical,
-    entry_hash,
     sums_bytes,
     verify,
 )
