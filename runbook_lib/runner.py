@@ -70,20 +70,9 @@ from .procedure.context import (
 from .procedure.facts import RunFacts
 from .procedure.lifecycle import RunState, fold
 from .procedure.vocabulary import Event, Status
+from .record.layout import EVENTS_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, TRUST_FILE
 from .record.report import render_html
-from .record.run import (
-    EVENTS_FILE,
-    LOCK_FILE,
-    MANIFEST_FILE,
-    RUN_FILE,
-    TRUST_FILE,
-    RunRecord,
-    VerifyReport,
-    check_integrity,
-    new_run_id,
-    trust_root,
-    verify,
-)
+from .record.run import RunRecord, VerifyReport, check_integrity, new_run_id, trust_root, verify
 from .record.signing import APPROVAL_NAMESPACE, Signer
 from .record.signing import verify as verify_signature
 
@@ -873,7 +862,7 @@ _RESERVED = {RUN_FILE, EVENTS_FILE, MANIFEST_FILE, LOCK_FILE}
 
 def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
     """Every run in ``runs_dir`` with its status as its events say (not as run.json says)."""
-    from .record.run import list_runs
+    from .record.ledger import list_runs
 
     out = []
     for row in list_runs(Path(runs_dir)):

@@ -106,7 +106,7 @@ from ..errors import (
     from_client_error,
 )
 from .chain import canonical
-from .run import (
+from .layout import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
@@ -114,8 +114,8 @@ from .run import (
     LOCK_FILE,
     MANIFEST_FILE,
     SEAL_FILES,
-    verify,
 )
+from .run import verify
 from .secrets import file_findings, fingerprints_in_events_bytes
 
 __all__ = [

@@ -40,7 +40,8 @@ from ..plan import STEPS
 from ..procedure.lifecycle import RunState, fold
 from ..procedure.vocabulary import Event, Status
 from .chain import read_chain
-from .run import EVENTS_FILE, MANIFEST_FILE, RUN_FILE, VerifyReport, check_integrity, verify
+from .layout import EVENTS_FILE, MANIFEST_FILE, RUN_FILE
+from .run import VerifyReport, check_integrity, verify
 
 __all__ = ["render_html"]
 

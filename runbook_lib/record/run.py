@@ -1,19 +1,6 @@
 """The run record: a tamper-evident, append-only account of one runbook run.
 
-Layout (every directory 0700, every file 0600, whatever the umask)::
-
-    runs/                       runs_dir: yours, not group/other-writable, not a symlink
-    ├── ledger.jsonl            one hash-chained entry per seal, for every run
-    └── 20261126T051500Z-3f9a/  one run
-        ├── run.json            parameters, status, steps (rewritten atomically)
-        ├── run.json.lock       lock file for run.json, files and seals (empty)
-        ├── events.jsonl        hash-chained events, append-only
-        ├── snapshots/...       evidence: write_json / write_text, each on the event chain
-        ├── notebooks/...       written by papermill or JupyterLab, then record_file()
-        ├── manifest.json       sha256 and size of every other file, its signer and its place
-        │                       in the ledger, written by seal()
-        ├── SHA256SUMS          the same digests (and manifest.json's) for ``sha256sum -c``
-        └── SHA256SUMS.sig      the sealer's SSH signature of SHA256SUMS (signing.SEAL_NAMESPACE)
+The files and their layout: :mod:`runbook_lib.record.layout`.
 
 Each event's ``hash`` is the sha256 of its canonical JSON without ``hash``, and its ``prev`` is
 the previous event's hash, so editing, deleting, inserting or reordering an event breaks the
@@ -118,49 +105,38 @@ from .files import (
     stage,
     unlink_quietly,
 )
+from .layout import (
+    ARCHIVE_FILES,
+    EVENTS_FILE,
+    LEDGER_ENTRIES_FILE,
+    LEDGER_FILE,
+    LOCK_FILE,
+    MANIFEST_FILE,
+    RESERVED,
+    RUN_FILE,
+    SEAL_FILES,
+    SUMS_FILE,
+    SUMS_SIG_FILE,
+    TRUST_FILE,
+)
+from .ledger import append_seal, run_entries, runs_dir_problems
 from .secrets import file_findings, find_secrets, fingerprints_in_events, redact_file
 from .signing import SEAL_NAMESPACE, Signer
 from .signing import verify as verify_signature
 
 __all__ = [
-    "EVENTS_FILE",
-    "LEDGER_ENTRIES_FILE",
-    "LEDGER_FILE",
-    "LEDGER_HEAD_FILE",
-    "LOCK_FILE",
-    "MANIFEST_FILE",
-    "RUN_FILE",
-    "SEAL_FILES",
-    "SUMS_FILE",
-    "SUMS_SIG_FILE",
-    "TRUST_FILE",
     "RunRecord",
     "VerifyReport",
     "check_integrity",
-    "list_runs",
     "trust_root",
     "verify",
 ]
 
-RUN_FILE = "run.json"
-EVENTS_FILE = "events.jsonl"
-MANIFEST_FILE = "manifest.json"
-LEDGER_FILE = "ledger.jsonl"  # in the runs dir, beside the run dirs
-LOCK_FILE = "run.json.lock"
-SUMS_FILE = "SHA256SUMS"  # `sha256sum -c` list of every file, manifest.json included
-SUMS_SIG_FILE = "SHA256SUMS.sig"  # the operator's SSH signature of SHA256SUMS
-SEAL_FILES = (MANIFEST_FILE, SUMS_FILE, SUMS_SIG_FILE)  # written by seal(), not in the manifest
-# an archived copy of a run (runbook_lib.record.archive) also holds, beside the seal files:
-LEDGER_ENTRIES_FILE = "ledger-entries.jsonl"  # this run's lines of the runs dir's ledger
-LEDGER_HEAD_FILE = "ledger-head.json"  # the ledger's last entry (seq, hash) when archived
-TRUST_FILE = "trust/allowed_signers"  # who may sign this run's approvals and seals
 #: your organisation's allowed_signers: verify() checks signatures against it when no file is
 #: given (before falling back to the record's own copy)
 ALLOWED_SIGNERS_ENV = "RUNBOOK_ALLOWED_SIGNERS"
 
 # the record's own files: never written through write_json & co., not on the file chain
-_RESERVED = {RUN_FILE, EVENTS_FILE, LOCK_FILE, *SEAL_FILES, LEDGER_ENTRIES_FILE, LEDGER_HEAD_FILE}
-_ARCHIVE_FILES = (LEDGER_ENTRIES_FILE, LEDGER_HEAD_FILE)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 RUN_CREATED = "run.created"
@@ -293,7 +269,7 @@ def _check_files(
         irregular = path.is_symlink() or not path.is_file()
         if irregular and report_irregular:
             problems.append(f"{rel}: not a regular file")
-        if rel in _RESERVED:
+        if rel in RESERVED:
             continue
         present.add(rel)
         if irregular or rel in skip:
@@ -319,37 +295,6 @@ def _digest(cache: dict[str, tuple[str, int]], rel: str, path: Path) -> tuple[st
     if rel not in cache:
         cache[rel] = sha256_file(path)
     return cache[rel]
-
-
-def _runs_dir_problems(runs_dir: Path) -> list[str]:
-    """Why ``runs_dir`` (if it exists) is not safe to keep runs in: a sentence per problem."""
-    try:
-        st = os.lstat(runs_dir)
-    except FileNotFoundError:
-        return []
-    if stat.S_ISLNK(st.st_mode):
-        return [
-            f"the runs directory {runs_dir} is a symbolic link: check where it points and who "
-            "controls that, then use the real directory (a link can redirect every run and the "
-            "ledger)"
-        ]
-    if not stat.S_ISDIR(st.st_mode):
-        return [f"the runs directory {runs_dir} is not a directory"]
-    problems: list[str] = []
-    uid = os.getuid()
-    if st.st_uid != uid:
-        problems.append(
-            f"the runs directory {runs_dir} is owned by uid {st.st_uid}, not by you (uid {uid}): "
-            "check who controls it, and keep runs in a directory of your own (`chmod 700 DIR`)"
-        )
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o022:
-        problems.append(
-            f"the runs directory {runs_dir} is group- or other-writable (mode {mode:04o}), so "
-            "others could add, replace or delete runs and the ledger: check who else can write "
-            f"there, then `chmod 700 {runs_dir}`"
-        )
-    return problems
 
 
 def _tree_problems(run_dir: Path) -> list[str]:
@@ -461,7 +406,7 @@ class RunRecord:
         if not _RUN_ID.fullmatch(run_id):
             raise RecordError(f"Invalid run id {run_id!r}: use letters, digits, '.', '_', '-'")
         runs_dir = Path(runs_dir)
-        unsafe = _runs_dir_problems(runs_dir)
+        unsafe = runs_dir_problems(runs_dir)
         if unsafe:
             raise RecordError(
                 "Refused to create a run: " + "; ".join(unsafe) + ". Nothing was created."
@@ -823,7 +768,7 @@ class RunRecord:
             if not found:
                 continue
             state = states.get(rel)
-            if rel in _RESERVED or (state is not None and state.type == FILE_WRITTEN):
+            if rel in RESERVED or (state is not None and state.type == FILE_WRITTEN):
                 kinds = sorted({f.finding.kind for f in found})
                 own.append(f"{rel}: {', '.join(kinds)} ({found[0]})")
             elif state is not None and hashlib.sha256(raw).hexdigest() == state.sha256:
@@ -935,7 +880,7 @@ class RunRecord:
             or any(p in ("", ".", "..") for p in parts)
         ):
             raise RecordError(f"Refused path {relpath!r}: it must stay inside the run directory")
-        if len(parts) == 1 and parts[0] in _RESERVED:
+        if len(parts) == 1 and parts[0] in RESERVED:
             raise RecordError(f"Refused path {relpath!r}: the record itself manages that file")
         return parts
 
@@ -1063,7 +1008,7 @@ class RunRecord:
             # crash between the two leaves a ledger entry without its manifest, which verify()
             # reports and a new seal repairs (the reverse would block it).
             try:
-                append_chained(self.ledger_path, body, commit=commit)
+                append_seal(self.ledger_path, body, commit)
             except BaseException:
                 for tmp, _ in staged:
                     unlink_quietly(tmp)
@@ -1186,7 +1131,7 @@ def verify(run_dir: Path, allowed_signers: Path | None = None) -> VerifyReport:
         problems.extend(
             f"{name}: belongs to an archived copy, not to a run in a runs directory (who put it "
             "there?)"
-            for name in _ARCHIVE_FILES
+            for name in ARCHIVE_FILES
             if os.path.lexists(run_dir / name)
         )
 
@@ -1235,7 +1180,7 @@ def verify(run_dir: Path, allowed_signers: Path | None = None) -> VerifyReport:
         )
         where = LEDGER_ENTRIES_FILE
     else:
-        ledger_problems, entry, previous = _check_ledger(ledger_path, run_id)
+        ledger_problems, entry, previous = run_entries(ledger_path, run_id)
         where = LEDGER_FILE
     problems.extend(ledger_problems)
     if manifest is not None:
@@ -1393,7 +1338,7 @@ def _check_manifest(
         present.add(rel)
         if path.is_symlink() or not path.is_file():
             continue  # named by _check_files
-        if rel not in listed and not (archived and rel in _ARCHIVE_FILES):
+        if rel not in listed and not (archived and rel in ARCHIVE_FILES):
             problems.append(f"{rel}: not in the manifest (added after the seal)")
     for rel, meta in sorted(listed.items()):
         path = run_dir / rel
@@ -1421,19 +1366,6 @@ def _check_manifest(
                 f"{MANIFEST_FILE}: events.head differs from the last event's hash in {EVENTS_FILE}"
             )
     return problems
-
-
-def _check_ledger(
-    ledger: Path, run_id: str
-) -> tuple[list[str], dict[str, Any] | None, dict[str, Any] | None]:
-    """Ledger problems, this run's latest entry and the one before it."""
-    if not ledger.exists():
-        return [], None, None
-    chain = read_chain(ledger, LEDGER_FILE)
-    mine = [e for e in chain.entries if e.get("run_id") == run_id]
-    latest = mine[-1] if mine else None
-    previous = mine[-2] if len(mine) > 1 else None
-    return chain.problems, latest, previous
 
 
 def _check_ledger_entries(
@@ -1476,7 +1408,7 @@ def check_integrity(run_dir: Path, allow_unrecorded: Collection[str] = ()) -> li
     ``allow_unrecorded`` (e.g. the notebook of a step about to be re-executed).
     """
     run_dir = Path(run_dir)
-    problems = _runs_dir_problems(run_dir.parent)
+    problems = runs_dir_problems(run_dir.parent)
     try:
         st = os.lstat(run_dir)
     except OSError as err:
@@ -1494,7 +1426,7 @@ def check_integrity(run_dir: Path, allow_unrecorded: Collection[str] = ()) -> li
     chain = read_chain(run_dir / EVENTS_FILE, EVENTS_FILE)
     problems.extend(chain.problems)
     run_id = run_dir.name
-    ledger_problems, latest, _ = _check_ledger(run_dir.parent / LEDGER_FILE, run_id)
+    ledger_problems, latest, _ = run_entries(run_dir.parent / LEDGER_FILE, run_id)
     problems.extend(ledger_problems)
 
     manifest_path = run_dir / MANIFEST_FILE
@@ -1542,48 +1474,3 @@ def _check_checkpoint(
             "events before the checkpoint were rewritten"
         )
     return problems
-
-
-def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """One summary per run directory in ``runs_dir``, sorted by run id.
-
-    Entries that are not run directories (the ledger, stray files, directories without
-    run.json) are skipped; a run whose run.json cannot be read is listed as ``unreadable``.
-    """
-    runs_dir = Path(runs_dir)
-    out: list[dict[str, Any]] = []
-    try:
-        children = list(runs_dir.iterdir())
-    except FileNotFoundError:
-        return out
-    except NotADirectoryError as err:
-        raise RecordError(f"{runs_dir} is not a directory") from err
-    for child in children:
-        if child.is_symlink() or not child.is_dir() or not (child / RUN_FILE).is_file():
-            continue
-        try:
-            run = json.loads((child / RUN_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            run = None
-        if not isinstance(run, dict):
-            out.append(
-                {
-                    "run_id": child.name,
-                    "account_id": None,
-                    "status": "unreadable",
-                    "halted_at": None,
-                    "created_at": None,
-                }
-            )
-            continue
-        params = run.get("parameters")
-        out.append(
-            {
-                "run_id": run.get("run_id", child.name),
-                "account_id": params.get("account_id") if isinstance(params, dict) else None,
-                "status": run.get("status"),
-                "halted_at": run.get("halted_at"),
-                "created_at": run.get("created_at"),
-            }
-        )
-    return sorted(out, key=lambda r: str(r["run_id"]))

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from runbook_lib.aws.session import AwsContext
 from runbook_lib.errors import ParameterError, PreconditionError, RunbookError
 from runbook_lib.record.archive import LEDGER_ENTRIES_OBJECT, archive_run
-from runbook_lib.record.run import (
+from runbook_lib.record.layout import (
     LEDGER_FILE,
     LEDGER_HEAD_FILE,
     LOCK_FILE,
@@ -29,8 +29,8 @@ from runbook_lib.record.run import (
     SEAL_FILES,
     SUMS_FILE,
     SUMS_SIG_FILE,
-    RunRecord,
 )
+from runbook_lib.record.run import RunRecord
 from runbook_sandbox import SandboxInfo
 from tests.keys import signer
 

@@ -23,7 +23,7 @@ import pytest
 from runbook_lib.errors import ParameterError, PreconditionError
 from runbook_lib.record.archive import LEDGER_HEADS_PREFIX, archive_run, verify_against
 from runbook_lib.record.chain import canonical, entry_hash
-from runbook_lib.record.run import (
+from runbook_lib.record.layout import (
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
     LEDGER_HEAD_FILE,
@@ -31,9 +31,8 @@ from runbook_lib.record.run import (
     MANIFEST_FILE,
     SUMS_FILE,
     SUMS_SIG_FILE,
-    RunRecord,
-    verify,
 )
+from runbook_lib.record.run import RunRecord, verify
 from runbook_sandbox import SandboxInfo
 from tests import keys
 from tests.keys import signer

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib.record.chain import entry_hash
-from runbook_lib.record.run import EVENTS_FILE, LEDGER_FILE, RunRecord
+from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE
+from runbook_lib.record.run import RunRecord
 
 # Fakes shaped like the real thing (the AWS documentation's example key, a made-up token).
 FAKE_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

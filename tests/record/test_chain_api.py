@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from runbook_lib.errors import RecordError
-from runbook_lib.record.run import EVENTS_FILE, RUN_FILE, RunRecord, verify
+from runbook_lib.record.layout import EVENTS_FILE, RUN_FILE
+from runbook_lib.record.run import RunRecord, verify
 from tests.keys import signer
 
 from .helpers import dump, events_path, lines, make_run, rehash, write_lines

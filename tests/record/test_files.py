@@ -12,15 +12,8 @@ import pytest
 
 from runbook_lib.errors import EvidenceExists, RecordError, RunSealedError
 from runbook_lib.record import run as record_mod
-from runbook_lib.record.run import (
-    EVENTS_FILE,
-    LEDGER_FILE,
-    LOCK_FILE,
-    MANIFEST_FILE,
-    RUN_FILE,
-    RunRecord,
-    verify,
-)
+from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE
+from runbook_lib.record.run import RunRecord, verify
 from tests.keys import signer
 
 from .helpers import NOTEBOOK, events_path, ledger_path, make_run

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.record.run import MANIFEST_FILE, RUN_FILE, RunRecord, check_integrity
+from runbook_lib.record.layout import MANIFEST_FILE, RUN_FILE
+from runbook_lib.record.run import RunRecord, check_integrity
 from tests.keys import signer
 
 from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, write_lines

@@ -15,15 +15,9 @@ import pytest
 
 from runbook_lib.errors import RecordError, RunbookError, RunSealedError, SecretRefused
 from runbook_lib.record.chain import entry_hash
-from runbook_lib.record.run import (
-    EVENTS_FILE,
-    LEDGER_FILE,
-    MANIFEST_FILE,
-    RUN_FILE,
-    RunRecord,
-    list_runs,
-    verify,
-)
+from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE, MANIFEST_FILE, RUN_FILE
+from runbook_lib.record.ledger import list_runs
+from runbook_lib.record.run import RunRecord, verify
 from tests.keys import signer
 
 from .helpers import FAKE_SECRET_KEY, FAKE_SEED, FAKE_SESSION_TOKEN, make_run

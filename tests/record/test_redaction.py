@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from runbook_lib.errors import RecordError, SecretRefused
-from runbook_lib.record.run import EVENTS_FILE, RunRecord, verify
+from runbook_lib.record.layout import EVENTS_FILE
+from runbook_lib.record.run import RunRecord, verify
 from runbook_lib.record.secrets import fingerprint, scan_path
 from tests.keys import signer
 

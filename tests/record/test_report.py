@@ -13,8 +13,9 @@ import pytest
 
 from runbook_lib.record import chain
 from runbook_lib.record import report as report_mod
+from runbook_lib.record.layout import EVENTS_FILE, RUN_FILE
 from runbook_lib.record.report import render_html
-from runbook_lib.record.run import EVENTS_FILE, RUN_FILE, RunRecord
+from runbook_lib.record.run import RunRecord
 from tests import keys
 from tests.keys import signer
 from tests.runbook.conftest import _isolated_env, env_for  # noqa: F401 (fixtures)

@@ -15,17 +15,15 @@ import pytest
 
 from runbook_lib.errors import RecordError
 from runbook_lib.record.chain import canonical, entry_hash
-from runbook_lib.record.run import (
+from runbook_lib.record.layout import (
     EVENTS_FILE,
     LEDGER_ENTRIES_FILE,
     LEDGER_FILE,
     MANIFEST_FILE,
     SUMS_FILE,
     SUMS_SIG_FILE,
-    RunRecord,
-    sums_bytes,
-    verify,
 )
+from runbook_lib.record.run import RunRecord, sums_bytes, verify
 from runbook_lib.record.signing import SEAL_NAMESPACE, Signer, load_key, sign
 from tests import keys
 from tests.keys import signer

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.record.run import MANIFEST_FILE, RunRecord, verify
+from runbook_lib.record.layout import MANIFEST_FILE
+from runbook_lib.record.run import RunRecord, verify
 from tests.keys import signer
 
 from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, write_lines

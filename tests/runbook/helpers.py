@@ -14,7 +14,7 @@ from typing import Any
 from runbook_demo import demo_parameters, sign_approval
 from runbook_lib import runner
 from runbook_lib.plan import STEPS
-from runbook_lib.record.run import list_runs
+from runbook_lib.record.ledger import list_runs
 from runbook_sandbox import SandboxInfo
 from tests import keys
 from tests.operator_text import notebook_text, seeds_in
