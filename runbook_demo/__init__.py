@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib.errors import ParameterError
-from runbook_lib.record.run import verify
 from runbook_lib.record.signing import allowed_signers_line, new_key
+from runbook_lib.record.verify import verify
 from runbook_lib.runner import EXIT_OK, run
 from runbook_sandbox import SandboxInfo, require_extra, sandbox_process, validate, write_profiles
 

@@ -52,7 +52,7 @@ _EXPORTS = {
     "open_step": "procedure.context",
     "Step": "procedure.context",
     "RunRecord": "record.run",
-    "verify": "record.run",
+    "verify": "record.verify",
     "run": "runner",
     "resume": "runner",
     "seal_run": "runner",

@@ -299,7 +299,7 @@ def _record_notebooks(record: RunRecord) -> None:
 def close_lab_run(record: RunRecord) -> dict[str, Any]:
     """After JupyterLab stopped: remove stray checkpoints, record the notebooks, then seal the
     run: final if every step succeeded, else a checkpoint seal. Returns what verify found."""
-    from .record.run import verify
+    from .record.verify import verify
 
     removed = _remove_checkpoints(record.path)
     _tighten(record.path)

@@ -72,9 +72,10 @@ from .procedure.lifecycle import RunState, fold
 from .procedure.vocabulary import Event, Status
 from .record.layout import EVENTS_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, TRUST_FILE
 from .record.report import render_html
-from .record.run import RunRecord, VerifyReport, check_integrity, new_run_id, trust_root, verify
+from .record.run import RunRecord, new_run_id
 from .record.signing import APPROVAL_NAMESPACE, Signer
 from .record.signing import verify as verify_signature
+from .record.verify import VerifyReport, check_integrity, trust_root, verify
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 ORDER = [name for name, _ in STEPS]

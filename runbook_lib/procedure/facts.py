@@ -1,7 +1,7 @@
 """Typed readers of a run's facts, from its hash-chained events (never from run.json).
 
 run.json is a projection anyone with write access to the runs dir can edit; the event chain is
-what :func:`runbook_lib.record.run.verify` protects. So every fact a later step relies on (the
+what :func:`runbook_lib.record.verify.verify` protects. So every fact a later step relies on (the
 device preflight chose, the account it saw, the snapshots, the approvals, the privileged
 sessions) is read here from the events, by type from :mod:`.vocabulary`, with the first record
 of a fact winning: a fact is written once, and a re-run cell cannot replace it.

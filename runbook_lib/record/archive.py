@@ -22,11 +22,11 @@ every head ever archived must stay an entry of it; a run later deleted from the 
 as heads the ledger no longer holds. Archive one runs dir (one ledger) per PREFIX.
 
 Before anything is uploaded the record must be sealed final and pass
-:func:`runbook_lib.record.run.verify`, every listed file is read (never through a symbolic link) and
-must still match the manifest's sha256 and size, no file may hold anything that looks like a
-secret (:mod:`runbook_lib.record.secrets`: its patterns, and the fingerprints of the credentials
-the run handled, read from its events; a record under COMPLIANCE retention could never be
-cleaned), and the bucket must have Object Lock enabled.
+:func:`~runbook_lib.record.verify.verify`, every listed file is read (never through a symbolic
+link) and must still match the manifest's sha256 and size, no file may hold anything that looks
+like a secret (:mod:`runbook_lib.record.secrets`: its patterns, and the fingerprints of the
+credentials the run handled, read from its events; a record under COMPLIANCE retention could
+never be cleaned), and the bucket must have Object Lock enabled.
 
 Then what is already archived under ``PREFIX/<run_id>/`` decides (ListObjectVersions; each key is
 compared by its bytes with its *first* version ever written, the anchor):
@@ -115,8 +115,8 @@ from .layout import (
     MANIFEST_FILE,
     SEAL_FILES,
 )
-from .run import verify
 from .secrets import file_findings, fingerprints_in_events_bytes
+from .verify import verify
 
 __all__ = [
     "LEDGER_ENTRIES_OBJECT",

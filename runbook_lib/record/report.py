@@ -41,7 +41,7 @@ from ..procedure.lifecycle import RunState, fold
 from ..procedure.vocabulary import Event, Status
 from .chain import read_chain
 from .layout import EVENTS_FILE, MANIFEST_FILE, RUN_FILE
-from .run import VerifyReport, check_integrity, verify
+from .verify import VerifyReport, check_integrity, verify
 
 __all__ = ["render_html"]
 

@@ -32,7 +32,8 @@ from runbook_lib.record.layout import (
     SUMS_FILE,
     SUMS_SIG_FILE,
 )
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from runbook_sandbox import SandboxInfo
 from tests import keys
 from tests.keys import signer

@@ -13,8 +13,9 @@ import pytest
 from runbook_lib.errors import PreconditionError
 from runbook_lib.record import run as record_module
 from runbook_lib.record.archive import archive_run
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
 from runbook_lib.record.secrets import fingerprint
+from runbook_lib.record.verify import verify
 from runbook_sandbox import SandboxInfo
 from tests.keys import signer
 

@@ -21,7 +21,8 @@ import pytest
 
 from runbook_demo import demo_parameters, sandbox_profiles
 from runbook_lib.lab import LabServer, lab_server, prepare_lab
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from runbook_lib.runner import abandon
 from runbook_sandbox import SandboxInfo
 from tests import keys

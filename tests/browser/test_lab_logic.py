@@ -27,7 +27,8 @@ from runbook_lib.procedure.context import Step, run_plan
 from runbook_lib.procedure.facts import RunFacts
 from runbook_lib.procedure.gates import ConsoleCheck
 from runbook_lib.procedure.vocabulary import Event, Gate
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from runbook_lib.runner import create_run
 from tests import keys
 

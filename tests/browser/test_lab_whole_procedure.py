@@ -19,7 +19,8 @@ from runbook_lib.errors import GateNotApproved
 from runbook_lib.lab import close_lab_run, prepare_lab
 from runbook_lib.procedure import bind, close_out, open_step, preflight, remove, sign_in
 from runbook_lib.procedure import verify_removal as verify_step
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from runbook_sandbox import SandboxInfo
 from tests import keys
 

@@ -15,7 +15,8 @@ import pytest
 
 from runbook_lib.errors import RecordError
 from runbook_lib.record.layout import EVENTS_FILE, RUN_FILE
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .helpers import dump, events_path, lines, make_run, rehash, write_lines

@@ -13,7 +13,8 @@ import pytest
 from runbook_lib.errors import EvidenceExists, RecordError, RunSealedError
 from runbook_lib.record import run as record_mod
 from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .helpers import NOTEBOOK, events_path, ledger_path, make_run
@@ -297,7 +298,7 @@ def test_verify_names_files_that_disagree_with_the_chain_even_if_the_manifest_ag
     (rec.path / "snapshots/before.json").write_text('{"mfa_devices": []}\n')
     (rec.path / "snapshots/planted.json").write_text("{}")
     (rec.path / NB).unlink()
-    monkeypatch.setattr(record_mod, "_check_files", lambda *a, **k: [])
+    monkeypatch.setattr(record_mod, "check_files", lambda *a, **k: [])
     rec.seal(signer=signer())
     monkeypatch.undo()
     report = verify(rec.path)

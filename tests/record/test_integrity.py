@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.record.layout import MANIFEST_FILE, RUN_FILE
-from runbook_lib.record.run import RunRecord, check_integrity
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import check_integrity
 from tests.keys import signer
 
 from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, write_lines

@@ -21,7 +21,8 @@ import pytest
 from runbook_lib.errors import RecordError, RecordIOError
 from runbook_lib.record.chain import read_chain
 from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE, MANIFEST_FILE, RUN_FILE
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .helpers import events_path, make_run

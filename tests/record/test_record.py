@@ -17,7 +17,8 @@ from runbook_lib.errors import RecordError, RunbookError, RunSealedError, Secret
 from runbook_lib.record.chain import entry_hash
 from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE, MANIFEST_FILE, RUN_FILE
 from runbook_lib.record.ledger import list_runs
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .helpers import FAKE_SECRET_KEY, FAKE_SEED, FAKE_SESSION_TOKEN, make_run

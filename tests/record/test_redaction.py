@@ -13,8 +13,9 @@ import pytest
 
 from runbook_lib.errors import RecordError, SecretRefused
 from runbook_lib.record.layout import EVENTS_FILE
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
 from runbook_lib.record.secrets import fingerprint, scan_path
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .test_secrets_scan import KEY_ID, SANDBOX_KEY, SANDBOX_TOKEN, debug_log_notebook

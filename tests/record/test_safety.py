@@ -12,7 +12,8 @@ import pytest
 
 from runbook_lib.errors import RecordError
 from runbook_lib.record.layout import EVENTS_FILE, LEDGER_FILE, LOCK_FILE, RUN_FILE
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .helpers import make_run

@@ -23,8 +23,9 @@ from runbook_lib.record.layout import (
     SUMS_FILE,
     SUMS_SIG_FILE,
 )
-from runbook_lib.record.run import RunRecord, sums_bytes, verify
+from runbook_lib.record.run import RunRecord, sums_bytes
 from runbook_lib.record.signing import SEAL_NAMESPACE, Signer, load_key, sign
+from runbook_lib.record.verify import verify
 from tests import keys
 from tests.keys import signer
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.record.layout import MANIFEST_FILE
-from runbook_lib.record.run import RunRecord, verify
+from runbook_lib.record.run import RunRecord
+from runbook_lib.record.verify import verify
 from tests.keys import signer
 
 from .helpers import dump, events_path, ledger_path, lines, make_run, rehash, write_lines

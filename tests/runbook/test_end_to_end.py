@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.record.run import verify
 from runbook_lib.record.secrets import scan_path
+from runbook_lib.record.verify import verify
 
 from .helpers import (
     STEP_NAMES,

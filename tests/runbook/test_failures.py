@@ -17,7 +17,7 @@ import pytest
 from runbook_lib import runner
 from runbook_lib.approval import ApprovalRefused
 from runbook_lib.plan import PACKAGE_DIR
-from runbook_lib.record.run import verify
+from runbook_lib.record.verify import verify
 
 from .helpers import (
     STEP_NAMES,

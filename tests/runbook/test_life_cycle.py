@@ -30,7 +30,7 @@ from runbook_lib import lease, runner
 from runbook_lib.approval import ApprovalRefused
 from runbook_lib.errors import RunRefused
 from runbook_lib.lab import prepare_lab
-from runbook_lib.record.run import verify
+from runbook_lib.record.verify import verify
 from tests import keys
 
 from .helpers import (

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from runbook_lib.record.run import verify
+from runbook_lib.record.verify import verify
 
 # the SSO-shaped role and the credential_process helper the sandbox's own tests use
 from tests.sandbox.test_role_sessions import CREDENTIAL_PROCESS, OPERATOR, SSO_PATH, SSO_ROLE

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.record.run import verify
 from runbook_lib.record.secrets import fingerprint, fingerprints_in_events, scan_path
+from runbook_lib.record.verify import verify
 from tests.conftest import SEEN_SECRETS
 
 from .helpers import Env, events, of_type, run_info

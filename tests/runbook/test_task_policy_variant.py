@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runbook_lib.record.run import verify
+from runbook_lib.record.verify import verify
 
 from .helpers import Env, of_type, run_info
 
