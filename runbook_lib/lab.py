@@ -66,14 +66,14 @@ from types import FrameType
 from typing import Any
 
 from . import lease
+from .creation import create_run, project
 from .errors import RunbookError, RunRefused
 from .isolation import KERNEL_NAME, kernel_env, kernel_spec
 from .params import validate
 from .plan import STEPS, notebook_path
-from .procedure.context import now_iso
-from .procedure.vocabulary import Event
+from .procedure.vocabulary import Event, now_iso
 from .record.run import RunRecord
-from .runner import _project, _refuse_unless_intact, _seal, create_run, run_state, seal_run
+from .runner import _refuse_unless_intact, _seal, run_state, seal_run
 
 NOTEBOOKS = "notebooks"
 CHECKPOINTS = ".ipynb_checkpoints"
@@ -110,7 +110,7 @@ def prepare_lab(raw_params: dict[str, Any], runs_dir: Path) -> RunRecord:
         notebooks=[f"{NOTEBOOKS}/{n}.ipynb" for n, _ in STEPS],
         mode="interactive",
     )
-    _project(record)
+    project(record)
     return record
 
 
@@ -313,7 +313,7 @@ def close_lab_run(record: RunRecord) -> dict[str, Any]:
     )
     if state.complete:
         return seal_run(record.path)
-    _project(record)
+    project(record)
     _seal(record, final=False)
     return dict(verify(record.path).__dict__)
 

@@ -10,8 +10,9 @@ files name (``runbook plan`` stored it under its digest) or makes a new one, ver
 approvals against it (:mod:`runbook_lib.approval`: refused before anything is created, the plan
 included), takes the account's **lease** (held until the run is sealed final or abandoned,
 whatever runs dir or process: :mod:`runbook_lib.lease`), consumes the approval (one run per
-approval), creates ``runs/<run-id>/`` with its trust root, plan file and approvals, and executes
-each notebook.
+approval), creates ``runs/<run-id>/`` with its trust root, plan file and approvals
+(:mod:`runbook_lib.creation`, which also writes run.json from the events), and executes each
+notebook.
 A step's outcome is what its events say (a halt is recognised by its class in the kernel and
 recorded as such), not what the notebook's exception is called. Like papermill, a failing
 notebook is still written (atomically, 0600), with the failing cell marked; an earlier
@@ -33,9 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -46,33 +45,32 @@ from typing import Any
 from . import lease
 from .approval import (
     ApprovalError,
-    ApprovalSet,
-    Policy,
-    approval_digest,
     parse_statement,
-    policy_event,
-    render_plan_file,
-    verify_approvals,
 )
-from .aws.privileged import credential_fingerprints
-from .aws.session import check_profile
+from .creation import (
+    check_profiles,
+    create_run,
+    current_digest,
+    operator_identity,
+    plan_to_run,
+    project,
+    record_approvals,
+    verified_approvals,
+)
 from .errors import ParameterError, RunbookError, RunRefused, SigningError
 from .isolation import kernel_env, kernel_specs
 from .params import RunParameters, validate
-from .plan import STEPS, Plan, PlanIdentity, describe, make_plan, notebook_path, operator_signer
+from .plan import STEPS, Plan, describe, make_plan, notebook_path, operator_signer
 from .procedure.context import (
     RESUMABLE_CHANGES,
-    new_run_info,
-    now_iso,
-    operator_identity,
     run_plan,
 )
 from .procedure.facts import RunFacts
 from .procedure.lifecycle import RunState, fold
-from .procedure.vocabulary import Event, Status
-from .record.layout import EVENTS_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE, TRUST_FILE
+from .procedure.vocabulary import Event, Status, now_iso
+from .record.layout import EVENTS_FILE, LOCK_FILE, MANIFEST_FILE, RUN_FILE
 from .record.report import render_html
-from .record.run import RunRecord, new_run_id
+from .record.run import RunRecord
 from .record.signing import APPROVAL_NAMESPACE, Signer
 from .record.signing import verify as verify_signature
 from .record.verify import VerifyReport, check_integrity, trust_root, verify
@@ -89,9 +87,7 @@ __all__ = [
     "RESUMABLE_CHANGES",
     "RunRefused",
     "abandon",
-    "check_profiles",
     "check_run",
-    "create_run",
     "plan_for",
     "resume",
     "run",
@@ -112,161 +108,7 @@ def plan_for(raw: dict[str, Any], save: bool = False) -> tuple[RunParameters, Pl
     return params, plan
 
 
-def _plan_to_run(params: RunParameters) -> tuple[Plan, bool]:
-    """The plan a new run executes, and whether its ``approvals`` name it: the stored plan
-    their digest names when these parameters make exactly that plan, else a new plan (the
-    approvals are then refused as another plan's). Nothing is stored here: create_run stores
-    the plan once the approvals are verified."""
-    check_profiles(params)
-    digest = approval_digest([Path(f) for f in params.approvals]) if params.approvals else None
-    if digest:
-        stored = lease.load_plan(digest)
-        if stored is not None and stored.get("identity"):
-            plan = make_plan(params, PlanIdentity.from_dict(stored["identity"]))
-            if plan.digest == digest:
-                if plan.identity.expired():
-                    raise RunRefused(
-                        f"Plan {plan.digest[:12]}… expired at {plan.identity.expires_at}: an "
-                        "approval is not a standing permission. Plan again (runbook plan) and "
-                        "have the new plan approved. Nothing was changed."
-                    )
-                return plan, True
-    return make_plan(params), False
-
-
-def check_profiles(params: RunParameters) -> None:
-    """Every AWS profile the run names (``profile``, or ``AWS_PROFILE`` when it names none;
-    ``management_profile``) is configured here: else a usage error naming it and how to
-    configure it, before any plan, lease or run directory exists. Resolves no credentials."""
-    problems: list[str] = []
-    for name in dict.fromkeys((params.profile, params.management_profile)):
-        if name or name == params.profile:
-            try:
-                check_profile(name)
-            except ParameterError as error:
-                problems += error.problems
-    if problems:
-        raise ParameterError(problems)
-
-
-# ---------------------------------------------------------------------------- creation
-def create_run(params: RunParameters, runs_dir: Path, plan: Plan | None = None) -> RunRecord:
-    """Verify the approvals, take the account's lease, consume the approval, create the
-    record with its trust root and approvals. Nothing is left behind when any of it is
-    refused."""
-    if plan is None:
-        plan, _ = _plan_to_run(params)
-    verified = _verified_approvals(params, plan)  # ApprovalRefused: nothing done yet
-    trust = _trust_bytes(params, plan)
-    lease.save_plan(plan.to_dict())
-    run_id = new_run_id()
-    runs_dir = Path(runs_dir).absolute()
-    held = lease.acquire(params.account_id, run_id, runs_dir / run_id)
-    try:
-        consumed = lease.consume_approval(plan.digest, run_id) if verified else None
-        try:
-            record = RunRecord.create(runs_dir, new_run_info(params, plan), run_id=run_id)
-        except BaseException:
-            if consumed is not None:
-                lease.give_back_approval(plan.digest, run_id)
-            raise
-    except BaseException:
-        lease.release(params.account_id, run_id)
-        raise
-    record.append(Event.LEASE_ACQUIRED, account_id=params.account_id, since=held.get("since"))
-    # the trust root as the plan hashed it: verify() falls back to it (record.TRUST_FILE)
-    record.write_text(TRUST_FILE, trust.decode("utf-8"), once=True)
-    if verified is not None:
-        _record_approvals(record, plan, verified)
-    if consumed is not None:
-        record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
-    record.append("credentials.fingerprinted", **_fingerprints(params))
-    _project(record)
-    return record
-
-
 # ---------------------------------------------------------------------------- approvals
-def _policy(plan: Plan) -> Policy:
-    trust = plan.trust or {}
-    operator = trust.get("operator") or {}
-    return Policy(
-        required=int(trust.get("approvals_required", 1)),
-        self_approval=bool(trust.get("self_approval")),
-        operator_principal=str(operator.get("principal", "")),
-        operator_fingerprint=str(operator.get("fingerprint", "")),
-    )
-
-
-def _verified_approvals(params: RunParameters, plan: Plan) -> ApprovalSet | None:
-    """The approval files checked against the plan (signatures, allowed_signers, policy, the
-    plan file each approver signed); None when none were given. ApprovalRefused otherwise."""
-    if not params.approvals:
-        return None
-    if plan.dry_run:
-        raise ParameterError(
-            [
-                "approvals: a dry run needs no approval (it changes nothing); drop them, or plan "
-                "the real change with dry_run: false and have that plan approved"
-            ]
-        )
-    assert params.allowed_signers
-    return verify_approvals(
-        [Path(f).expanduser() for f in params.approvals],
-        plan.digest,
-        _policy(plan),
-        Path(params.allowed_signers).expanduser(),
-        plan_file_sha256=hashlib.sha256(render_plan_file(plan)).hexdigest(),
-        issued_at=plan.identity.issued_at,
-    )
-
-
-def _trust_bytes(params: RunParameters, plan: Plan) -> bytes:
-    """The allowed_signers file, as the plan hashed it (else refused: it changed since)."""
-    assert params.allowed_signers
-    path = Path(params.allowed_signers).expanduser()
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != (plan.trust or {}).get("allowed_signers_sha256"):
-        raise RunRefused(
-            f"allowed_signers {path} changed since the plan was made (its sha256 is in the "
-            "plan); plan again and have the new plan approved. Nothing was changed."
-        )
-    return data
-
-
-def _record_approvals(record: RunRecord, plan: Plan, verified: ApprovalSet) -> None:
-    """Keep the plan file and each approval (statement + signature) in the record, then say
-    what was verified: one ``approval.verified`` each, then the ``approval.policy`` verdict."""
-    facts = RunFacts(record.events())
-    if not (record.path / "plan.txt").exists():
-        record.write_text("plan.txt", render_plan_file(plan).decode("utf-8"), once=True)
-    known = {
-        e["data"].get("key_fingerprint")
-        for e in facts.of(Event.APPROVAL_VERIFIED)
-        if e["data"].get("plan_digest") == plan.digest
-    }
-    n = len(facts.of(Event.APPROVAL_VERIFIED))
-    for approval in verified.approvals:
-        if approval.key_fingerprint in known:
-            continue
-        n += 1
-        name = re.sub(r"[^A-Za-z0-9@._-]", "_", approval.principal)[:64]
-        base = f"approvals/{n:02d}-{name}.txt"
-        record.write_text(base, approval.statement.decode("utf-8"), once=True)
-        record.write_text(f"{base}.sig", approval.signature.decode("ascii"), once=True)
-        record.append(
-            Event.APPROVAL_VERIFIED,
-            statement=base,
-            signature=f"{base}.sig",
-            file=str(approval.path),
-            **approval.to_dict(),
-        )
-    trust = plan.trust or {}
-    record.append(
-        Event.APPROVAL_POLICY,
-        **policy_event(
-            verified, _policy(plan), plan.digest, str(trust.get("allowed_signers_sha256"))
-        ),
-    )
 
 
 def _take_approvals(record: RunRecord, params: RunParameters, plan: Plan, facts: RunFacts) -> None:
@@ -279,12 +121,12 @@ def _take_approvals(record: RunRecord, params: RunParameters, plan: Plan, facts:
             f"not a standing permission. End this run (runbook abandon {record.path} --reason "
             "...) and plan again. Nothing was changed."
         )
-    verified = _verified_approvals(params, plan)  # ApprovalRefused: nothing written
+    verified = verified_approvals(params, plan)  # ApprovalRefused: nothing written
     assert verified is not None
     consumed = None
     if facts.first(Event.APPROVAL_CONSUMED) is None:
         consumed = lease.consume_approval(plan.digest, record.run_id)
-    _record_approvals(record, plan, verified)
+    record_approvals(record, plan, verified)
     if consumed is not None:
         record.append(Event.APPROVAL_CONSUMED, digest=plan.digest, at=consumed.get("at"))
 
@@ -307,7 +149,7 @@ def add_approvals(run_dir: Path, files: list[str]) -> None:
         except RunbookError as err:
             raise RunRefused(str(err).replace("RUN", str(record.path))) from err
         _take_approvals(record, params, plan, facts)
-        _project(record)
+        project(record)
 
 
 def _signer_for(record: RunRecord) -> Signer:
@@ -322,47 +164,9 @@ def _signer_for(record: RunRecord) -> Signer:
     return operator_signer(params, trust)
 
 
-def _fingerprints(params: RunParameters) -> dict[str, Any]:
-    """The run's profiles and the sha256 of their credentials (never the credentials): the
-    record then finds those credentials wherever a notebook prints them, and redacts them."""
-    profiles = {"profile": params.profile, "management_profile": params.management_profile}
-    found = {
-        which: credential_fingerprints(name, params.endpoint_url)
-        for which, name in profiles.items()
-        if name or which == "profile"  # no profile: the default chain
-    }
-    return {
-        "profiles": {which: profiles[which] for which in found},
-        "fingerprinted": {which: len(fps) for which, fps in found.items()},
-        "secret_fingerprints": sorted({fp for fps in found.values() for fp in fps}),
-    }
-
-
 # ---------------------------------------------------------------------------- state
 def run_state(record: RunRecord) -> RunState:
     return fold(record.events(), ORDER)
-
-
-def _project(record: RunRecord, executing: bool = False, **extra: Any) -> dict[str, Any]:
-    """Write run.json from the events: the one place run.json changes after creation."""
-    events = record.events()
-    facts = RunFacts(events)
-    view = fold(events, ORDER).view(executing)
-    return record.update_run(
-        **view,
-        parameters=facts.parameters(),
-        plan_digest=_current_digest(facts),
-        operator=facts.operator,
-        device=facts.device,
-        **extra,
-    )
-
-
-def _current_digest(facts: RunFacts) -> str | None:
-    resumed = facts.last(Event.RUN_RESUMED)
-    if resumed and resumed["data"].get("plan_digest"):
-        return str(resumed["data"]["plan_digest"])
-    return facts.created.get("plan_digest")
 
 
 def check_run(record: RunRecord, allow_unrecorded: tuple[str, ...] = ()) -> list[str]:
@@ -383,7 +187,7 @@ def check_run(record: RunRecord, allow_unrecorded: tuple[str, ...] = ()) -> list
                 f"{RUN_FILE}: parameter {name} is {(info.get('parameters') or {}).get(name)!r}, "
                 f"but the event chain recorded {recorded.get(name)!r} (run.json was edited)"
             )
-    if info.get("plan_digest") != _current_digest(facts):
+    if info.get("plan_digest") != current_digest(facts):
         problems.append(
             f"{RUN_FILE}: plan_digest differs from the event chain's (run.json was edited)"
         )
@@ -525,7 +329,7 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                     if warning["seq"] > seen:
                         progress(f"WARNING: {warning['data'].get('text')}")
                 if step.status == "succeeded" and error is None:
-                    _project(record, executing=True)
+                    project(record, executing=True)
                     progress(f"step {name} done" + (" (skipped: dry run)" if step.skipped else ""))
                     continue
                 if step.status == "halted":
@@ -594,7 +398,7 @@ def _succeeded(record: RunRecord, params: RunParameters, progress: Progress) -> 
 def _close(record: RunRecord, account_id: str) -> None:
     """Final seal, then give the account back."""
     record.append(Event.LEASE_RELEASED, account_id=account_id)
-    _project(record, ended_at=now_iso())
+    project(record, ended_at=now_iso())
     _seal(record, final=True)
     lease.release(account_id, record.run_id)
 
@@ -637,7 +441,7 @@ def _halted(record: RunRecord, step: str, gate: str | None, reason: str, progres
     data = halt["data"] if halt else {}
     where = {"step": step, "gate": gate or data.get("gate"), "reason": data.get("reason") or reason}
     record.append(Event.RUN_HALTED, step, gate=where["gate"], reason=where["reason"])
-    _project(record)
+    project(record)
     _seal(record, final=False)
     progress(f"HALTED at {step}, gate {where['gate']}: {where['reason']}")
     if data.get("instructions"):
@@ -648,7 +452,7 @@ def _halted(record: RunRecord, step: str, gate: str | None, reason: str, progres
 
 def _failed(record: RunRecord, step: str, message: str, progress: Progress) -> int:
     record.append(Event.RUN_FAILED, step, error=message[:2000])
-    _project(record)
+    project(record)
     _seal(record, final=False)
     progress(f"FAILED at {step}: {message[:500]}")
     progress(
@@ -675,7 +479,7 @@ def run(raw: dict[str, Any], runs_dir: Path, progress: Progress = print) -> tupl
                 "plan the real change with dry_run: false and have that plan approved"
             ]
         )
-    plan, _ = _plan_to_run(params)
+    plan, _ = plan_to_run(params)
     record = create_run(params, Path(runs_dir), plan)
     policy = RunFacts(record.events()).approvals(plan.digest) or {}
     banner = (
@@ -756,7 +560,7 @@ def resume(
         )
         (record.path / "notebooks" / f".{nxt}.partial.ipynb").unlink(missing_ok=True)
         _record_lost_notebooks(record, state, ORDER[: ORDER.index(nxt)], progress)
-        _project(record, executing=True)
+        project(record, executing=True)
         progress(f"resuming run {record.run_id} at {steps[0]}")
         code = _execute(record, params, steps, progress)
     return code, record.path

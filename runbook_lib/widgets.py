@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import RunbookError
-from .procedure.vocabulary import Event
+from .procedure.vocabulary import Event, now_iso
 
 if TYPE_CHECKING:
-    from .procedure.context import Step
-    from .procedure.gates import ConsoleCheck
+    from .procedure.gates import ConsoleCheck, GatedStep
 
 
 def _facts_html(facts: dict[str, Any]) -> str:
@@ -136,12 +135,10 @@ class GateControls:
 
 
 def build_confirmation(
-    step: Step, gate: str, title: str, facts: dict[str, Any], expected: str
+    step: GatedStep, gate: str, title: str, facts: dict[str, Any], expected: str
 ) -> GateControls:
     """Build an approval control and wire its callbacks (tests call them directly)."""
     import ipywidgets as w
-
-    from .procedure.context import now_iso
 
     header = w.HTML(f"<h4>{html.escape(title)}</h4>{_facts_html(facts)}")
     typed = _text_box(f"type {expected} to confirm", "Type:")
@@ -190,7 +187,9 @@ def build_confirmation(
     return controls
 
 
-def confirmation(step: Step, gate: str, title: str, facts: dict[str, Any], expected: str) -> Any:
+def confirmation(
+    step: GatedStep, gate: str, title: str, facts: dict[str, Any], expected: str
+) -> Any:
     """An approval control; returns the widget (displayed by the notebook cell), whose plain
     text (what papermill, nbval and a plain console show) is :func:`text_fallback`."""
     return build_confirmation(step, gate, title, facts, expected).box
@@ -206,7 +205,7 @@ def console_text(gate: str, instructions: str) -> str:
 
 
 def verify_console_step(
-    step: Step,
+    step: GatedStep,
     gate: str,
     indicator: Callable[[str], None],
     check: ConsoleCheck | None,
@@ -231,7 +230,7 @@ class ConsoleControls:
 
 
 def build_console_step(
-    step: Step,
+    step: GatedStep,
     gate: str,
     instructions: str,
     verify: Callable[[Callable[[str], None]], bool] | None = None,
@@ -305,7 +304,7 @@ def build_console_step(
 
 
 def console_step(
-    step: Step,
+    step: GatedStep,
     gate: str,
     instructions: str,
     actor: Callable[[], dict[str, Any]] | None = None,

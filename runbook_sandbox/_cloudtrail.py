@@ -52,7 +52,7 @@ from botocore.exceptions import BotoCoreError
 from botocore.model import OperationNotFoundError
 
 from ._protocol import AwsError, AwsRequest, Response, render_result, service_model
-from ._server import ControlRouteError, control_route, handles
+from ._registry import ControlRouteError, control_route, handles
 from ._state import Principal, World
 
 LOOKUP_WINDOW = dt.timedelta(days=90)

@@ -54,6 +54,7 @@ import pyotp
 from . import _cloudtrail
 from ._iam import consecutive_codes_valid, deactivate_root_device
 from ._protocol import Response
+from ._scenarios import add_iam_principal
 from ._server import json_response
 from ._state import (
     MAX_ROOT_MFA_DEVICES,
@@ -65,6 +66,7 @@ from ._state import (
     PendingSignIn,
     Principal,
     World,
+    fido_serial,
     new_key_id,
     new_totp_seed,
 )
@@ -157,8 +159,6 @@ class ControlApi:
         if head == "switches":
             return self.switches(method, data)
         if head == "principals" and method == "POST":
-            from ._scenarios import add_iam_principal
-
             principal = add_iam_principal(
                 world, str(data["account_id"]), str(data["name"]), data.get("policies")
             )
@@ -539,11 +539,6 @@ def totp_code_valid(seed: str, code: str, now: dt.datetime) -> bool:
     as AWS does; anything else is refused."""
     totp = pyotp.TOTP(seed)
     return any(totp.at(now + dt.timedelta(seconds=30 * step)) == code for step in (-1, 0, 1))
-
-
-def fido_serial(account_id: str, name: str) -> str:
-    suffix = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(26))
-    return f"arn:aws:iam::{account_id}:u2f/root/{name}-{suffix}"
 
 
 def mfa_prompt(world: World, account: Account) -> dict[str, Any]:

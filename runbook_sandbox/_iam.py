@@ -48,7 +48,7 @@ from urllib.parse import urlencode
 import pyotp
 
 from ._protocol import AwsError, AwsRequest, Response, render_result
-from ._server import ControlRouteError, after_moto, control_route, handles
+from ._registry import ControlRouteError, after_moto, control_route, handles
 from ._state import (
     CREDENTIAL_REPORT_MAX_AGE,
     Account,

@@ -52,7 +52,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ._protocol import AwsError, AwsRequest, Response
-from ._server import after_moto, handles
+from ._registry import after_moto, handles
 from ._state import Principal, World
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"

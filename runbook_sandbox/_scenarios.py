@@ -13,13 +13,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._console import fido_serial
 from ._state import (
     Account,
     MfaDevice,
     Principal,
     RootUser,
     World,
+    fido_serial,
     new_totp_seed,
 )
 

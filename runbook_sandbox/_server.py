@@ -3,8 +3,8 @@
 Each request goes through, in order:
 
 1. ``/_sandbox/...``: the control API (console actor, mailbox, clock, faults), JSON over HTTP.
-   Routes registered here with :func:`control_route` (roles, CloudTrail delivery, the task
-   policy variant) are answered first; the rest go to ``_console.ControlApi``.
+   Routes registered with :func:`._registry.control_route` (roles, CloudTrail delivery, the
+   task policy variant) are answered first; the rest go to ``_console.ControlApi``.
 2. Authentication as AWS does it: the SigV4 credential's access key must belong to a known
    principal (an IAM user, the root user, an AssumeRoot or an AssumeRole session), a session's
    token must match and must not have expired on the sandbox clock.
@@ -47,57 +47,17 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import _authz, _cloudtrail, _protocol, _sigv4
 from ._protocol import AwsError, AwsRequest, Response
+from ._registry import (
+    CONTROL_ROUTES,
+    HANDLERS,
+    POST_HANDLERS,
+    ControlRoute,
+    ControlRouteError,
+    control_route,
+)
 from ._state import Principal, World
 
-Handler = Callable[[World, AwsRequest, Principal], Response | None]
-HANDLERS: dict[tuple[str, str], Handler] = {}
-PostHandler = Callable[[World, AwsRequest, Principal, Response], Response]
-POST_HANDLERS: dict[tuple[str, str], PostHandler] = {}
 CONTROL_PREFIX = "/_sandbox/"
-ControlRoute = Callable[[World, dict[str, Any]], Any]
-CONTROL_ROUTES: dict[tuple[str, str], ControlRoute] = {}
-
-
-class ControlRouteError(Exception):
-    """A control route refused its input (answered as ``{"error", "message"}``)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def control_route(method: str, name: str) -> Callable[[ControlRoute], ControlRoute]:
-    """Register ``METHOD /_sandbox/NAME``; the function gets the world and the JSON body."""
-
-    def register(fn: ControlRoute) -> ControlRoute:
-        CONTROL_ROUTES[(method, name)] = fn
-        return fn
-
-    return register
-
-
-def handles(service: str, *actions: str) -> Callable[[Handler], Handler]:
-    """Register a handler for ``service`` actions; it may return None to defer to moto."""
-
-    def register(fn: Handler) -> Handler:
-        for action in actions:
-            HANDLERS[(service, action)] = fn
-        return fn
-
-    return register
-
-
-def after_moto(service: str, *actions: str) -> Callable[[PostHandler], PostHandler]:
-    """Register a rewrite of moto's successful answer (e.g. to add the root user's state)."""
-
-    def register(fn: PostHandler) -> PostHandler:
-        for action in actions:
-            POST_HANDLERS[(service, action)] = fn
-        return fn
-
-    return register
 
 
 StartResponse = Callable[..., Any]

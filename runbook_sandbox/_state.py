@@ -167,6 +167,12 @@ def new_totp_seed() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(32))
 
 
+def fido_serial(account_id: str, name: str) -> str:
+    """A new security key's serial, as IAM makes them (``arn:aws:iam::ACCOUNT:u2f/root/NAME-X``)."""
+    suffix = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(26))
+    return f"arn:aws:iam::{account_id}:u2f/root/{name}-{suffix}"
+
+
 @dataclass(frozen=True)
 class RoleSession:
     """What an ``sts:AssumeRole`` session carries (issued by ``_sts.assume_role``): the role

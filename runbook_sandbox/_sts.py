@@ -41,7 +41,7 @@ from typing import Any
 
 from . import _authz
 from ._protocol import AwsError, AwsRequest, Response, render_result
-from ._server import ControlRouteError, control_route, handles
+from ._registry import ControlRouteError, control_route, handles
 from ._state import Principal, RoleSession, World, new_key_id, new_secret
 
 MAX_ROOT_SESSION_SECONDS = 900

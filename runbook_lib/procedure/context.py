@@ -23,17 +23,15 @@ execute reply says so), so "Run All" and papermill stop there, and the post-run 
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
 import html
 import importlib
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, schema
+from .. import __version__, schema, widgets
 from ..aws.session import AwsContext
+from ..creation import create_run, operator_identity
 from ..errors import GateNotApproved, ParameterError, RunbookError
 from ..isolation import quiet_sdk_logging
 from ..params import PARAMETER_NAMES, RunParameters, validate
@@ -61,14 +59,6 @@ RESUMABLE_CHANGES = schema.RESUMABLE
 _NOT_COMPARED = schema.NOT_COMPARED
 
 
-def operator_identity(caller_arn: str | None = None) -> dict[str, str | None]:
-    return {"caller_arn": caller_arn, "os_user": getpass.getuser(), "host": socket.gethostname()}
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
-
-
 class Step:
     """One step of one run."""
 
@@ -79,7 +69,7 @@ class Step:
         self.params = params
         self.record = record
         self.plan = plan
-        self.gates = Gates(self)
+        self.gates = Gates(self, widgets)
         self.started_seq: int | None = None
         self._target: AwsContext | None = None
         self._management: AwsContext | None = None
@@ -339,8 +329,6 @@ def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any)
     if params.run_dir:
         record = RunRecord.open(Path(params.run_dir))
     elif name == ORDER[0]:
-        from ..runner import create_run
-
         record = create_run(params, DEFAULT_RUNS_DIR)
     else:
         raise ParameterError(
@@ -373,16 +361,3 @@ def open_step(name: str, namespace: Mapping[str, Any] | None = None, **raw: Any)
     _register_error_hook(step)
     show_stops(step)
     return step
-
-
-def new_run_info(params: RunParameters, plan: Plan) -> dict[str, Any]:
-    """What a run is created with (the first event holds it; run.json starts as its copy)."""
-    from ..versions import versions
-
-    return {
-        "parameters": params.to_dict(),
-        "plan_digest": plan.digest,
-        "plan": plan.to_dict(),
-        "operator": operator_identity(),
-        "versions": versions(),
-    }

@@ -32,14 +32,51 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..aws.state import poll_until
 from ..errors import GateNotApproved, RunbookError, VerificationTimeout
-from .vocabulary import CONSOLE_GATES, Event, Gate
+from ..params import RunParameters
+from ..plan import Plan
+from ..record.run import RunRecord
+from .facts import RunFacts
+from .vocabulary import CONSOLE_GATES, Event, Gate, now_iso
 
-if TYPE_CHECKING:
-    from .context import Step
+
+class GatedStep(Protocol):
+    """What the gate engine, and the interactive controls, need of a step
+    (:class:`runbook_lib.procedure.context.Step` is one)."""
+
+    name: str
+    params: RunParameters
+    record: RunRecord
+    plan: Plan
+    gates: Gates
+
+    @property
+    def facts(self) -> RunFacts: ...
+
+    def log(self, type: str, **data: Any) -> dict[str, Any]: ...
+
+    def operator(self) -> dict[str, Any]: ...
+
+
+class Interactive(Protocol):
+    """The controls shown in ``mode=interactive`` (:mod:`runbook_lib.widgets` is them): the step
+    context hands them to :class:`Gates`, so the engine never imports its frontend."""
+
+    def confirmation(
+        self, step: GatedStep, gate: str, title: str, facts: dict[str, Any], expected: str
+    ) -> Any: ...
+
+    def console_step(
+        self,
+        step: GatedStep,
+        gate: str,
+        instructions: str,
+        actor: Callable[[], dict[str, Any]] | None = None,
+        check: ConsoleCheck | None = None,
+    ) -> Any: ...
 
 
 @dataclass
@@ -71,8 +108,9 @@ class Verdict:
 class Gates:
     """The gates of one step of one run."""
 
-    def __init__(self, step: Step) -> None:
+    def __init__(self, step: GatedStep, interactive: Interactive) -> None:
         self.step = step
+        self.interactive = interactive
 
     # -------------------------------------------------------------- reading
     def approved(self, gate: str) -> bool:
@@ -100,8 +138,6 @@ class Gates:
     def decide(self, kind: str, gate: str, mode: str, typed: str, **extra: Any) -> dict[str, Any]:
         """Record a decision or claim at a gate: who (caller ARN, OS user, host), what they
         typed, and when."""
-        from .context import now_iso
-
         return self.step.log(
             kind, gate=gate, mode=mode, who=self.step.operator(), typed=typed, at=now_iso(), **extra
         )
@@ -180,9 +216,7 @@ class Gates:
             raise self.halt(gate, reason, facts=dict(facts))
         assert policy is not None
         if step.params.mode == "interactive":
-            from ..widgets import confirmation
-
-            return confirmation(step, gate, title, dict(facts), expected)
+            return self.interactive.confirmation(step, gate, title, dict(facts), expected)
         approvers = ", ".join(policy.get("approvers") or [])
         self.decide(
             Event.GATE_APPROVED,
@@ -215,10 +249,8 @@ class Gates:
             return {"gate": gate, "status": "already verified in this run"}
         step = self.step
         if step.params.mode == "interactive":
-            from ..widgets import console_step
-
             sandbox = actor if step.params.sandbox_actor else None
-            console_step(step, gate, instructions, actor=sandbox, check=check)
+            self.interactive.console_step(step, gate, instructions, actor=sandbox, check=check)
             raise AssertionError("console_step always halts")  # pragma: no cover
         if gate in step.params.confirm:
             self.decide(Event.HUMAN_CLAIMED, gate, "batch", f"confirm={gate}")

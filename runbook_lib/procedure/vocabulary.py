@@ -1,4 +1,5 @@
-"""One vocabulary for the run record: the gates a plan can meet and the event types a run writes.
+"""One vocabulary for the run record: the gates a plan can meet, the event types a run writes,
+and how the times in their data are written (:func:`now_iso`).
 
 Everything that reads or writes the record uses these names instead of bare strings, so a typo
 is an ``AttributeError`` at import time rather than a silent "never found". Both are
@@ -7,9 +8,15 @@ is an ``AttributeError`` at import time rather than a silent "never found". Both
 
 from __future__ import annotations
 
+import datetime as dt
 from enum import StrEnum
 
 from ..record import run as _record
+
+
+def now_iso() -> str:
+    """Now, as the times in events' data are written (``at``, ``ended_at``): UTC, ISO 8601."""
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 class Gate(StrEnum):

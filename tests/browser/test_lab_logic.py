@@ -19,6 +19,7 @@ import nbformat
 import pytest
 
 from runbook_lib import lease, widgets
+from runbook_lib.creation import create_run
 from runbook_lib.errors import GateNotApproved, RunbookError
 from runbook_lib.lab import close_lab_run, prepare_lab
 from runbook_lib.params import validate
@@ -29,7 +30,6 @@ from runbook_lib.procedure.gates import ConsoleCheck
 from runbook_lib.procedure.vocabulary import Event, Gate
 from runbook_lib.record.run import RunRecord
 from runbook_lib.record.verify import verify
-from runbook_lib.runner import create_run
 from tests import keys
 
 ACCOUNT = "123456789012"

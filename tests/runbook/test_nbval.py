@@ -11,7 +11,7 @@ from pathlib import Path
 import papermill
 import pytest
 
-from runbook_lib import runner
+from runbook_lib import creation
 from runbook_lib.params import validate
 
 from .helpers import REPO, STEP_NAMES, Env
@@ -25,7 +25,7 @@ def nbval_results(env_for: Callable[[str], Env], tmp_path: Path) -> dict[str, ob
     params = env.params("console", dry_run=True, mode="batch", sandbox_actor=False)
     # a run created (leased, recorded) but not executed: the notebooks nbval runs, in order,
     # are its steps
-    record = runner.create_run(validate(params), env.runs)
+    record = creation.create_run(validate(params), env.runs)
     params["run_dir"] = str(record.path)
     prepared = tmp_path / "prepared"
     prepared.mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib import runner
+from runbook_lib import creation, runner
 from runbook_lib.approval import ApprovalRefused, approval_digest
 from runbook_lib.errors import ParameterError, RunRefused
 from runbook_lib.params import validate
@@ -81,7 +81,7 @@ def test_allowed_signers_changed_after_the_plan_refuses_the_run(
     plan = make_plan(params)
     trust.write_text(trust.read_text() + "# edited after planning\n")
     with pytest.raises(RunRefused, match="changed since the plan was made"):
-        runner.create_run(params, env.runs, plan)
+        creation.create_run(params, env.runs, plan)
     assert run_dirs(env.runs) == []
 
 
