@@ -4,6 +4,7 @@
 
     RunbookError                      anything the runbook itself refuses or detects
     ├── ParameterError                bad input; ``problems`` lists every one of them
+    ├── SchemaError                   schema.py: the parameter schema contradicts the code
     ├── PreconditionError             AWS state forbids the step (nothing was changed)
     │   ├── AccountMismatchError      the credentials reach another account than expected
     │   ├── MethodNotAvailableError   e.g. assume-root on a standalone account

@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from .errors import RunbookError
+
 HUMAN_STEPS = {
     "device-removed-in-console": "the operator removed the MFA device in the console (step 01)",
     "signed-in-with-email-code": "root signed in with the e-mailed one-time code (step 03)",
@@ -309,8 +311,9 @@ TEMPLATE = tuple(p.name for p in SCHEMA if p.template)
 NOTEBOOK = tuple(p.name for p in SCHEMA if p.notebook)
 
 
-class SchemaError(TypeError):
-    """The schema contradicts itself or the code derived from it (raised at import)."""
+class SchemaError(RunbookError):
+    """The schema contradicts itself or the code derived from it (raised at import: a bug in the
+    runbook, never the operator's input)."""
 
 
 def _problems_of_schema() -> list[str]:
