@@ -22,6 +22,7 @@ file can fail.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,25 @@ def entry_point_uses(source: Source, allowed: str) -> list[str]:
     return uses
 
 
+def layer_violations(graph: dict[str, dict[str, list[Import]]], order: list[str]) -> list[str]:
+    """Every import of a module in ``order`` from one listed after it (lower may not import
+    higher)."""
+    rank = {module: n for n, module in enumerate(order)}
+    return [
+        f"{edge} (listed after it)"
+        for module in order
+        for target, edges in sorted(graph.get(module, {}).items())
+        if rank.get(target, -1) > rank[module]
+        for edge in edges
+    ]
+
+
+def record_order(source: Source) -> list[str]:
+    """The record's modules in the order its package docstring lists them."""
+    doc = ast.get_docstring(source.trees["runbook_lib.record"]) or ""
+    return [f"runbook_lib.record.{name}" for name in re.findall(r"^:mod:`\.(\w+)`", doc, re.M)]
+
+
 def import_graph(source: Source) -> dict[str, dict[str, list[Import]]]:
     """module -> imported module of these packages -> the imports that make that edge."""
     graph: dict[str, dict[str, list[Import]]] = {name: {} for name in source.files}
@@ -323,6 +343,14 @@ def test_no_import_circle(source: Source) -> None:
     assert not cycles, "import circles:\n" + "\n".join(cycles)
 
 
+def test_the_record_modules_import_only_those_listed_above_them(source: Source) -> None:
+    """runbook_lib/record/__init__.py lists its modules lowest first; each imports only
+    modules above it in that list."""
+    order = record_order(source)
+    assert set(order) == {m for m in source.files if m.startswith("runbook_lib.record.")}
+    assert layer_violations(import_graph(source), order) == []
+
+
 def test_the_demo_is_the_glue(source: Source) -> None:
     """runbook_demo imports both packages: it is the glue (the rules above keep the other two
     from importing it)."""
@@ -412,3 +440,21 @@ def test_relative_imports_resolve_from_packages_and_modules(tmp_path: Path) -> N
     assert set(graph["app.d"]) == {"app.sub.c"}
     assert set(graph["app.sub"]) == {"app.d", "app.sub.c"}
     assert set(graph["app.sub.c"]) == {"app.d"}  # `from ... import` leaves the tree: ignored
+
+
+def test_the_layer_check_names_an_import_from_below(tmp_path: Path) -> None:
+    source = _fake(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/low.py": "def f():\n    from . import high\n",
+            "app/high.py": "from .low import f\n",
+        },
+    )
+    graph = import_graph(source)
+    assert layer_violations(graph, ["app.low", "app.high"]) == [
+        "app.low line 2 imports app.high (listed after it)"
+    ]
+    assert layer_violations(graph, ["app.high", "app.low"]) == [
+        "app.high line 1 imports app.low (listed after it)"
+    ]

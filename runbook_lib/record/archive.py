@@ -115,6 +115,7 @@ from .layout import (
     MANIFEST_FILE,
     SEAL_FILES,
 )
+from .ledger import parse_entry, split_ledger
 from .secrets import file_findings, fingerprints_in_events_bytes
 from .verify import verify
 
@@ -596,7 +597,7 @@ def _ledger_entries(
         raise PreconditionError(
             f"Refused to archive: cannot read the ledger {ledger}: {err}. Nothing was uploaded."
         ) from err
-    mine, last, head = _split_ledger(raw, run_id)
+    mine, last, head = split_ledger(raw, run_id)
     if last is None or last.get("manifest_sha256") != hashlib.sha256(manifest_bytes).hexdigest():
         raise PreconditionError(
             f"Refused to archive run {run_id}: the ledger {ledger} changed while being read (its "
@@ -612,32 +613,6 @@ def _ledger_entries(
             "Nothing was uploaded."
         )
     return mine, head
-
-
-def _split_ledger(
-    raw: bytes, run_id: str
-) -> tuple[bytes, dict[str, Any] | None, dict[str, Any] | None]:
-    """(this run's lines, its last entry, the ledger's last entry), read leniently."""
-    mine: list[bytes] = []
-    last: dict[str, Any] | None = None
-    head: dict[str, Any] | None = None
-    for line in raw.splitlines(keepends=True):
-        entry = _json_line(line)
-        if entry is None:
-            continue  # verify() judges the ledger; torn lines belong to no run
-        head = entry
-        if entry.get("run_id") == run_id:
-            mine.append(line if line.endswith(b"\n") else line + b"\n")
-            last = entry
-    return b"".join(mine), last, head
-
-
-def _json_line(line: bytes) -> dict[str, Any] | None:
-    try:
-        entry = json.loads(line.decode("utf-8"))
-    except ValueError:
-        return None
-    return entry if isinstance(entry, dict) and "seq" in entry and "hash" in entry else None
 
 
 # --- S3 ---------------------------------------------------------------------------------------
@@ -969,10 +944,10 @@ def verify_against(
     local = _local_copy(run_dir, report.problems)
     ledger_raw = _read_ledger(run_dir.parent / LEDGER_FILE, report.problems)
     if ledger_raw is not None:
-        local[LEDGER_ENTRIES_FILE] = _split_ledger(ledger_raw, run_id)[0]
+        local[LEDGER_ENTRIES_FILE] = split_ledger(ledger_raw, run_id)[0]
     ledger = {
         (entry.get("seq"), entry.get("hash"))
-        for entry in (_json_line(line) for line in (ledger_raw or b"").splitlines())
+        for entry in (parse_entry(line) for line in (ledger_raw or b"").splitlines())
         if entry is not None
     }
 

@@ -1,12 +1,13 @@
 """The runs directory and its ledger: ``ledger.jsonl``, one hash-chained entry per seal
 (checkpoint or final) of every run in the directory.
 
-Each entry names its run, the sha256 of the manifest it seals, whether the seal is final and
-the signer's key; a run's manifest names its entry (seq, prev), so rewriting a manifest, or
-moving a run into another runs directory, disagrees with the ledger. :func:`append_seal` is the
-ledger's one writer (under the ledger file's ``flock``); :func:`run_entries` reads a run's
-entries back; :func:`runs_dir_problems` says why a runs directory is not safe to keep runs in;
-:func:`list_runs` summarises the runs it holds.
+Each entry names its run, the sha256 of the manifest it seals, whether the seal is final and the
+signer's key; a run's manifest names its entry (seq, prev), so rewriting a manifest, or moving a
+run into another runs directory, disagrees with the ledger. :func:`append_seal` is the ledger's
+one writer (under the ledger file's ``flock``); :func:`run_entries` reads a run's entries back
+(its chain checked), :func:`split_ledger` a run's lines byte for byte and the ledger's head (its
+last entry), leniently, as the archive copies them; :func:`runs_dir_problems` says why a runs
+directory is not safe to keep runs in; :func:`list_runs` summarises the runs it holds.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from ..errors import RecordError
 from .chain import append_chained, read_chain
 from .layout import LEDGER_FILE, RUN_FILE
 
-__all__ = ["append_seal", "list_runs", "run_entries", "runs_dir_problems"]
+__all__ = [
+    "append_seal",
+    "list_runs",
+    "parse_entry",
+    "run_entries",
+    "runs_dir_problems",
+    "split_ledger",
+]
 
 
 def append_seal(
@@ -121,3 +129,31 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
             }
         )
     return sorted(out, key=lambda r: str(r["run_id"]))
+
+
+def split_ledger(
+    raw: bytes, run_id: str
+) -> tuple[bytes, dict[str, Any] | None, dict[str, Any] | None]:
+    """(this run's lines, its last entry, the ledger's last entry), read leniently."""
+    mine: list[bytes] = []
+    last: dict[str, Any] | None = None
+    head: dict[str, Any] | None = None
+    for line in raw.splitlines(keepends=True):
+        entry = parse_entry(line)
+        if entry is None:
+            continue  # verify() judges the ledger; torn lines belong to no run
+        head = entry
+        if entry.get("run_id") == run_id:
+            mine.append(line if line.endswith(b"\n") else line + b"\n")
+            last = entry
+    return b"".join(mine), last, head
+
+
+def parse_entry(line: bytes) -> dict[str, Any] | None:
+    """A ledger line as an entry (an object with ``seq`` and ``hash``), else None; the hashes
+    are not checked here (:func:`run_entries` and ``verify`` do)."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and "seq" in entry and "hash" in entry else None
