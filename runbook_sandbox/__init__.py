@@ -30,14 +30,30 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._client import (
+#: what the ``[sandbox]`` extra installs; none of it is imported here (moto is slow to import)
+REQUIRES = ("moto", "werkzeug", "pyotp")
+
+
+def _require_the_extra() -> None:
+    """Importing the sandbox without its extra fails at once, naming the missing module (the
+    runbook's plugins.py turns that into "install the sandbox extra")."""
+    for name in REQUIRES:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(
+                f"the sandbox needs {name}: pip install 'root-mfa-runbook[sandbox]'", name=name
+            )
+
+
+_require_the_extra()
+
+from ._client import (  # noqa: E402 - after the check: without the extra, nothing else runs
     ControlApiError,
     ControlClient,
     SandboxInfo,
     stop_process,
     write_profiles,
 )
-from ._scenarios import SCENARIOS, validate
+from ._scenarios import SCENARIOS, validate  # noqa: E402
 
 __all__ = [
     "SCENARIOS",

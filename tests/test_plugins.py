@@ -3,6 +3,8 @@ entry point, and their refusals become the runbook's own errors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -45,3 +47,27 @@ def test_the_actor_refusing_an_endpoint_is_a_parameter_problem() -> None:
     step = SimpleNamespace(params=SimpleNamespace(endpoint_url=None, profile=None))
     with pytest.raises(ParameterError, match="sandbox_actor=true needs endpoint_url"):
         console_actor(step)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("missing", ["moto", "werkzeug", "pyotp"])
+def test_without_the_extra_no_sandbox_plugin_loads(missing: str) -> None:
+    """What an install without the ``[sandbox]`` extra sees: each plug-in that needs the
+    sandbox names the missing module and the extra, whichever of its modules is absent (the
+    sandbox checks for them when imported, not by the accident of an import chain)."""
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        "from runbook_lib import plugins\n"
+        "for name in ('demo', 'sandbox', 'console-actor'):\n"
+        "    try:\n"
+        "        plugins.load(name, name)\n"
+        "    except plugins.PluginMissing as err:\n"
+        "        print(err)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3, done.stdout + done.stderr
+    for line in lines:
+        assert f"dependencies are missing ({missing})" in line, line
+        assert "pip install 'root-mfa-runbook[sandbox]'" in line, line
