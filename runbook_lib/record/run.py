@@ -122,7 +122,17 @@ from .secrets import file_findings, find_secrets, fingerprints_in_events, redact
 from .signing import SEAL_NAMESPACE, Signer
 
 __all__ = [
+    "FILE_MOVED",
+    "FILE_RECORDED",
+    "FILE_WRITTEN",
+    "RUN_CREATED",
+    "SECRET_REDACTED",
     "RunRecord",
+    "cached_digest",
+    "check_files",
+    "new_run_id",
+    "sums_bytes",
+    "walk_run",
 ]
 
 
@@ -282,6 +292,7 @@ def check_files(
 
 
 def cached_digest(cache: dict[str, tuple[str, int]], rel: str, path: Path) -> tuple[str, int]:
+    """(sha256, size) of ``path``, read once per ``cache`` (verify checks a file twice)."""
     if rel not in cache:
         cache[rel] = sha256_file(path)
     return cache[rel]
