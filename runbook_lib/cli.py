@@ -289,7 +289,8 @@ def _cmd_approve(args: argparse.Namespace) -> int:
         split_approval,
         write_new_file,
     )
-    from .record.signing import APPROVAL_NAMESPACE, SigningError, load_key, verify
+    from .errors import SigningError
+    from .record.signing import APPROVAL_NAMESPACE, load_key, verify
 
     plan_path = Path(args.plan_file)
     if not plan_path.is_file():

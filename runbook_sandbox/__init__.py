@@ -30,21 +30,21 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-#: what the ``[sandbox]`` extra installs; none of it is imported here (moto is slow to import)
-REQUIRES = ("moto", "werkzeug", "pyotp")
+#: the ``[sandbox]`` extra (pyproject.toml); checked, not imported (moto is slow to import)
+EXTRA = ("moto", "werkzeug", "pyotp")
 
 
-def _require_the_extra() -> None:
-    """Importing the sandbox without its extra fails at once, naming the missing module (the
-    runbook's plugins.py turns that into "install the sandbox extra")."""
-    for name in REQUIRES:
+def require_extra() -> None:
+    """ImportError (naming the package) when the ``[sandbox]`` extra is not installed. Called
+    when this package is imported, so every plug-in of the sandbox (console actor, ``runbook
+    sandbox``, ``runbook demo``) fails to load by design, and the runbook's plug-in loader says
+    what to install instead of a traceback from deep inside a server start. Imports nothing."""
+    for name in EXTRA:
         if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(
-                f"the sandbox needs {name}: pip install 'root-mfa-runbook[sandbox]'", name=name
-            )
+            raise ImportError(f"No module named {name!r}", name=name)
 
 
-_require_the_extra()
+require_extra()
 
 from ._client import (  # noqa: E402 - after the check: without the extra, nothing else runs
     ControlApiError,
@@ -69,16 +69,6 @@ __all__ = [
 ]
 
 START_TIMEOUT = 60.0
-EXTRA = ("moto", "werkzeug")  # the [sandbox] extra; imported only when a sandbox serves
-
-
-def require_extra() -> None:
-    """ImportError (naming the package) when the ``[sandbox]`` extra is not installed: the
-    modules that serve a sandbox call it on import, so the runbook's plug-in loader says what
-    to install instead of a traceback from deep inside a server start. Imports nothing."""
-    for name in EXTRA:
-        if importlib.util.find_spec(name) is None:
-            raise ImportError(f"No module named {name!r}", name=name)
 
 
 class Sandbox:
