@@ -11,7 +11,7 @@ from typing import Any
 
 import nbformat
 
-from runbook_lib.record.run import verify
+from runbook_lib.record.verify import verify
 
 from .helpers import REPO, Env, of_type
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from runbook_lib.record.run import verify
+from runbook_lib.record.verify import verify
 
 from .helpers import Env, of_type, run_info
 
