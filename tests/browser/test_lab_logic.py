@@ -31,6 +31,7 @@ from runbook_lib.procedure.vocabulary import Event, Gate
 from runbook_lib.record.run import RunRecord
 from runbook_lib.record.verify import verify
 from tests import keys
+from tests.runbook.helpers import kill_tree
 
 ACCOUNT = "123456789012"
 RAW = keys.with_keys({"account_id": ACCOUNT, "change_ticket": "CHG-1234", "dry_run": False})
@@ -359,9 +360,7 @@ def test_cli_lab_prints_the_url_locks_the_account_and_seals_on_sigterm(tmp_path:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_tree(proc)  # a failed assertion above: JupyterLab must not outlive it
     assert proc.returncode == 0, err
     assert "checkpoint-sealed" in out and "stopped before 00-preflight" in out, out
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]

@@ -178,3 +178,15 @@ def check_operator_text(run_dir: Path) -> None:
     shown.append(("report.html", (run_dir / "report.html").read_text(encoding="utf-8")))
     found = seeds_in(iter(shown))
     assert not found, found
+
+
+def kill_tree(proc: subprocess.Popen[Any]) -> None:
+    """A child that a failed assertion left running: kill it and what it started (kernels,
+    JupyterLab), then reap it, so no test outlives itself."""
+    if proc.poll() is None:
+        import psutil
+
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+    proc.wait(30)

@@ -26,6 +26,7 @@ from .helpers import (
     cli,
     edit_cell,
     events,
+    kill_tree,
     of_type,
     run_dirs,
     run_info,
@@ -250,9 +251,7 @@ def test_kernel_killed_mid_step_then_resume(env_for: Callable[[str], Env], tmp_p
         kernel.send_signal(signal.SIGKILL)
         code = proc.wait(30)  # the runner notices the dead kernel and records the failure
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        kill_tree(proc)
     assert code == 1
     info = run_info(run_dir)
     assert info["status"] == "failed"
@@ -289,9 +288,7 @@ def test_runner_killed_mid_step_is_interrupted_then_resumed(
         for kernel in kernels:
             kernel.send_signal(signal.SIGKILL)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(30)
+        kill_tree(proc)
     assert run_info(run_dir)["status"] == "running"  # nobody recorded the end
     listing = cli("runs", "--runs-dir", str(env.runs), cwd=tmp_path)
     row = [line for line in listing.stdout.splitlines() if run_dir.name in line]
