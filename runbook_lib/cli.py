@@ -399,13 +399,30 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         out(f"no runs in {runs_dir}")
         return EXIT_OK
-    out(f"{'run id':<26} {'account':<13} {'status':<11} {'kind':<8} where")
-    for row in rows:
-        out(
-            f"{row['run_id']:<26} {str(row.get('account_id')):<13} {row['status']:<11} "
-            f"{_kind(row):<8} {row.get('where') or ''}".rstrip()
-        )
+    for line in runs_table(rows):
+        out(line)
     return EXIT_OK
+
+
+def runs_table(rows: list[dict[str, Any]]) -> list[str]:
+    """`runbook runs`' lines: a header, then one line per run, each column as wide as its
+    widest cell (a "SELF-APPROVED change" kind must not push "where" out of line)."""
+    cells = [("run id", "account", "status", "kind", "where")] + [
+        (
+            str(row["run_id"]),
+            str(row.get("account_id")),
+            str(row["status"]),
+            _kind(row),
+            str(row.get("where") or ""),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(4)]
+    return [
+        " ".join(cell.ljust(width) for cell, width in zip(line[:4], widths, strict=True))
+        + f" {line[4]}".rstrip()
+        for line in cells
+    ]
 
 
 def _kind(row: dict[str, Any]) -> str:

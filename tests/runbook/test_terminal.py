@@ -43,3 +43,40 @@ def test_escaping_writer_filters_what_other_code_prints() -> None:
         print("run \x1b[32msucceeded")
         print("two\nlines")
     assert target.getvalue() == "run \\x1b[32msucceeded\ntwo\nlines\n"
+
+
+def test_runs_table_keeps_its_columns_in_line_whatever_the_kind() -> None:
+    from runbook_lib.cli import runs_table
+
+    rows = [
+        {
+            "run_id": "20261201T101010Z-aaaa",
+            "account_id": "123456789012",
+            "status": "succeeded",
+            "self_approved": True,
+            "where": "",
+        },
+        {
+            "run_id": "20261201T111111Z-bbbb",
+            "account_id": "123456789012",
+            "status": "halted",
+            "where": "01-remove-device at gate removal",
+        },
+        {
+            "run_id": "20261201T121212Z-cccc",
+            "account_id": "210987654321",
+            "status": "dry-run",
+            "dry_run": True,
+            "where": "done",
+        },
+    ]
+    header, *lines = runs_table(rows)
+    assert header.split() == ["run", "id", "account", "status", "kind", "where"]
+    where = header.index("where")
+    assert lines[1][where:] == "01-remove-device at gate removal"
+    assert lines[2][where:] == "done"
+    assert "SELF-APPROVED change" in lines[0] and not lines[0].endswith(" ")
+    account = header.index("account")
+    assert [line.index(row["account_id"]) for line, row in zip(lines, rows, strict=True)] == [
+        account
+    ] * 3
