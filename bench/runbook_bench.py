@@ -59,10 +59,11 @@ def floor_once(tmp: Path) -> float:
 
 SIX = """
 import sys, papermill
-from runbook_lib.runner import _Kernel
-kernel = _Kernel()
+from runbook_lib.kernel import ENGINE, Kernel
+kernel = Kernel()
 for i in range(6):
     papermill.execute_notebook(sys.argv[1], sys.argv[2], kernel_name="python3", km=kernel.get(),
+                               engine_name=ENGINE, shared_kc=kernel.client(),
                                progress_bar=False, request_save_on_cell_execute=False)
     kernel.release_clients()
 kernel.shutdown()

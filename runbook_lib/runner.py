@@ -35,8 +35,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +56,7 @@ from .creation import (
     verified_approvals,
 )
 from .errors import ParameterError, RunbookError, RunRefused, SigningError
-from .isolation import kernel_env, kernel_specs
+from .kernel import ENGINE, Kernel
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, describe, make_plan, notebook_path, operator_signer
 from .procedure.context import (
@@ -205,64 +203,6 @@ def _refuse_unless_intact(record: RunRecord, what: str, allow: tuple[str, ...] =
         )
 
 
-# ---------------------------------------------------------------------------- the kernel
-class _Kernel:
-    """One python3 kernel for the notebooks of a run."""
-
-    def __init__(self) -> None:
-        self.km: Any = None
-        self._dir: str | None = None
-
-    def get(self) -> Any:
-        from jupyter_client.manager import KernelManager
-
-        class TrackingKernelManager(KernelManager):
-            """Remembers the clients nbclient makes: it does not stop their channels when it
-            does not own the kernel, which would leak zmq sockets."""
-
-            runbook_clients: list[Any]
-
-            def client(self, **kwargs: Any) -> Any:
-                made = super().client(**kwargs)
-                self.runbook_clients.append(made)
-                return made
-
-        if self.km is None or not self.km.is_alive():
-            self.shutdown()
-            # IPC sockets in a private directory: nothing listens on TCP, even on localhost
-            self._dir = tempfile.mkdtemp(prefix="runbook-kernel-")
-            self.km = TrackingKernelManager(
-                kernel_name="python3",
-                kernel_spec_manager=kernel_specs(),  # this interpreter's, no other
-                transport="ipc",
-                ip=os.path.join(self._dir, "kernel"),
-                # nbclient awaits the client: a blocking client would block its event loop in
-                # get_msg, and the check that notices a dead kernel would never run
-                client_class="jupyter_client.asynchronous.AsyncKernelClient",
-            )
-            self.km.runbook_clients = []
-            # isolated: allow-listed environment, private IPYTHONDIR and bytecode cache
-            self.km.start_kernel(env=kernel_env(Path(self._dir)))
-        return self.km
-
-    def release_clients(self) -> None:
-        if self.km is not None:
-            for client in self.km.runbook_clients:
-                with contextlib.suppress(RuntimeError, OSError):
-                    client.stop_channels()
-            self.km.runbook_clients.clear()
-
-    def shutdown(self) -> None:
-        self.release_clients()
-        if self.km is not None:
-            with contextlib.suppress(RuntimeError, OSError):
-                self.km.shutdown_kernel(now=True)
-            self.km = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-
 @contextlib.contextmanager
 def _private_umask() -> Iterator[None]:
     """Files papermill and the kernel create are the owner's only, whatever the umask."""
@@ -289,7 +229,7 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    kernel = _Kernel()
+    kernel = Kernel()
     values = params.to_dict()
     values["run_dir"] = str(record.path)
     notebooks = record.path / "notebooks"
@@ -314,7 +254,9 @@ def _execute(record: RunRecord, params: RunParameters, steps: list[str], progres
                         log_output=False,
                         # written once at the end (and on failure), not after every cell
                         request_save_on_cell_execute=False,
+                        engine_name=ENGINE,
                         km=kernel.get(),
+                        shared_kc=kernel.client(),
                         cwd=str(Path.cwd()),
                     )
                 except PapermillExecutionError as err:
