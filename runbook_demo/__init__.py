@@ -30,8 +30,6 @@ from typing import Any
 
 from runbook_lib.errors import ParameterError
 from runbook_lib.record.signing import allowed_signers_line, new_key
-from runbook_lib.record.verify import verify
-from runbook_lib.runner import EXIT_OK, run
 from runbook_sandbox import SandboxInfo, require_extra, sandbox_process, validate, write_profiles
 
 require_extra()  # without moto: ImportError at load, which the runbook reports in one line
@@ -162,11 +160,13 @@ def sign_approval(plan: Any, key: Path, approver: str, operator: str, directory:
     return approval
 
 
+def _import_the_runner() -> None:
+    import runbook_lib.runner  # noqa: F401 - imported for its import time only
+
+
 def run_demo(
     scenario: str = "standalone", method: str | None = None, runs_dir: Path = Path("runs")
 ) -> int:
-    from runbook_lib.runner import plan_for
-
     try:
         validate(scenario)  # before anything starts: a usage error listing the scenarios
     except ValueError as err:
@@ -174,11 +174,14 @@ def run_demo(
     method = method or ("assume-root" if scenario.startswith(("member", "fleet")) else "console")
     print(f"starting the sandbox ({scenario}) ...")
     with (
-        sandbox_process(scenario) as info,
+        # the runner's imports (papermill, nbclient: ~0.4 s) overlap the sandbox's start
+        sandbox_process(scenario, while_starting=_import_the_runner) as info,
         sandbox_profiles(info) as profiles,
         _demo_state_dir(),
         demo_keys() as keys,
     ):
+        from runbook_lib.runner import EXIT_OK, plan_for, run
+
         params = demo_parameters(info, method, profiles, keys.operator, keys.allowed_signers)
         _, plan = plan_for(params, save=True)
         approval = sign_approval(
@@ -198,6 +201,8 @@ def run_demo(
         now = info.control.state(params["account_id"])
     if run_dir is None:
         return code
+    from runbook_lib.record.verify import verify
+
     report = verify(run_dir)
     print("")
     print(f"result     {'succeeded' if code == EXIT_OK else f'exit code {code}'}")

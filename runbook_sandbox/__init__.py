@@ -27,7 +27,7 @@ import secrets
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: the ``[sandbox]`` extra (pyproject.toml); checked, not imported (moto is slow to import)
@@ -157,8 +157,14 @@ def _speed_up_moto_dispatch() -> None:
 
 
 @contextlib.contextmanager
-def sandbox_process(scenario: str = "standalone", port: int = 0) -> Iterator[SandboxInfo]:
-    """Run ``runbook sandbox`` as a child process; yield its start line; always stop it."""
+def sandbox_process(
+    scenario: str = "standalone",
+    port: int = 0,
+    while_starting: Callable[[], object] | None = None,
+) -> Iterator[SandboxInfo]:
+    """Run ``runbook sandbox`` as a child process; yield its start line; always stop it.
+    ``while_starting`` is called once the child is spawned, before its start line is awaited:
+    work that can overlap the sandbox's start (imports, a kernel)."""
     validate(scenario)
     env = dict(os.environ)
     env.pop("MOTO_ACCOUNT_ID", None)
@@ -170,6 +176,8 @@ def sandbox_process(scenario: str = "standalone", port: int = 0) -> Iterator[San
     )
     try:
         assert proc.stdout is not None
+        if while_starting is not None:
+            while_starting()
         ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
         line = proc.stdout.readline() if ready else b""
         if not line:

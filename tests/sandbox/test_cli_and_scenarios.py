@@ -167,3 +167,17 @@ def test_the_module_form_exits_at_once_having_removed_its_profiles_file(tmp_path
             sock.bind(("127.0.0.1", int(info.endpoint.rsplit(":", 1)[1])))
     finally:
         _reap(proc)
+
+
+def test_work_given_to_sandbox_process_overlaps_its_start() -> None:
+    """``while_starting`` runs once, after the child is spawned and before its start line is
+    read (the demo imports the runner meanwhile)."""
+    seen: list[str] = []
+
+    def meanwhile() -> None:
+        seen.append("called")
+
+    with sandbox_process("standalone", while_starting=meanwhile) as info:
+        assert seen == ["called"]
+        assert info.client("sts").get_caller_identity()["Account"] == "123456789012"
+    assert seen == ["called"]
