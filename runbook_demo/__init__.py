@@ -38,30 +38,44 @@ ORG_SCENARIOS = ("member", "member-no-password", "management")
 
 
 @contextlib.contextmanager
-def sandbox_profiles(info: SandboxInfo) -> Iterator[dict[str, str]]:
-    """AWS profiles (``sandbox-<principal>``) for the sandbox's principals, in a temporary
-    credentials file that AWS_SHARED_CREDENTIALS_FILE points to while the block runs."""
-    names = {name: f"sandbox-{name}" for name in info.principals}
+def profile_files() -> Iterator[Path]:
+    """A temporary, owner-only directory whose ``credentials`` and ``config`` files
+    AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE point to while the block runs (AWS_PROFILE
+    unset). The paths exist before the profiles do, so a kernel can start (with them in its
+    environment) while the sandbox starts; :func:`write_sandbox_profiles` fills them."""
     saved = {
         k: os.environ.get(k)
         for k in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE")
     }
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
         creds = Path(tmp) / "credentials"
-        write_profiles(creds, info.principals, info.control_token)
         config = Path(tmp) / "config"
         config.write_text("")
         os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(creds)
         os.environ["AWS_CONFIG_FILE"] = str(config)
         os.environ.pop("AWS_PROFILE", None)
         try:
-            yield names
+            yield creds
         finally:
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+def write_sandbox_profiles(creds: Path, info: SandboxInfo) -> dict[str, str]:
+    """The sandbox's principals as AWS profiles ``sandbox-<principal>`` in ``creds``."""
+    write_profiles(creds, info.principals, info.control_token)
+    return {name: f"sandbox-{name}" for name in info.principals}
+
+
+@contextlib.contextmanager
+def sandbox_profiles(info: SandboxInfo) -> Iterator[dict[str, str]]:
+    """AWS profiles (``sandbox-<principal>``) for the sandbox's principals, in a temporary
+    credentials file that AWS_SHARED_CREDENTIALS_FILE points to while the block runs."""
+    with profile_files() as creds:
+        yield write_sandbox_profiles(creds, info)
 
 
 @contextlib.contextmanager
@@ -160,10 +174,6 @@ def sign_approval(plan: Any, key: Path, approver: str, operator: str, directory:
     return approval
 
 
-def _import_the_runner() -> None:
-    import runbook_lib.runner  # noqa: F401 - imported for its import time only
-
-
 def run_demo(
     scenario: str = "standalone", method: str | None = None, runs_dir: Path = Path("runs")
 ) -> int:
@@ -173,32 +183,49 @@ def run_demo(
         raise ParameterError([f"demo: {err}"]) from err
     method = method or ("assume-root" if scenario.startswith(("member", "fleet")) else "console")
     print(f"starting the sandbox ({scenario}) ...")
-    with (
-        # the runner's imports (papermill, nbclient: ~0.4 s) overlap the sandbox's start
-        sandbox_process(scenario, while_starting=_import_the_runner) as info,
-        sandbox_profiles(info) as profiles,
-        _demo_state_dir(),
-        demo_keys() as keys,
-    ):
-        from runbook_lib.runner import EXIT_OK, plan_for, run
+    started: list[Any] = []
 
-        params = demo_parameters(info, method, profiles, keys.operator, keys.allowed_signers)
-        _, plan = plan_for(params, save=True)
-        approval = sign_approval(
-            plan,
-            keys.approver,
-            keys.approver_principal,
-            keys.operator_principal,
-            keys.allowed_signers.parent,
-        )
-        print(
-            f"plan {plan.digest[:16]}… ({len(plan.gates)} gates, method {method}, account "
-            f"{params['account_id']}) signed by {keys.approver_principal}; performed and sealed "
-            f"by {keys.operator_principal}"
-        )
-        params["approvals"] = [str(approval)]
-        code, run_dir = run(params, runs_dir)
-        now = info.control.state(params["account_id"])
+    def meanwhile() -> None:
+        """While the sandbox starts: the runner's imports (papermill, nbclient: ~0.4 s) and
+        the run's kernel (its environment names the profile files, filled once the sandbox
+        is up)."""
+        import runbook_lib.runner  # noqa: F401 - imported for its import time only
+        from runbook_lib.kernel import Kernel
+
+        kernel = Kernel()
+        started.append(kernel)
+        kernel.get()
+
+    try:
+        with (
+            _demo_state_dir(),
+            profile_files() as creds,
+            sandbox_process(scenario, while_starting=meanwhile) as info,
+            demo_keys() as keys,
+        ):
+            from runbook_lib.runner import EXIT_OK, plan_for, run
+
+            profiles = write_sandbox_profiles(creds, info)
+            params = demo_parameters(info, method, profiles, keys.operator, keys.allowed_signers)
+            _, plan = plan_for(params, save=True)
+            approval = sign_approval(
+                plan,
+                keys.approver,
+                keys.approver_principal,
+                keys.operator_principal,
+                keys.allowed_signers.parent,
+            )
+            print(
+                f"plan {plan.digest[:16]}… ({len(plan.gates)} gates, method {method}, account "
+                f"{params['account_id']}) signed by {keys.approver_principal}; performed and "
+                f"sealed by {keys.operator_principal}"
+            )
+            params["approvals"] = [str(approval)]
+            code, run_dir = run(params, runs_dir, kernel=started[0])
+            now = info.control.state(params["account_id"])
+    finally:
+        for kernel in started:
+            kernel.shutdown()  # a run that never reached its notebooks leaves it to us
     if run_dir is None:
         return code
     from runbook_lib.record.verify import verify

@@ -225,11 +225,17 @@ def _keep_earlier_attempt(record: RunRecord, name: str) -> None:
     record.move_aside(rel, f"notebooks/attempts/{name}.attempt-{n}.ipynb", step=name)
 
 
-def _execute(record: RunRecord, params: RunParameters, steps: list[str], progress: Progress) -> int:
+def _execute(
+    record: RunRecord,
+    params: RunParameters,
+    steps: list[str],
+    progress: Progress,
+    kernel: Kernel | None = None,
+) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    kernel = Kernel()
+    kernel = kernel or Kernel()
     values = params.to_dict()
     values["run_dir"] = str(record.path)
     notebooks = record.path / "notebooks"
@@ -411,8 +417,15 @@ def _seal(record: RunRecord, final: bool) -> None:
 
 
 # ---------------------------------------------------------------------------- entry points
-def run(raw: dict[str, Any], runs_dir: Path, progress: Progress = print) -> tuple[int, Path | None]:
-    """Validate, find or make the plan, lease the account, create the record, execute."""
+def run(
+    raw: dict[str, Any],
+    runs_dir: Path,
+    progress: Progress = print,
+    kernel: Kernel | None = None,
+) -> tuple[int, Path | None]:
+    """Validate, find or make the plan, lease the account, create the record, execute.
+    ``kernel``: one already started (e.g. while a sandbox started), which the run shuts down
+    when it has executed its notebooks; the caller shuts it down if the run never gets there."""
     params = validate({k: v for k, v in raw.items() if k != "run_dir"})
     if params.dry_run and params.approvals:
         raise ParameterError(
@@ -432,7 +445,7 @@ def run(raw: dict[str, Any], runs_dir: Path, progress: Progress = print) -> tupl
         f"(plan {plan.digest[:12]}, dry_run={str(params.dry_run).lower()})"
     )
     with lease.executing(record.run_id):
-        code = _execute(record, params, ORDER, progress)
+        code = _execute(record, params, ORDER, progress, kernel)
     return code, record.path
 
 
