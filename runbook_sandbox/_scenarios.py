@@ -17,9 +17,11 @@ from ._state import (
     Account,
     MfaDevice,
     Principal,
+    RootAccessKey,
     RootUser,
     World,
     fido_serial,
+    new_key_id,
     new_totp_seed,
 )
 
@@ -38,8 +40,9 @@ SCENARIOS: dict[str, str] = {
     "an X.509 signing certificate and a virtual device",
     "management": "the organization's management account itself is the target; root has a "
     "virtual device",
-    "fleet-N": "organization with N member accounts (N <= 5000) of mixed root state; the "
-    "target is the first member",
+    "fleet-N": "organization with N member accounts (N <= 5000) of mixed root state (MFA "
+    "kinds, passwords, long-term root keys and certificates, old devices, suspended accounts); "
+    "the target is the first member",
 }
 
 
@@ -109,10 +112,17 @@ def _hardware(account_id: str, when: dt.datetime) -> MfaDevice:
 
 
 def _account(
-    world: World, account_id: str, kind: str, devices: list[MfaDevice], has_password: bool = True
+    world: World,
+    account_id: str,
+    kind: str,
+    devices: list[MfaDevice],
+    has_password: bool = True,
+    enabled_days_ago: int = 30,
 ) -> Account:
-    created = (world.clock.now() - dt.timedelta(days=400)).replace(microsecond=0)
-    enabled = (world.clock.now() - dt.timedelta(days=30)).replace(microsecond=0)
+    created = (world.clock.now() - dt.timedelta(days=max(400, enabled_days_ago + 1))).replace(
+        microsecond=0
+    )
+    enabled = (world.clock.now() - dt.timedelta(days=enabled_days_ago)).replace(microsecond=0)
     devices = [MfaDevice(d.serial, d.kind, d.name, enabled, d.seed) for d in devices]
     root = RootUser(
         account_id=account_id,
@@ -147,14 +157,18 @@ def _organization(world: World, members: int) -> list[str]:
     backend = organizations_backends[MANAGEMENT_ID]["aws"]
     org = backend.create_organization(region="us-east-1", FeatureSet="ALL")
     backend.enable_aws_service_access(ServicePrincipal="iam.amazonaws.com")
-    ids = [_add_member(backend, index) for index in range(members)]
+    ids = [_add_member(backend, index, suspended=_suspended(index)) for index in range(members)]
     world.management_account_id = MANAGEMENT_ID
     world.organization_id = org["Organization"]["Id"]
     world.org_features = {"RootCredentialsManagement", "RootSessions"}
     return ids
 
 
-def _add_member(backend: Any, index: int) -> str:
+def _suspended(index: int) -> bool:
+    return index % FLEET_SUSPENDED == FLEET_SUSPENDED - 1
+
+
+def _add_member(backend: Any, index: int, suspended: bool = False) -> str:
     """What moto's CreateAccount does, without its scan of every account per policy attachment
     (quadratic: 5,000 members took seconds)."""
     from moto.organizations import utils
@@ -163,6 +177,8 @@ def _add_member(backend: Any, index: int) -> str:
     account = FakeAccount(
         backend.org, AccountName=f"member-{index + 1}", Email=f"member-{index + 1}@example.com"
     )
+    if suspended:
+        account.status = account.state = "SUSPENDED"
     backend.accounts.append(account)
     for policy_id in (utils.DEFAULT_SCP_POLICY_ID, utils.DEFAULT_RCP_POLICY_ID):
         policy = backend.get_policy_by_id(policy_id)
@@ -227,8 +243,14 @@ def build(world: World) -> None:
     add_iam_principal(world, MANAGEMENT_ID, "org-admin")
 
 
+#: fleet members, by index: every 7th also keeps long-term root credentials (an access key and
+#: a signing certificate), every 13th has devices enabled four years ago, every 11th is suspended
+FLEET_LONG_TERM_KEYS, FLEET_OLD_DEVICES, FLEET_SUSPENDED = 7, 13, 11
+
+
 def _fleet_builder(world: World, account_id: str, index: int) -> Callable[[], Account]:
-    """Mixed fleet: no MFA, one virtual, FIDO + virtual, hardware, no password; by index."""
+    """Mixed fleet: no MFA, one virtual, FIDO + virtual, hardware, no password (by index % 5);
+    long-term root credentials, old devices and suspended accounts on top (see above)."""
 
     def build_one() -> Account:
         now = world.clock.now()
@@ -240,7 +262,20 @@ def _fleet_builder(world: World, account_id: str, index: int) -> Callable[[], Ac
             devices = [_fido(account_id, "YubiKey", now), _virtual(account_id, "phone", now)]
         elif kind == 3:
             devices = [_hardware(account_id, now)]
-        account = _account(world, account_id, "member", devices, has_password=kind != 4)
+        old = index % FLEET_OLD_DEVICES == FLEET_OLD_DEVICES - 1
+        account = _account(
+            world,
+            account_id,
+            "member",
+            devices,
+            has_password=kind != 4,
+            enabled_days_ago=4 * 365 if old else 30,
+        )
+        if index % FLEET_LONG_TERM_KEYS == FLEET_LONG_TERM_KEYS - 1:
+            created = account.root.created + dt.timedelta(days=1)
+            # a key nobody signs with (no principal): what the audit must find, not use
+            account.root.access_keys.append(RootAccessKey(new_key_id("AKIA"), "Active", created))
+            world.add_root_signing_certificate(account, created)
         del world.accounts[account_id]  # World.account() stores it
         return account
 

@@ -70,3 +70,50 @@ def test_a_denied_assume_root_is_that_account_s_reach_not_the_audit_s_end(
     assert denied[0].reach_detail is not None
     assert denied[0].reach_detail.startswith("AssumeRoot: AccessDenied, request id ")
     assert sum(c.reach == "probed" for c in found.values()) == 5
+
+
+def test_the_fleet_s_long_term_keys_old_devices_and_suspended_accounts_are_read(
+    sandbox_factory: Callable[[str], SandboxInfo],
+) -> None:
+    """fleet-14: member 7 (index 6) and 14 keep a root access key and a signing certificate,
+    member 13 (index 12) has devices four years old, member 11 (index 10) is suspended."""
+    info = sandbox_factory("fleet-14")
+    found = audit(info)
+    by_name = {c.name: c for c in found.values()}
+    assert by_name["member-11"].reach == "suspended"
+    assert by_name["member-11"].reach_detail == "SUSPENDED"
+    for name in ("member-7", "member-14"):
+        creds = by_name[name]
+        state = info.control.state(creds.account_id)
+        assert [k.id_suffix for k in creds.access_keys] == [
+            key[-4:] for key in state["access_keys"]
+        ]
+        assert len(creds.access_keys) == 1 and creds.access_keys[0].active
+        assert creds.signing_certificates_active == 1
+    others = [c for n, c in by_name.items() if n not in ("member-7", "member-14")]
+    assert not any(c.access_keys or c.signing_certificates_active for c in others)
+    old = by_name["member-13"]
+    assert old.mfa_devices and all(
+        d.enable_date is not None and d.enable_date < "2024" for d in old.mfa_devices
+    ), old.mfa_devices
+
+
+def test_the_fleet_read_and_judged_gives_each_verdict_its_reason(
+    sandbox_factory: Callable[[str], SandboxInfo],
+) -> None:
+    import datetime as dt
+
+    from runbook_lib.fleet.rules import Verdict, judge
+
+    info = sandbox_factory("fleet-14")
+    now = dt.datetime.now(dt.UTC)
+    judged = {c.name or c.account_id: judge(c, now) for c in audit(info).values()}
+    assert judged["member-11"].verdict is Verdict.UNREACHABLE  # suspended
+    unreachable = [j for j in judged.values() if j.verdict is Verdict.UNREACHABLE]
+    assert len(unreachable) == 2  # and the management account
+    keys = [f.rule.id for f in judged["member-7"].findings]
+    assert keys[0] == "root-access-keys" and "member-root-credentials" in keys
+    assert judged["member-5"].verdict is Verdict.OK  # no password, no device: as AWS advises
+    # centralised members with a password: the password goes first, no MFA run is planned yet
+    assert judged["member-2"].verdict is Verdict.ATTENTION
+    assert not any(f.runbook for j in judged.values() for f in j.findings)
