@@ -431,7 +431,7 @@ def render(starts: list[StartRow], latencies: list[LatencyRow], command: str, ca
         "",
         "Why the sandbox can be faster than bare moto: moto lists its own package directory on "
         "disk twice per request to route it; the sandbox computes that list once at start "
-        "(`runbook_lib/sandbox/__init__.py: _speed_up_moto_dispatch`). Without that, our layer "
+        "(`runbook_sandbox/__init__.py: _speed_up_moto_dispatch`). Without that, our layer "
         "(authentication, SigV4 check, authorization, CloudTrail recording) measured +5% to +9% "
         "per call.",
         "",

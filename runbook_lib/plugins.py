@@ -42,7 +42,7 @@ def load(name: str, purpose: str) -> Any:
         raise PluginMissing(
             f"{purpose} needs the local AWS sandbox, which is not installed: {INSTALL_HINT}"
         )
-    (point,) = tuple(found)[:1]
+    point = next(iter(found))
     try:
         return point.load()
     except ImportError as err:

@@ -25,9 +25,9 @@ require_extra()  # without moto: ImportError at load, which the runbook reports 
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def _line(text: str, stream: object = None) -> None:
+def _line(text: str) -> None:
     # the sandbox's own lines hold only what it made (scenario names, its endpoint)
-    print(text, file=stream or sys.stderr, flush=True)  # type: ignore[arg-type]
+    print(text, file=sys.stderr, flush=True)
 
 
 def build_parser(prog: str = "runbook-sandbox") -> argparse.ArgumentParser:

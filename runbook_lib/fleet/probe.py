@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from ..aws.identity import ROOT_FEATURES
 from ..aws.privileged import AUDIT, assume_root
 from ..aws.session import AwsContext, call, paginate
-from ..aws.state import device_kind
+from ..aws.state import read_session_devices
 from ..errors import AccessDeniedError, AwsActionError, from_client_error
 from .rules import AccessKey, MfaDevice, RootCredentials
 
@@ -96,28 +96,17 @@ def probe(
         with assume_root(
             management, account.id, AUDIT, SESSION_SECONDS, region, purpose="fleet audit"
         ) as root:
-            return root.run(lambda aws: _read(aws, base))
+            devices = read_session_devices(root)
+            return root.run(lambda aws: _read(aws, base, devices))
     except AccessDeniedError as err:
         return RootCredentials(**base, reach="access-denied", reach_detail=_detail(err))
     except AwsActionError as err:
         return RootCredentials(**base, reach="failed", reach_detail=_detail(err))
 
 
-def _read(aws: AwsContext, base: dict[str, Any]) -> RootCredentials:
+def _read(aws: AwsContext, base: dict[str, Any], devices: tuple[MfaDevice, ...]) -> RootCredentials:
+    """What the audit session shows besides the MFA devices (aws.state reads those)."""
     iam = aws.client("iam")
-    devices = tuple(
-        sorted(
-            (
-                MfaDevice(
-                    d["SerialNumber"],
-                    device_kind(d["SerialNumber"]),
-                    d["EnableDate"].isoformat() if d.get("EnableDate") else None,
-                )
-                for d in paginate(iam, "list_mfa_devices", "MFADevices", "iam:ListMFADevices")
-            ),
-            key=lambda d: d.serial,
-        )
-    )
     try:
         iam.get_login_profile()
         password = True

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
-DeviceKind = Literal["virtual", "fido", "hardware"]
+from ..aws.state import MfaDeviceInfo
+
 Reach = Literal[
     "probed",  # an audit session read everything below
     "management-account",  # AssumeRoot cannot target the management account: console only
@@ -154,11 +155,8 @@ RULES: dict[str, Rule] = {
 }
 
 
-@dataclass(frozen=True)
-class MfaDevice:
-    serial: str
-    kind: DeviceKind
-    enable_date: str | None = None  # ISO 8601, as ListMFADevices gives it
+#: a root MFA device as the audit session lists it (serial, kind, ISO 8601 enable date)
+MfaDevice = MfaDeviceInfo
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Whether an AssumeRoot session with that task policy may call iam:DeleteVirtualMFADevice is not
 documented: the policy lists the action, but its ``NotResource: arn:aws:iam::*:root`` Deny
 statement, read literally, denies it on the device's ``arn:aws:iam::ACCOUNT:mfa/NAME`` (see
-runbook_lib/sandbox/_authz.py). The sandbox offers both readings (the switch
+runbook_sandbox/_authz.py). The sandbox offers both readings (the switch
 ``delete-virtual-mfa-in-delete-session``, also ``set_task_policy_variant``); ``deny``, the most
 restrictive, is the default.
 

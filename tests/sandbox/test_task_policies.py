@@ -25,7 +25,7 @@ naming an ``arn:aws:iam::ACCOUNT:mfa/NAME`` resource ("For virtual MFA devices, 
 is the same as the ARN": IAM API reference, DeleteVirtualMFADevice,
 https://docs.aws.amazon.com/IAM/latest/APIReference/API_DeleteVirtualMFADevice.html). ``deny``
 is that literal reading (AccessDenied, an explicit deny in a session policy); ``allow`` (the
-default for now, see runbook_lib/sandbox/_authz.py) lets the root user's device count as a root
+default for now, see runbook_sandbox/_authz.py) lets the root user's device count as a root
 credential.
 """
 
