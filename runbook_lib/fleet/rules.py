@@ -39,7 +39,7 @@ the ``runbook run`` that fixes it (``runbook fleet plan`` writes them as files).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Literal
 
@@ -195,6 +195,24 @@ class RootCredentials:
         """Something to sign in or call AWS with as root (MFA alone is not)."""
         return bool(self.password or self.active_keys or self.signing_certificates_active)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON (the fleet record's per-account snapshot); :meth:`from_dict` reverses it."""
+        out = asdict(self)
+        out["mfa_devices"] = [asdict(d) for d in self.mfa_devices]
+        out["access_keys"] = [asdict(k) for k in self.access_keys]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RootCredentials:
+        """The snapshot :meth:`to_dict` wrote (ValueError if it is not one)."""
+        try:
+            fields = dict(data)
+            fields["mfa_devices"] = tuple(MfaDevice(**d) for d in fields.get("mfa_devices", ()))
+            fields["access_keys"] = tuple(AccessKey(**k) for k in fields.get("access_keys", ()))
+            return cls(**fields)
+        except (TypeError, AttributeError) as err:
+            raise ValueError(f"not a root credentials snapshot: {err}") from err
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -205,6 +223,7 @@ class Finding:
     runbook: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: the rule's id, title, source, severity and remediation, inlined."""
         return {
             "account_id": self.account_id,
             "rule": self.rule.id,
@@ -223,6 +242,14 @@ class Judgement:
     verdict: Verdict
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     note: str | None = None  # why it was not probed, and what to do
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "verdict": self.verdict.value,
+            "note": self.note,
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 UNREACHABLE_NOTES: dict[str, str] = {

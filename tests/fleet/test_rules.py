@@ -207,3 +207,17 @@ def test_every_rule_has_a_case_above() -> None:
     ]
     found = {f.rule.id for c in covering for f in judge(c, NOW).findings}
     assert found == set(RULES)
+
+
+def test_a_snapshot_round_trips_through_plain_json() -> None:
+    import json
+
+    full = creds(
+        centralised=True, password=True, mfa_devices=(FIDO, VIRTUAL), access_keys=(KEY, OLD_KEY)
+    )
+    for original in (full, creds(reach="suspended", reach_detail="SUSPENDED")):
+        text = json.dumps(original.to_dict())
+        assert RootCredentials.from_dict(json.loads(text)) == original
+    with pytest.raises(ValueError, match="not a root credentials snapshot"):
+        RootCredentials.from_dict({"account_id": ACCOUNT, "colour": "red"})
+    assert json.loads(json.dumps(verdict_of(full).to_dict()))["verdict"] == "attention"
