@@ -10,6 +10,8 @@
   runbook abandon RUN_DIR --reason TEXT                      end a run on purpose; frees the account
   runbook lab -f FILE [-p k=v ...] [--port N]                the same run, in JupyterLab
   runbook archive RUN_DIR s3://BUCKET/PREFIX --retain-days N upload with S3 Object Lock, once
+  runbook fleet audit -f FLEET.yml | --resume RUN_DIR         audit every account's root credentials
+  runbook fleet plan RUN_DIR --out DIR --change-ticket T     the runbook runs the audit calls for
   runbook demo [--scenario S] [--method M] [--runs-dir DIR]  the whole procedure on the sandbox
   runbook sandbox [--scenario NAME] [--port N] [--list]      serve the local AWS sandbox
 
@@ -45,6 +47,21 @@ from .terminal import EscapingWriter, escape_controls, out, quote
 from .terminal import err as err_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
+#: runbook_lib.fleet.params.FLEET_NAMES, written out so that --help imports no AWS code (a
+#: test keeps them equal)
+FLEET_PARAMETERS = (
+    "management_profile",
+    "operator_key",
+    "allowed_signers",
+    "region",
+    "endpoint_url",
+    "accounts",
+    "organizational_units",
+    "workers",
+    "processes",
+    "max_device_age_days",
+    "run_dir",
+)
 
 
 def _err(message: str) -> None:
@@ -426,6 +443,8 @@ def runs_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _kind(row: dict[str, Any]) -> str:
+    if row.get("fleet"):
+        return "fleet audit"
     if row.get("dry_run"):
         return "DRY RUN"
     return "SELF-APPROVED change" if row.get("self_approved") else "change"
@@ -588,6 +607,110 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     serve = load("sandbox", "`runbook sandbox`")
     return int(serve(list(args.sandbox_args), prog="runbook sandbox"))
+
+
+def _fleet_raw(args: argparse.Namespace) -> dict[str, Any]:
+    from .params import load_file, parse_overrides
+
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    try:
+        raw = load_file(Path(args.file)) if args.file else {}
+    except ParameterError as error:
+        problems += error.problems
+    try:
+        raw.update(parse_overrides(args.param or []))
+    except ParameterError as error:
+        problems += error.problems
+    if problems:
+        raise ParameterError(problems)
+    return raw
+
+
+@contextlib.contextmanager
+def _fleet_progress(total_hint: int = 0) -> Any:
+    """A tqdm bar on stderr (accounts done, failed, unreachable, throttled, rate); on a
+    terminal only (tqdm's ``disable=None``), else a line per tenth done."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_hint or None, unit="acct", file=sys.stderr, disable=None, delay=0.5)
+    last = [0]
+
+    def update(progress: Any) -> None:
+        if bar.total != progress.total:
+            bar.total = progress.total
+            bar.n = progress.done - 1 if progress.done else 0
+        bar.update(progress.done - bar.n)
+        bar.set_postfix(
+            failed=progress.failed,
+            unreachable=progress.unreachable,
+            throttled=progress.throttled,
+            refresh=False,
+        )
+        tenth = max(1, progress.total // 10)
+        if bar.disable and (progress.done - last[0] >= tenth or progress.done == progress.total):
+            last[0] = progress.done
+            _progress(
+                f"fleet: {progress.done}/{progress.total} accounts, {progress.failed} failed, "
+                f"{progress.unreachable} unreachable, {progress.rate:.0f}/s"
+            )
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _fleet_done(result: Any) -> int:
+    counts = ", ".join(f"{n} {verdict}" for verdict, n in result.counts.items())
+    _progress(f"fleet audit of {result.accounts} accounts: {counts}")
+    _progress(f"report: {result.path / 'report.html'}")
+    out(str(result.path))
+    return EXIT_OK
+
+
+def _cmd_fleet_audit(args: argparse.Namespace) -> int:
+    from .fleet.audit import audit, resume
+
+    if args.resume:
+        if args.file or args.param:
+            _usage("fleet audit --resume RUN_DIR takes no -f/-p: the audit keeps its parameters")
+        run_dir = _record_dir(args.resume)
+        with _fleet_progress() as update:
+            result = resume(
+                run_dir, workers=args.workers, processes=args.processes, on_progress=update
+            )
+        return _fleet_done(result)
+    if not args.file:
+        _usage("fleet audit needs -f FLEET.yml (or --resume RUN_DIR)")
+    from .fleet.params import validate_fleet
+
+    raw = _fleet_raw(args)
+    for name in ("workers", "processes"):
+        if getattr(args, name) is not None:
+            raw[name] = getattr(args, name)
+    params = validate_fleet(raw)
+    runs_dir = _runs_dir(args.runs_dir or params.run_dir or "runs")
+    with _fleet_progress() as update:
+        result = audit(params, runs_dir, on_progress=update)
+    return _fleet_done(result)
+
+
+def _cmd_fleet_plan(args: argparse.Namespace) -> int:
+    from .fleet.plan import write_plans
+    from .params import parse_overrides
+
+    run_dir = _record_dir(args.run_dir)
+    overrides = parse_overrides(args.param or [])
+    if args.profile:
+        overrides["profile"] = args.profile
+    signers = Path(args.allowed_signers) if args.allowed_signers else None
+    paths = write_plans(run_dir, Path(args.out), args.change_ticket, overrides, signers)
+    for path in paths:
+        out(str(path))
+    if not paths:
+        _progress("the audit plans no runbook run: no root MFA must change")
+    return EXIT_OK
 
 
 def _run_dir_arg(parser: argparse.ArgumentParser) -> None:
@@ -838,6 +961,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _runs_dir_arg(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    fleet = sub.add_parser(
+        "fleet",
+        help="audit the root credentials of every account of an organization",
+        description="The fleet audit: from the management account, read every member's root "
+        "credentials through AssumeRoot (IAMAuditRootUserCredentials), judge them against named "
+        "rules (CIS, AWS's recommendation for centralised root access, ours), and keep a sealed "
+        "record with findings.csv, findings.json (OCSF) and report.html.",
+    )
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
+    f_audit = fleet_sub.add_parser(
+        "audit",
+        help="audit the fleet into a new sealed record (or resume an interrupted one)",
+        description="Audit the accounts FLEET.yml names (all by default) into a new record in "
+        "the runs directory, sealed with operator_key; the last line is the record's directory. "
+        "An interrupted audit goes on with --resume RUN_DIR (accounts already read are not read "
+        "again). Parameters: "
+        + ", ".join(FLEET_PARAMETERS)
+        + ".",
+    )
+    f_audit.add_argument("-f", "--file", help="YAML fleet parameters file (FLEET.yml)")
+    f_audit.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override one parameter (repeatable); values are YAML scalars",
+    )
+    f_audit.add_argument("--resume", metavar="RUN_DIR", help="go on with an interrupted audit")
+    f_audit.add_argument("--workers", type=int, help="accounts read at once (1-64)")
+    f_audit.add_argument("--processes", type=int, help="processes the workers use (1-16)")
+    f_audit.add_argument(
+        "--runs-dir", metavar="RUNS_DIR", help="where the record goes (default run_dir, or runs)"
+    )
+    f_audit.set_defaults(func=_cmd_fleet_audit)
+    f_plan = fleet_sub.add_parser(
+        "plan",
+        help="write the runbook run parameters files a fleet audit calls for",
+        description="From a fleet audit that verifies, write one `runbook run` parameters file "
+        "per root MFA device that must change, each ready for `runbook plan -f FILE`.",
+    )
+    f_plan.add_argument("run_dir", metavar="RUN_DIR", help="the fleet audit's record")
+    f_plan.add_argument("--out", required=True, help="directory for the files (made if missing)")
+    f_plan.add_argument(
+        "--change-ticket", required=True, help="the change ticket every planned run names"
+    )
+    f_plan.add_argument(
+        "--profile",
+        help="profile for each target account; {account_id} is replaced (console method)",
+    )
+    f_plan.add_argument(
+        "--allowed-signers", help="verify the audit against this allowed_signers file"
+    )
+    f_plan.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a run parameter in every file (e.g. -p dry_run=false)",
+    )
+    f_plan.set_defaults(func=_cmd_fleet_plan)
 
     sandbox = sub.add_parser(
         "sandbox",

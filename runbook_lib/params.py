@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,21 +146,31 @@ def _string_problem(name: str, value: str) -> str | None:
     return None
 
 
-def validate(raw: dict[str, Any]) -> RunParameters:
-    """Check ``raw`` and return the parameters, or raise ParameterError listing every problem."""
-    problems: list[str] = []
-    unknown = sorted(set(raw) - set(PARAMETER_NAMES), key=quote)
+def check_values(
+    raw: dict[str, Any],
+    parameters: Sequence[schema.Parameter],
+    problems: list[str],
+    max_items: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """What every parameters file is checked for, against ``parameters`` (a schema): unknown
+    names, types, string length and printability, list sizes (``max_items`` per name, else
+    :data:`MAX_ITEMS`), choices, integer ranges, required names. Appends each problem to
+    ``problems`` and returns the values that passed (stripped; an empty optional string as
+    None; an ``account_id`` given as a 12-digit YAML integer as its string)."""
+    by_name = {p.name: p for p in parameters}
+    names = tuple(by_name)
+    unknown = sorted(set(raw) - set(names), key=quote)
     for name in unknown[:MAX_UNKNOWN]:
-        problems.append(f"unknown parameter {quote(name)} (known: {', '.join(PARAMETER_NAMES)})")
+        problems.append(f"unknown parameter {quote(name)} (known: {', '.join(names)})")
     if len(unknown) > MAX_UNKNOWN:
         problems.append(f"... and {len(unknown) - MAX_UNKNOWN} more unknown parameters")
     values: dict[str, Any] = {}
     rejected: set[str] = set()  # reported already: not "required" as well
-    for name in PARAMETER_NAMES:
+    for name in names:
         if name not in raw:
             continue
         value = raw[name]
-        allowed = _TYPES[name]
+        allowed = by_name[name].types
         if name == "account_id" and isinstance(value, int) and not isinstance(value, bool):
             # -p account_id=123456789012 arrives as a YAML integer; a leading zero would be lost
             if 0 <= value < 10**12 and len(str(value)) == 12:
@@ -189,16 +200,47 @@ def validate(raw: dict[str, Any]) -> RunParameters:
                 continue
             if name != "change_ticket":
                 value = value.strip()
-        if isinstance(value, list | tuple) and len(value) > MAX_ITEMS:
-            problems.append(f"{name} has {len(value)} items; at most {MAX_ITEMS} are allowed")
+        cap = (max_items or {}).get(name, MAX_ITEMS)
+        if isinstance(value, list | tuple) and len(value) > cap:
+            problems.append(f"{name} has {len(value)} items; at most {cap} are allowed")
             rejected.add(name)
             continue
         if value == "" and type(None) in allowed:
             value = None
         values[name] = value
-    for name in REQUIRED:
-        if not values.get(name) and name not in rejected:
-            problems.append(f"{name} is required: {HELP[name]}")
+    for p in parameters:
+        if p.required and not values.get(p.name) and p.name not in rejected:
+            problems.append(f"{p.name} is required: {p.help}")
+    for p in parameters:
+        if p.choices and str in p.types and p.name in values and values[p.name] not in p.choices:
+            problems.append(
+                f"{p.name} {quote(values[p.name])} must be one of: {', '.join(p.choices)}"
+            )
+    for p in parameters:
+        value = values.get(p.name)
+        if p.bounds and isinstance(value, int) and not p.bounds[0] <= value <= p.bounds[1]:
+            unit = f" {p.unit}" if p.unit else ""
+            problems.append(f"{p.name} must be between {p.bounds[0]} and {p.bounds[1]}{unit}")
+    return values
+
+
+def check_common(values: dict[str, Any], problems: list[str]) -> None:
+    """The checks of values a run and a fleet audit share: region, endpoint_url, profiles."""
+    region = values.get("region")
+    if region is not None and not REGION_RE.fullmatch(region):
+        problems.append(f"region {quote(region)} is not an AWS region name (e.g. us-east-1)")
+    url = values.get("endpoint_url")
+    if url and not URL_RE.fullmatch(url):
+        problems.append(f"endpoint_url {quote(url)} must be an http(s) URL")
+    for name in ("profile", "management_profile"):
+        if values.get(name) and not PROFILE_RE.fullmatch(values[name]):
+            problems.append(f"{name} {quote(values[name])} is not a valid profile name")
+
+
+def validate(raw: dict[str, Any]) -> RunParameters:
+    """Check ``raw`` and return the parameters, or raise ParameterError listing every problem."""
+    problems: list[str] = []
+    values = check_values(raw, schema.SCHEMA, problems)
     account = values.get("account_id")
     if isinstance(account, str) and account and not ACCOUNT_RE.fullmatch(account):
         problems.append(f"account_id {quote(account)} must be 12 digits (0-9)")
@@ -209,25 +251,12 @@ def validate(raw: dict[str, Any]) -> RunParameters:
             f"change_ticket {quote(ticket)} must be 2-64 characters: letters, digits, "
             "and . _ : / # -"
         )
-    for p in schema.SCHEMA:
-        if p.choices and str in p.types and p.name in values and values[p.name] not in p.choices:
-            problems.append(
-                f"{p.name} {quote(values[p.name])} must be one of: {', '.join(p.choices)}"
-            )
     serial = values.get("device_serial")
     if serial:
         problem = _check_serial(serial, account)
         if problem:
             problems.append(problem)
-    region = values.get("region")
-    if region is not None and not REGION_RE.fullmatch(region):
-        problems.append(f"region {quote(region)} is not an AWS region name (e.g. us-east-1)")
-    url = values.get("endpoint_url")
-    if url and not URL_RE.fullmatch(url):
-        problems.append(f"endpoint_url {quote(url)} must be an http(s) URL")
-    for name in ("profile", "management_profile"):
-        if values.get(name) and not PROFILE_RE.fullmatch(values[name]):
-            problems.append(f"{name} {quote(values[name])} is not a valid profile name")
+    check_common(values, problems)
     approvals = values.get("approvals")
     if isinstance(approvals, list | tuple):
         if any(not isinstance(item, str) or not item.strip() for item in approvals):
@@ -245,10 +274,6 @@ def validate(raw: dict[str, Any]) -> RunParameters:
                     f"confirm {quote(item)} is not a console step; known: " + ", ".join(HUMAN_STEPS)
                 )
         values["confirm"] = tuple(dict.fromkeys(str(i) for i in confirm))
-    for p in schema.SCHEMA:
-        if p.bounds and p.name in values and not p.bounds[0] <= values[p.name] <= p.bounds[1]:
-            unit = f" {p.unit}" if p.unit else ""
-            problems.append(f"{p.name} must be between {p.bounds[0]} and {p.bounds[1]}{unit}")
     if values.get("method") == "assume-root" and not values.get("management_profile"):
         problems.append(
             "method assume-root needs management_profile (credentials in the "

@@ -225,23 +225,34 @@ def trust_for(params: RunParameters) -> dict[str, Any]:
 
     ParameterError (what to do) when the key or the file is missing, or the operator's key is
     not in allowed_signers for sealing: refused before anything is done."""
+    return {
+        **operator_trust(params.operator_key, params.allowed_signers),
+        "approvals_required": params.approvals_required,
+        "self_approval": params.self_approval,
+    }
+
+
+def operator_trust(operator_key: str | None, allowed_signers: str | None) -> dict[str, Any]:
+    """The allowed_signers file's sha256 and the operator it names for ``operator_key`` (the
+    one principal listed for the key in the seal namespace): what a run's plan and a fleet
+    audit record of who seals. ParameterError (what to do) otherwise."""
     problems = []
-    if not params.operator_key:
+    if not operator_key:
         problems.append(
             "operator_key is required: your SSH key, which signs the run's seals (e.g. "
             "operator_key: ~/.ssh/id_ed25519; a .pub file if the key is in ssh-agent)"
         )
-    if not params.allowed_signers:
+    if not allowed_signers:
         problems.append(
             "allowed_signers is required: the file (OpenSSH allowed_signers format, as git uses) "
             "naming who may approve and seal; get it from your security team"
         )
     if problems:
         raise ParameterError(problems)
-    assert params.operator_key and params.allowed_signers
-    path = Path(params.allowed_signers).expanduser()
+    assert operator_key and allowed_signers
+    path = Path(allowed_signers).expanduser()
     try:
-        key = load_key(params.operator_key)
+        key = load_key(operator_key)
         signers = read_allowed_signers(path)
     except SigningError as err:
         raise ParameterError([str(err)]) from err
@@ -250,7 +261,7 @@ def trust_for(params: RunParameters) -> dict[str, Any]:
         why = "does not list" if not names else f"lists several principals ({', '.join(names)}) for"
         raise ParameterError(
             [
-                f"allowed_signers {path} {why} your key {key.fingerprint} ({params.operator_key}) "
+                f"allowed_signers {path} {why} your key {key.fingerprint} ({operator_key}) "
                 f"in namespace {SEAL_NAMESPACE}: ask your security team to add exactly one line "
                 "for you (the operator signs every seal)"
             ]
@@ -262,8 +273,6 @@ def trust_for(params: RunParameters) -> dict[str, Any]:
             "fingerprint": key.fingerprint,
             "key_type": key.key_type,
         },
-        "approvals_required": params.approvals_required,
-        "self_approval": params.self_approval,
     }
 
 

@@ -73,6 +73,7 @@ from .record.signing import APPROVAL_NAMESPACE, Signer
 from .record.signing import verify as verify_signature
 from .record.verify import VerifyReport, check_integrity, trust_root, verify
 
+FLEET_KIND = "fleet-audit"  # runbook_lib.fleet.audit.KIND (imported there only when needed)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
 ORDER = [name for name, _ in STEPS]
 Progress = Callable[[str], None]
@@ -633,6 +634,10 @@ def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
         }
         try:
             record = RunRecord.open(Path(runs_dir) / str(row["run_id"]))
+            if record.created_info().get("kind") == FLEET_KIND:
+                entry.update(_fleet_state(record))
+                out.append(entry)
+                continue
             state = run_state(record)
             status = state.status(lease.is_executing(record.run_id))
             where = state.halted_at() or {}
@@ -652,6 +657,13 @@ def list_run_states(runs_dir: Path) -> list[dict[str, Any]]:
             pass
         out.append(entry)
     return out
+
+
+def _fleet_state(record: RunRecord) -> dict[str, Any]:
+    """A fleet audit's line in ``runbook runs``: sealed (with its counts) or incomplete."""
+    from .fleet.audit import fleet_status
+
+    return fleet_status(record, lease.is_executing(record.run_id))
 
 
 @dataclass

@@ -335,15 +335,18 @@ def _problems_of_schema() -> list[str]:
     return problems
 
 
-def check_dataclass(cls: type) -> None:
-    """Raise :class:`SchemaError` unless the dataclass ``cls`` has exactly the schema's fields,
-    in its order, with its annotations and defaults (required parameters: no default)."""
+def check_dataclass(cls: type, parameters: tuple[Parameter, ...] | None = None) -> None:
+    """Raise :class:`SchemaError` unless the dataclass ``cls`` has exactly the fields of
+    ``parameters`` (default: the run's :data:`SCHEMA`), in their order, with their annotations
+    and defaults (required parameters: no default)."""
+    parameters = SCHEMA if parameters is None else parameters
+    by_name = {p.name: p for p in parameters}
     problems = []
     found = [f.name for f in dataclasses.fields(cls)]
-    if found != list(NAMES):
-        problems.append(f"fields {found} differ from the schema's {list(NAMES)}")
+    if found != list(by_name):
+        problems.append(f"fields {found} differ from the schema's {list(by_name)}")
     for f in dataclasses.fields(cls):
-        p = BY_NAME.get(f.name)
+        p = by_name.get(f.name)
         if p is None:
             continue
         if f.type != p.annotation:

@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ParameterError, RunbookError, SessionExpiredError, from_client_error
 from ..record.secrets import fingerprint
-from .session import AwsContext
+from .session import AwsContext, CredentialSlot
 
 TASK_POLICY_PREFIX = "arn:aws:iam::aws:policy/root-task/"
 AUDIT = TASK_POLICY_PREFIX + "IAMAuditRootUserCredentials"
@@ -113,6 +113,7 @@ class RootSession:
         *,
         on_assume: Callable[[SessionInfo], None] | None = None,
         purpose: str | None = None,
+        slot: CredentialSlot | None = None,
     ) -> None:
         if task_policy not in TASK_POLICIES:
             raise ParameterError([f"task policy {task_policy!r} is not one of {TASK_POLICIES}"])
@@ -133,6 +134,7 @@ class RootSession:
         self.purpose = purpose
         self.sessions: list[SessionInfo] = []
         self._context: AwsContext | None = None
+        self._slot = slot
 
     def __repr__(self) -> str:
         key = f"...{self.access_key_id[-4:]}" if self.access_key_id else "(none)"
@@ -161,9 +163,11 @@ class RootSession:
         self.access_key_id = creds["AccessKeyId"]
         self.expires_at = creds["Expiration"]
         self.assume_request_id = answer.get("ResponseMetadata", {}).get("RequestId")
-        self._context = self.management.with_credentials(
-            creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
-        )
+        keys = (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+        if self._slot is not None:
+            self._context = self._slot.load(*keys)
+        else:
+            self._context = self.management.with_credentials(*keys)
         info = SessionInfo(
             access_key_id=self.access_key_id,
             request_id=self.assume_request_id,
@@ -218,6 +222,8 @@ class RootSession:
     def close(self) -> None:
         """Forget the credentials (AWS has no call to revoke an AssumeRoot session early)."""
         self._context = None
+        if self._slot is not None:
+            self._slot.clear()
 
 
 @contextmanager
@@ -230,10 +236,12 @@ def assume_root(
     *,
     on_assume: Callable[[SessionInfo], None] | None = None,
     purpose: str | None = None,
+    slot: CredentialSlot | None = None,
 ) -> Iterator[RootSession]:
     """``with assume_root(mgmt, "222233334444", DELETE) as root: root.client("iam")...``
 
-    ``on_assume`` and ``purpose``: see :class:`RootSession`."""
+    ``on_assume`` and ``purpose``: see :class:`RootSession`; ``slot``: the clients to reuse
+    (:class:`~runbook_lib.aws.session.CredentialSlot`), blanked when the block ends."""
     session = RootSession(
         management,
         account_id,
@@ -242,6 +250,7 @@ def assume_root(
         region,
         on_assume=on_assume,
         purpose=purpose,
+        slot=slot,
     )
     try:
         session.assume()

@@ -22,6 +22,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
+from botocore.credentials import CredentialProvider, Credentials
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 
 from .. import __version__
@@ -58,6 +59,24 @@ def new_session(**kwargs: Any) -> boto3.Session:
     return boto3.Session(botocore_session=core, **kwargs)
 
 
+MAX_ATTEMPTS_ENV = "RUNBOOK_MAX_ATTEMPTS"
+DEFAULT_MAX_ATTEMPTS = 8
+
+
+def max_attempts() -> int:
+    """Attempts per AWS call, retries included (adaptive mode): ``$RUNBOOK_MAX_ATTEMPTS``
+    (1-20) or :data:`DEFAULT_MAX_ATTEMPTS`. The notebooks' kernel sees the variable too
+    (RUNBOOK_* settings pass its environment allow-list). ParameterError for another value."""
+    raw = os.environ.get(MAX_ATTEMPTS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_ATTEMPTS
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        raise ParameterError(
+            [f"{MAX_ATTEMPTS_ENV}={raw[:20]!r} must be a whole number from 1 to 20 (or unset)"]
+        )
+    return int(raw)
+
+
 def profile_not_found(name: str) -> str:
     """What to do about an AWS profile that is not configured here."""
     return (
@@ -80,7 +99,7 @@ class AwsContext:
     session: boto3.Session
     region: str = GLOBAL_REGION
     endpoint_url: str | None = None
-    max_attempts: int = 8
+    max_attempts: int = field(default_factory=lambda: max_attempts())
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -128,8 +147,11 @@ class AwsContext:
         return self._clients[key]
 
     def sts_regional(self, region: str | None = None) -> Any:
-        """An STS client on a regional endpoint, as AssumeRoot requires."""
+        """An STS client on a regional endpoint, as AssumeRoot requires (cached per region)."""
         region = region or self.region
+        key = ("sts-regional", region)
+        if key in self._clients:
+            return self._clients[key]
         if not region or region == "aws-global":
             raise ParameterError(
                 [
@@ -147,9 +169,11 @@ class AwsContext:
                 ]
             )
         session: Any = self.session
-        return session.client(
+        client = session.client(
             "sts", region_name=region, endpoint_url=endpoint, config=self.config()
         )
+        self._clients[key] = client
+        return client
 
     def with_credentials(
         self, access_key_id: str, secret_access_key: str, session_token: str
@@ -162,6 +186,53 @@ class AwsContext:
             region_name=self.region,
         )
         return AwsContext(session, self.region, self.endpoint_url, self.max_attempts)
+
+
+class _SlotProvider(CredentialProvider):
+    """A credential provider that always answers the slot's one (mutable) credentials."""
+
+    METHOD = "runbook-slot"
+    CANONICAL_NAME = "runbook-slot"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+class CredentialSlot:
+    """One thread's clients for a succession of short-lived sessions (the fleet audit's
+    AssumeRoot sessions, one account after another), so that a session does not cost a new
+    boto3 session, new clients and their service models.
+
+    The clients sign every request with the slot's :class:`botocore.credentials.Credentials`,
+    read at signing time; :meth:`load` puts the next session's keys in it and :meth:`clear`
+    blanks them (a client of a cleared slot cannot sign). One session at a time: a slot is
+    not shared between threads. The keys live in memory only, as any boto3 session's do."""
+
+    def __init__(self, base: AwsContext) -> None:
+        self._credentials = Credentials("", "", "")
+        core = botocore.session.Session()
+        core.register_component("data_loader", shared_loader())
+        resolver = core.get_component("credential_provider")
+        resolver.insert_before("env", _SlotProvider(self._credentials))
+        session = boto3.Session(botocore_session=core, region_name=base.region)
+        self._context = AwsContext(session, base.region, base.endpoint_url, base.max_attempts)
+
+    def load(self, access_key_id: str, secret_access_key: str, session_token: str) -> AwsContext:
+        creds = self._credentials
+        creds.access_key, creds.secret_key, creds.token = (
+            access_key_id,
+            secret_access_key,
+            session_token,
+        )
+        return self._context
+
+    def clear(self) -> None:
+        creds = self._credentials
+        creds.access_key, creds.secret_key, creds.token = "", "", ""
 
 
 def call(client: Any, operation: str, permission: str | None = None, **kwargs: Any) -> Any:

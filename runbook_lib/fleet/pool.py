@@ -32,12 +32,13 @@ def ordered_map(
     window: int | None = None,
     initializer: Callable[..., Any] | None = None,
     initargs: tuple[Any, ...] = (),
+    mp_context: Any = None,
 ) -> Iterator[R]:
     """``fn(item)`` for every item, yielded in order; ``window`` (default ``4 * workers``)
     bounds the items submitted but not yet yielded. An exception from ``fn`` is raised when
     its item's turn comes, after the items before it were yielded; nothing after it is
     yielded, and the pool is shut down (pending items cancelled) when the caller stops
-    iterating."""
+    iterating. ``mp_context``: the processes' start method (e.g. spawn)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     limit = window or 4 * workers
@@ -50,7 +51,9 @@ def ordered_map(
         return
     executor: cf.Executor
     if processes:
-        executor = cf.ProcessPoolExecutor(workers, initializer=initializer, initargs=initargs)
+        executor = cf.ProcessPoolExecutor(
+            workers, mp_context=mp_context, initializer=initializer, initargs=initargs
+        )
     else:
         executor = cf.ThreadPoolExecutor(
             workers, thread_name_prefix="fleet", initializer=initializer, initargs=initargs

@@ -22,9 +22,9 @@ from botocore.exceptions import ClientError
 
 from ..aws.identity import ROOT_FEATURES
 from ..aws.privileged import AUDIT, assume_root
-from ..aws.session import AwsContext, call, paginate
+from ..aws.session import AwsContext, CredentialSlot, call, paginate
 from ..aws.state import read_session_devices
-from ..errors import AccessDeniedError, AwsActionError, from_client_error
+from ..errors import AccessDeniedError, AwsActionError, ThrottledError, from_client_error
 from .rules import AccessKey, MfaDevice, RootCredentials
 
 #: AssumeRoot's shortest useful session for five reads (AWS allows 1..900 s)
@@ -76,10 +76,17 @@ def list_accounts(management: AwsContext) -> Iterator[Account]:
 
 
 def probe(
-    management: AwsContext, org: Organization, account: Account, region: str
+    management: AwsContext,
+    org: Organization,
+    account: Account,
+    region: str,
+    slot: CredentialSlot | None = None,
 ) -> RootCredentials:
-    """What the audit can know of ``account``'s root user. Never raises for one account's
-    AWS error: it becomes the account's ``reach`` (and its code and request id the detail)."""
+    """What the audit can know of ``account``'s root user. One account's AWS error becomes its
+    ``reach`` (and its code and request id the detail), but for throttling still there after
+    the SDK's retries (:class:`~runbook_lib.errors.ThrottledError`), which is raised: the
+    caller backs off and reads the account again, so throttling slows an audit and loses
+    nothing. ``slot``: the thread's clients, reused across accounts."""
     base: dict[str, Any] = {
         "account_id": account.id,
         "name": account.name,
@@ -94,12 +101,20 @@ def probe(
         return RootCredentials(**base, reach="features-disabled")
     try:
         with assume_root(
-            management, account.id, AUDIT, SESSION_SECONDS, region, purpose="fleet audit"
+            management,
+            account.id,
+            AUDIT,
+            SESSION_SECONDS,
+            region,
+            purpose="fleet audit",
+            slot=slot,
         ) as root:
             devices = read_session_devices(root)
             return root.run(lambda aws: _read(aws, base, devices))
     except AccessDeniedError as err:
         return RootCredentials(**base, reach="access-denied", reach_detail=_detail(err))
+    except ThrottledError:
+        raise
     except AwsActionError as err:
         return RootCredentials(**base, reach="failed", reach_detail=_detail(err))
 
@@ -149,3 +164,32 @@ def _iso(value: Any) -> str | None:
 
 def _detail(err: AwsActionError) -> str:
     return f"{err.operation}: {err.code}, request id {err.request_id or 'unknown'}"
+
+
+def accounts_under(management: AwsContext, parents: tuple[str, ...]) -> set[str]:
+    """The ids of every account under ``parents`` (OU or root ids), nested OUs included
+    (``ListAccountsForParent``, ``ListOrganizationalUnitsForParent``, paginated)."""
+    client = management.client("organizations")
+    found: set[str] = set()
+    queue, seen = list(parents), set(parents)
+    while queue:
+        parent = queue.pop()
+        for row in paginate(
+            client,
+            "list_accounts_for_parent",
+            "Accounts",
+            "organizations:ListAccountsForParent",
+            ParentId=parent,
+        ):
+            found.add(row["Id"])
+        for unit in paginate(
+            client,
+            "list_organizational_units_for_parent",
+            "OrganizationalUnits",
+            "organizations:ListOrganizationalUnitsForParent",
+            ParentId=parent,
+        ):
+            if unit["Id"] not in seen:
+                seen.add(unit["Id"])
+                queue.append(unit["Id"])
+    return found
