@@ -977,9 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Audit the accounts FLEET.yml names (all by default) into a new record in "
         "the runs directory, sealed with operator_key; the last line is the record's directory. "
         "An interrupted audit goes on with --resume RUN_DIR (accounts already read are not read "
-        "again). Parameters: "
-        + ", ".join(FLEET_PARAMETERS)
-        + ".",
+        "again). Parameters: " + ", ".join(FLEET_PARAMETERS) + ".",
     )
     f_audit.add_argument("-f", "--file", help="YAML fleet parameters file (FLEET.yml)")
     f_audit.add_argument(

@@ -77,6 +77,22 @@ def max_attempts() -> int:
     return int(raw)
 
 
+RETRY_MODE_ENV = "RUNBOOK_RETRY_MODE"
+RETRY_MODES = ("adaptive", "standard")
+
+
+def retry_mode() -> str:
+    """botocore's retry mode: ``$RUNBOOK_RETRY_MODE`` or ``adaptive`` (retries with back-off,
+    and a client-side rate limit that drops after throttling and recovers slowly; ``standard``
+    retries without the rate limit). ParameterError for another value."""
+    raw = os.environ.get(RETRY_MODE_ENV, "").strip() or RETRY_MODES[0]
+    if raw not in RETRY_MODES:
+        raise ParameterError(
+            [f"{RETRY_MODE_ENV}={raw[:20]!r} must be one of {', '.join(RETRY_MODES)} (or unset)"]
+        )
+    return raw
+
+
 def profile_not_found(name: str) -> str:
     """What to do about an AWS profile that is not configured here."""
     return (
@@ -127,7 +143,7 @@ class AwsContext:
 
     def config(self) -> Config:
         return Config(
-            retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
+            retries={"mode": retry_mode(), "total_max_attempts": self.max_attempts},
             user_agent_extra=USER_AGENT,
             connect_timeout=10,
             read_timeout=30,
