@@ -71,6 +71,11 @@ def notebooks_dir() -> Path:
     return Path(override) if override else data_dir(NOTEBOOKS_PACKAGE)
 
 
+def fleet_notebook() -> Path:
+    """The fleet audit's notebook (``notebooks/fleet/audit.ipynb``)."""
+    return notebooks_dir() / "fleet" / "audit.ipynb"
+
+
 def policies_dir() -> Path:
     """Where the IAM policies (``runbook-*.json``) and their README live."""
     return data_dir(POLICIES_PACKAGE)

@@ -74,11 +74,19 @@ def _read_notebook(path: Path) -> tuple[Any, Any, list[str]]:
     return nb, cell, []
 
 
-def _notebook_problems(path: Path) -> list[str]:
+def _cells() -> list[tuple[str, str]]:
+    """Each notebook (relative to the notebooks directory) and its parameters cell: the steps'
+    from the run schema, the fleet audit's from its own."""
+    from .fleet.params import FLEET_NOTEBOOK, fleet_notebook_cell
+
+    step = schema.notebook_cell()
+    return [(name, step) for name in _steps()] + [(FLEET_NOTEBOOK, fleet_notebook_cell())]
+
+
+def _notebook_problems(path: Path, want: str) -> list[str]:
     nb, cell, problems = _read_notebook(path)
     if cell is None:
         return problems
-    want = schema.notebook_cell()
     if cell.source != want:
         diff = _diff(cell.source, want, f"{path.name} parameters cell")
         return [f"{path.name}: the parameters cell differs from the schema's\n{diff}"]
@@ -136,8 +144,8 @@ def _steps() -> list[str]:
 
 def _layout_problems(notebooks: Path) -> list[str]:
     problems = [
-        f"{name}: the step notebook is missing (plan.STEPS names it)"
-        for name in _steps()
+        f"{name}: the notebook is missing (plan.STEPS or fleet.params names it)"
+        for name, _ in _cells()
         if not (notebooks / name).is_file()
     ]
     problems += [
@@ -153,9 +161,9 @@ def check(notebooks: Path | None = None, parameters: Path = PARAMETERS_DIR) -> l
     empty when the notebooks and templates are what :func:`write` would write."""
     notebooks = notebooks or notebooks_dir()
     problems = _layout_problems(notebooks)
-    for name in _steps():
+    for name, want in _cells():
         if (notebooks / name).is_file():
-            problems += _notebook_problems(notebooks / name)
+            problems += _notebook_problems(notebooks / name, want)
     for name, style in schema.TEMPLATES.items():
         problems += _template_problems(parameters / name, style)
     return problems
@@ -180,8 +188,7 @@ def write(notebooks: Path | None = None, parameters: Path = PARAMETERS_DIR) -> l
     notebooks = notebooks or notebooks_dir()
     problems = _layout_problems(notebooks)
     pending: list[tuple[Path, str]] = []
-    want = schema.notebook_cell()
-    for name in _steps():
+    for name, want in _cells():
         path = notebooks / name
         if not path.is_file():
             continue

@@ -403,11 +403,13 @@ def yaml_scalar(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def notebook_cell() -> str:
+def notebook_cell(
+    parameters: tuple[Parameter, ...] | None = None, header: tuple[str, ...] = NOTEBOOK_HEADER
+) -> str:
     """The source of every step notebook's parameters cell (no final newline, as Jupyter
-    stores it)."""
-    lines = list(NOTEBOOK_HEADER)
-    for p in SCHEMA:
+    stores it); with ``parameters`` and ``header``, another notebook's (the fleet audit's)."""
+    lines = list(header)
+    for p in SCHEMA if parameters is None else parameters:
         if p.notebook:
             lines.append(f"{p.name} = {python_literal(p.default)}  # {p.help}")
     return "\n".join(lines)

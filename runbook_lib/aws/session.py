@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import boto3
@@ -81,16 +82,18 @@ RETRY_MODE_ENV = "RUNBOOK_RETRY_MODE"
 RETRY_MODES = ("adaptive", "standard")
 
 
-def retry_mode() -> str:
+def retry_mode() -> Literal["adaptive", "standard"]:
     """botocore's retry mode: ``$RUNBOOK_RETRY_MODE`` or ``adaptive`` (retries with back-off,
     and a client-side rate limit that drops after throttling and recovers slowly; ``standard``
     retries without the rate limit). ParameterError for another value."""
     raw = os.environ.get(RETRY_MODE_ENV, "").strip() or RETRY_MODES[0]
-    if raw not in RETRY_MODES:
+    if raw == "standard":
+        return "standard"
+    if raw != "adaptive":
         raise ParameterError(
             [f"{RETRY_MODE_ENV}={raw[:20]!r} must be one of {', '.join(RETRY_MODES)} (or unset)"]
         )
-    return raw
+    return "adaptive"
 
 
 def profile_not_found(name: str) -> str:
@@ -117,6 +120,9 @@ class AwsContext:
     endpoint_url: str | None = None
     max_attempts: int = field(default_factory=lambda: max_attempts())
     _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    # boto3 sessions are not thread-safe: two threads making clients of one session at once
+    # can fail to resolve its profile (ProfileNotFound) or credentials
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_profile(
@@ -155,19 +161,24 @@ class AwsContext:
             region = GLOBAL_REGION
         region = region or self.region
         key = (service, region)
-        if key not in self._clients:
-            session: Any = self.session
-            self._clients[key] = session.client(
-                service, region_name=region, endpoint_url=self.endpoint_url, config=self.config()
-            )
-        return self._clients[key]
+        with self._lock:
+            if key not in self._clients:
+                session: Any = self.session
+                self._clients[key] = session.client(
+                    service,
+                    region_name=region,
+                    endpoint_url=self.endpoint_url,
+                    config=self.config(),
+                )
+            return self._clients[key]
 
     def sts_regional(self, region: str | None = None) -> Any:
         """An STS client on a regional endpoint, as AssumeRoot requires (cached per region)."""
         region = region or self.region
         key = ("sts-regional", region)
-        if key in self._clients:
-            return self._clients[key]
+        with self._lock:
+            if key in self._clients:
+                return self._clients[key]
         if not region or region == "aws-global":
             raise ParameterError(
                 [
@@ -185,11 +196,12 @@ class AwsContext:
                 ]
             )
         session: Any = self.session
-        client = session.client(
-            "sts", region_name=region, endpoint_url=endpoint, config=self.config()
-        )
-        self._clients[key] = client
-        return client
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = session.client(
+                    "sts", region_name=region, endpoint_url=endpoint, config=self.config()
+                )
+            return self._clients[key]
 
     def with_credentials(
         self, access_key_id: str, secret_access_key: str, session_token: str

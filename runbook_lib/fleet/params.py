@@ -102,6 +102,18 @@ FLEET_SCHEMA: tuple[Parameter, ...] = (
     ),
 )
 FLEET_NAMES = tuple(p.name for p in FLEET_SCHEMA)
+FLEET_NOTEBOOK = "fleet/audit.ipynb"
+"""The fleet audit's notebook, in the notebooks directory."""
+FLEET_NOTEBOOK_HEADER = (
+    "# Parameters. papermill injects FLEET.yml's values in a cell below this one",
+    "# (papermill notebooks/fleet/audit.ipynb out.ipynb -f FLEET.yml).",
+)
+
+
+def fleet_notebook_cell() -> str:
+    """The fleet notebook's parameters cell: FLEET.yml's parameters, then ``resume_run``."""
+    cell = schema.notebook_cell(FLEET_SCHEMA, FLEET_NOTEBOOK_HEADER)
+    return cell + '\nresume_run = ""  # an interrupted audit\'s record to go on with, instead'
 
 
 @dataclass(frozen=True)

@@ -110,13 +110,27 @@ def test_help_lists_every_parameter_from_the_schema(tmp_path: Path) -> None:
 
 def test_regenerating_changes_nothing(copy: tuple[Path, Path]) -> None:
     notebooks, parameters = copy
-    before = {p.name: p.read_bytes() for p in [*notebooks.iterdir(), *parameters.iterdir()]}
+    files = [*notebooks.rglob("*.ipynb"), *parameters.iterdir()]
+    before = {p: p.read_bytes() for p in files}
     assert generate.write(notebooks, parameters) == []
-    after = {p.name: p.read_bytes() for p in [*notebooks.iterdir(), *parameters.iterdir()]}
+    after = {p: p.read_bytes() for p in files}
     assert after == before
 
 
 # ------------------------------------------------------------------ the checker fails on drift
+def test_the_fleet_notebook_s_cell_is_generated_from_the_fleet_schema(
+    copy: tuple[Path, Path],
+) -> None:
+    notebooks, parameters = copy
+    edit_parameters_cell(notebooks / "fleet" / "audit.ipynb", "workers = 8", "workers = 80")
+    problems = generate.check(notebooks_dir(), parameters)
+    assert len(problems) == 1, problems
+    assert "audit.ipynb: the parameters cell differs" in problems[0]
+    assert "+workers = 8  # accounts read at once" in problems[0]
+    assert generate.write(notebooks_dir(), parameters) == []
+    assert generate.check(notebooks_dir(), parameters) == []
+
+
 def test_a_hand_edited_parameters_cell_is_reported_with_a_diff(copy: tuple[Path, Path]) -> None:
     notebooks, parameters = copy
     edit_parameters_cell(notebooks / "02-verify-removal.ipynb", "= 120", "= 60")
@@ -188,7 +202,7 @@ def test_a_missing_step_notebook_and_a_stray_one(copy: tuple[Path, Path]) -> Non
     (notebooks / "03-first-sign-in.ipynb").rename(notebooks / "03-first-signin.ipynb")
     problems = generate.check(notebooks, parameters)
     assert problems == [
-        "03-first-sign-in.ipynb: the step notebook is missing (plan.STEPS names it)",
+        "03-first-sign-in.ipynb: the notebook is missing (plan.STEPS or fleet.params names it)",
         "03-first-signin.ipynb: not a step of plan.STEPS (rename it, or add the step)",
     ]
 
