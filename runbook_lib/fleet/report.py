@@ -213,12 +213,7 @@ def _checked(row: Row) -> Row:
 
 def _device_of(finding: Finding, creds: RootCredentials) -> str:
     """The serial of the one device a finding is about ('' when it is about the account)."""
-    planned = (finding.runbook or {}).get("device_serial")
-    if planned:
-        return str(planned)
-    named = [d.serial for d in creds.mfa_devices if d.serial in finding.detail]
-    named = [s for s in named if not any(s != o and s in o for o in named)]
-    return named[0] if len(named) == 1 else ""
+    return finding.device_serial or ""
 
 
 def _uid(account_id: str, code: str, device: str, ordinal: int) -> str:

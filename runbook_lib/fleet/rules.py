@@ -221,6 +221,8 @@ class Finding:
     detail: str
     #: the `runbook run` parameters that remediate it (None: not this runbook's job)
     runbook: dict[str, Any] | None = None
+    #: the one MFA device the finding is about (None: it is about the account)
+    device_serial: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: the rule's id, title, source, severity and remediation, inlined."""
@@ -233,6 +235,7 @@ class Finding:
             "detail": self.detail,
             "remediation": self.rule.remediation,
             "runbook": self.runbook,
+            "device_serial": self.device_serial,
         }
 
 
@@ -280,8 +283,14 @@ def judge(
         return Judgement(creds.account_id, Verdict.UNREACHABLE, (), note)
     found: list[Finding] = []
 
-    def add(rule_id: str, detail: str, runbook: dict[str, Any] | None = None) -> None:
-        found.append(Finding(creds.account_id, RULES[rule_id], detail, runbook))
+    def add(
+        rule_id: str,
+        detail: str,
+        runbook: dict[str, Any] | None = None,
+        device: MfaDevice | None = None,
+    ) -> None:
+        serial = device.serial if device is not None else None
+        found.append(Finding(creds.account_id, RULES[rule_id], detail, runbook, serial))
 
     def plan(device: MfaDevice, rebind: str) -> dict[str, Any]:
         return run_parameters(creds, device, rebind, region)
@@ -300,7 +309,7 @@ def judge(
                 # a centralised member's remedy is deleting its credentials (below), not a
                 # hardware device
                 runbook = None if centralised else plan(device, "bind")
-                add("root-hardware-mfa", f"virtual device {device.serial}", runbook)
+                add("root-hardware-mfa", f"virtual device {device.serial}", runbook, device)
     if centralised and (creds.has_credentials or devices):
         held = _credentials_text(creds, devices=True)
         # MFA removal is planned only once nothing else is left: removing a member's MFA while
@@ -309,7 +318,8 @@ def judge(
         for device in devices:
             wait = "" if ready else " (delete the password, keys and certificates first)"
             runbook = plan(device, "skip") if ready else None
-            add("member-root-credentials", f"{held}; device {device.serial}{wait}", runbook)
+            detail = f"{held}; device {device.serial}{wait}"
+            add("member-root-credentials", detail, runbook, device)
         if not devices:
             add("member-root-credentials", held)
     if not centralised:
@@ -319,7 +329,7 @@ def judge(
             age = _age_days(device.enable_date, now)
             if age is not None and age > max_device_age_days:
                 detail = f"{device.serial} enabled {age} days ago (limit {max_device_age_days})"
-                add("old-mfa-device", detail, plan(device, "bind"))
+                add("old-mfa-device", detail, plan(device, "bind"), device)
     findings = tuple(_dedupe_plans(found))
     if any(f.runbook for f in findings):
         verdict = Verdict.CHANGE_MFA
@@ -357,7 +367,11 @@ def _dedupe_plans(found: list[Finding]) -> list[Finding]:
         serial = (finding.runbook or {}).get("device_serial")
         if serial is not None and serial in seen:
             finding = Finding(
-                finding.account_id, finding.rule, finding.detail + " (same run as above)", None
+                finding.account_id,
+                finding.rule,
+                finding.detail + " (same run as above)",
+                None,
+                finding.device_serial,
             )
         elif serial is not None:
             seen.add(serial)

@@ -221,3 +221,20 @@ def test_a_snapshot_round_trips_through_plain_json() -> None:
     with pytest.raises(ValueError, match="not a root credentials snapshot"):
         RootCredentials.from_dict({"account_id": ACCOUNT, "colour": "red"})
     assert json.loads(json.dumps(verdict_of(full).to_dict()))["verdict"] == "attention"
+
+
+def test_a_device_s_findings_name_the_device_and_an_account_s_do_not() -> None:
+    judgement = verdict_of(creds(centralised=True, password=False, mfa_devices=(FIDO, VIRTUAL)))
+    assert sorted(str(f.device_serial) for f in judgement.findings) == sorted(
+        [FIDO.serial, VIRTUAL.serial]
+    )
+    keys_only = verdict_of(creds(password=True, access_keys=(KEY,)))
+    assert {f.rule.id: f.device_serial for f in keys_only.findings} == {
+        "root-access-keys": None,
+        "root-mfa": None,
+        "password-without-mfa": None,
+    }
+    old = verdict_of(creds(password=True, mfa_devices=(TOKEN,)), max_device_age_days=30)
+    assert [(f.rule.id, f.device_serial) for f in old.findings] == [
+        ("old-mfa-device", TOKEN.serial)
+    ]
