@@ -33,6 +33,7 @@ account is read again: throttling slows the audit and loses nothing.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 import io
 import json
@@ -156,6 +157,7 @@ class _Reader:
         self.management = AwsContext.from_profile(setup.profile, setup.region, setup.endpoint_url)
         self.backoff = Backoff()
         self._local = threading.local()
+        self._pool: cf.ThreadPoolExecutor | None = None
 
     def _slot(self) -> CredentialSlot:
         slot = getattr(self._local, "slot", None)
@@ -199,7 +201,11 @@ class _Reader:
             return creds, throttled
 
     def read_many(self, accounts: list[Account]) -> list[tuple[RootCredentials, int]]:
-        return list(ordered_map(self.read, accounts, self.setup.threads))
+        """A chunk of accounts, in order, on the process's one thread pool (its threads, and
+        so their slots and clients, live as long as the process)."""
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(self.setup.threads, thread_name_prefix="fleet")
+        return list(self._pool.map(self.read, accounts))
 
 
 _PROCESS_READER: _Reader | None = None
