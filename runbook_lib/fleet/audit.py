@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import io
 import json
 import multiprocessing
 import random
@@ -502,7 +501,7 @@ def _counts(record: RunRecord) -> dict[str, int]:
 
 def write_outputs(record: RunRecord) -> None:
     """findings.csv, findings.json and report.html, from the parts (read again, one part in
-    memory at a time)."""
+    memory at a time), each streamed into the record (scanned a chunk at a time)."""
     from . import report
 
     meta = audit_meta(record)
@@ -514,9 +513,8 @@ def write_outputs(record: RunRecord) -> None:
             lambda out: report.write_report_html(lambda: judged_rows(record), out, meta),
         ),
     ):
-        buffer = io.StringIO()
-        write(buffer)
-        record.write_text(name, buffer.getvalue(), once=True)
+        with record.streamed(name, once=True) as out:
+            write(out)
 
 
 def judged_rows(record: RunRecord) -> Iterator[Row]:

@@ -61,16 +61,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import re
 import secrets
 import stat
+import tempfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TextIO, cast
 
 from ..errors import (
     EvidenceExists,
@@ -105,6 +107,7 @@ from .files import (
     sha256_file,
     stage,
     unlink_quietly,
+    write_all,
 )
 from .layout import (
     EVENTS_FILE,
@@ -299,6 +302,65 @@ def cached_digest(cache: dict[str, tuple[str, int]], rel: str, path: Path) -> tu
 
 
 # --- the run record ---------------------------------------------------------------------------
+
+STREAM_CHUNK = 1 << 20
+"""Characters :meth:`RunRecord.streamed` collects before it scans and writes them."""
+
+
+class _ScanningSink(io.TextIOBase):
+    """The text file :meth:`RunRecord.streamed` hands out: a temporary file beside the
+    target (0600), written a chunk of whole lines at a time after the chunk is scanned."""
+
+    def __init__(self, target: Path, scan: Callable[[str], list[str]], rel: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, FILE_MODE)
+        self.fd, self.tmp, self.rel, self.scan = fd, Path(tmp), rel, scan
+        self.pending: list[str] = []
+        self.pending_chars = 0
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending.append(text)
+        self.pending_chars += len(text)
+        if self.pending_chars >= STREAM_CHUNK:
+            joined = "".join(self.pending)
+            cut = joined.rfind("\n") + 1
+            if cut:
+                self._emit(joined[:cut])
+                joined = joined[cut:]
+            self.pending, self.pending_chars = [joined], len(joined)
+        return len(text)
+
+    def _emit(self, text: str) -> None:
+        found = self.scan(text)
+        if found:
+            raise SecretRefused(self.rel, found)
+        data = text.encode("utf-8")
+        self._hash.update(data)
+        self.size += len(data)
+        write_all(self.fd, data)
+
+    def finish(self) -> None:
+        self._emit("".join(self.pending))
+        self.pending = []
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+
+    def abandon(self) -> None:
+        if self.fd >= 0:
+            with suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        unlink_quietly(self.tmp)
 
 
 def new_run_id() -> str:
@@ -599,6 +661,45 @@ class RunRecord:
                 raise
             fsync_dir(target.parent)
         return target
+
+    @contextmanager
+    def streamed(
+        self, relpath: str, *, step: str | None = None, once: bool = False
+    ) -> Iterator[TextIO]:
+        """``with record.streamed("findings.json", once=True) as out: out.write(...)``: a
+        large file written as it is produced, never held whole in memory; on leaving the block
+        it is put in place and ``file.written`` appended, exactly as :meth:`write_text` does.
+
+        Every :data:`STREAM_CHUNK` characters (cut after a newline: give it lines) the text is
+        scanned for secrets; a finding raises :class:`SecretRefused` and nothing is written,
+        as does any error in the block (the temporary file is removed). The run.json lock is
+        held throughout: the block must not write to this record."""
+        parts = self._safe_parts(relpath)
+        rel = "/".join(parts)
+        with self._io_errors(), locked(self.path / LOCK_FILE):
+            self._refuse_if_final(f"{relpath} was not written")
+            if once:
+                self._refuse_existing(rel, self.path.joinpath(*parts), f"write {rel}")
+            target = self._make_parents(relpath, parts) / parts[-1]
+            if target.is_symlink() or (target.exists() and not target.is_file()):
+                raise RecordError(f"Refused to write {relpath}: not a regular file")
+            fingerprints = self.secret_fingerprints()
+            sink = _ScanningSink(
+                target, lambda text: find_secrets(text, self.known_secrets, fingerprints), rel
+            )
+            try:
+                yield cast(TextIO, sink)
+                sink.finish()
+                self._append(
+                    FILE_WRITTEN,
+                    step,
+                    {"path": rel, "sha256": sink.sha256, "size": sink.size},
+                    commit=lambda: os.replace(sink.tmp, target),
+                )
+            except BaseException:
+                sink.abandon()
+                raise
+            fsync_dir(target.parent)
 
     def record_file(
         self, relpath: str, *, step: str | None = None, redact: bool = False
