@@ -193,7 +193,12 @@ def test_access_denied_on_cloudtrail_lookup(env_for: Callable[[str], Env]) -> No
     assert env.serials() == set()
 
 
-def test_throttling_is_absorbed_by_retries(env_for: Callable[[str], Env]) -> None:
+def test_throttling_is_absorbed_by_retries(
+    env_for: Callable[[str], Env], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the kernel sees RUNBOOK_* settings: standard retries, without adaptive mode's client-side
+    # rate limit, which after a throttle holds every later call back for seconds
+    monkeypatch.setenv("RUNBOOK_RETRY_MODE", "standard")
     env = env_for("standalone")
     control = env.info.control
     control.add_fault("throttle", "iam:ListVirtualMFADevices", 3)
