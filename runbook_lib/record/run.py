@@ -381,6 +381,9 @@ class RunRecord:
         self.runs_dir = self.path.parent
         self.known_secrets: set[str] = set()
         self._fingerprints: tuple[int, int, frozenset[str]] = (-1, 0, frozenset())
+        # files this object wrote as text and scanned whole: relpath -> (sha256, what they
+        # were scanned against); seal() need not scan them again while both still hold
+        self._scanned: dict[str, tuple[str, frozenset[str], frozenset[str]]] = {}
 
     def __repr__(self) -> str:
         return f"RunRecord({str(self.path)!r})"
@@ -633,10 +636,14 @@ class RunRecord:
     ) -> Path:
         """Write ``text`` (UTF-8) to ``relpath`` inside the run dir (atomic, 0600) and append
         ``file.written``. ``once``: EvidenceExists if it already exists."""
-        findings = find_secrets(text, self.known_secrets, self.secret_fingerprints())
+        fingerprints = self.secret_fingerprints()
+        findings = find_secrets(text, self.known_secrets, fingerprints)
         if findings:
             raise SecretRefused(relpath, findings)
-        return self._write_file(relpath, text.encode("utf-8"), step, once)
+        data = text.encode("utf-8")
+        target = self._write_file(relpath, data, step, once)
+        self._remember_scan(relpath, hashlib.sha256(data).hexdigest(), fingerprints)
+        return target
 
     def _write_file(self, relpath: str, data: bytes, step: str | None, once: bool) -> Path:
         parts = self._safe_parts(relpath)
@@ -700,6 +707,12 @@ class RunRecord:
                 sink.abandon()
                 raise
             fsync_dir(target.parent)
+        self._remember_scan(relpath, sink.sha256, fingerprints)
+
+    def _remember_scan(self, relpath: str, sha256: str, fingerprints: frozenset[str]) -> None:
+        rel = "/".join(self._safe_parts(relpath))
+        if not rel.endswith(".ipynb"):  # a notebook's seal-time scan reads it as JSON
+            self._scanned[rel] = (sha256, frozenset(self.known_secrets), fingerprints)
 
     def record_file(
         self, relpath: str, *, step: str | None = None, redact: bool = False
@@ -815,6 +828,12 @@ class RunRecord:
             if rel == LOCK_FILE or path.is_symlink() or not path.is_file():
                 continue
             raw = read_regular(path)
+            if self._scanned.get(rel) == (
+                hashlib.sha256(raw).hexdigest(),
+                frozenset(self.known_secrets),
+                fingerprints,
+            ):
+                continue  # this object wrote exactly these bytes, scanned against the same
             found = file_findings(raw, rel, self.known_secrets, fingerprints)
             if not found:
                 continue

@@ -68,3 +68,21 @@ def test_an_error_in_the_block_leaves_nothing_and_a_final_record_refuses(tmp_pat
     with pytest.raises(RunSealedError), rec.streamed("late.txt") as out:
         out.write("late\n")
     assert not (rec.path / "late.txt").exists()
+
+
+def test_the_seal_scans_again_what_changed_since_this_record_wrote_it(tmp_path: Path) -> None:
+    """seal() skips a file this object wrote and scanned, only while its bytes and what it
+    was scanned against are unchanged: an edit, or a secret learned since, is scanned."""
+    from runbook_lib.errors import RecordError
+
+    rec = make_run(tmp_path / "runs")
+    rec.write_text("notes.txt", "harmless\n")
+    with rec.streamed("big.txt") as out:
+        out.write("also harmless\n")
+    (rec.path / "big.txt").write_text(f"token: {FAKE_SESSION_TOKEN}\n")  # behind its back
+    with pytest.raises(RecordError, match="big.txt"):
+        rec.seal(final=True, signer=signer())
+    (rec.path / "big.txt").write_text("also harmless\n")
+    rec.known_secrets.add("harmless")  # learned after the write
+    with pytest.raises(RecordError, match="notes.txt"):
+        rec.seal(final=True, signer=signer())
