@@ -536,6 +536,13 @@ def judged_rows(record: RunRecord) -> Iterator[Row]:
         yield creds, judgement
 
 
+def _seconds(stamp: str) -> str:
+    """An event's time (ISO 8601, microseconds, +00:00) as the audit writes times: to the
+    second, Z."""
+    when = dt.datetime.fromisoformat(stamp).astimezone(dt.UTC).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
+
+
 def audit_meta(record: RunRecord) -> Any:
     from .report import AuditMeta
 
@@ -549,7 +556,7 @@ def audit_meta(record: RunRecord) -> Any:
         management_account_id=str(info.get("management_account_id")),
         region=str(params.get("region")),
         started_at=str(started["data"]["judged_at"]),
-        finished_at=str(finished[-1]["time"]) if finished else None,
+        finished_at=_seconds(str(finished[-1]["time"])) if finished else None,
         max_device_age_days=int(params.get("max_device_age_days", 1095)),
         product_version=__version__,
     )
