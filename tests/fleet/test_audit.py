@@ -227,3 +227,32 @@ def test_backoff_pauses_every_worker_and_doubles_while_throttling_goes_on() -> N
     assert backoff.events == 5
     backoff.succeeded()
     assert backoff._streak == 0
+
+
+def test_a_session_that_expires_mid_account_is_assumed_again_and_the_account_read(
+    fleet_for: FleetFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbook_lib.fleet import probe as fleet_probe
+
+    fleet = fleet_for("fleet-3")
+    real_read = fleet_probe._read
+    expired: list[str] = []
+
+    def expiring(aws: Any, base: dict[str, Any], devices: Any) -> Any:
+        if not expired:  # the first account's session runs out before its second read
+            expired.append(base["account_id"])
+            fleet.info.control.advance_clock(fleet_probe.SESSION_SECONDS + 1)
+        return real_read(aws, base, devices)
+
+    monkeypatch.setattr(fleet_probe, "_read", expiring)
+    result = audit(validate_fleet(fleet.raw(workers=1)), fleet.runs)
+    rows = {c.account_id: c for c, _ in iter_rows(result.record)}
+    assert rows[expired[0]].reach == "probed" and rows[expired[0]].password is not None
+    assert sum(c.reach == "probed" for c in rows.values()) == 3
+    assumed = [
+        e
+        for e in fleet.info.client("cloudtrail", "org-admin").lookup_events(
+            LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "AssumeRoot"}]
+        )["Events"]
+    ]
+    assert len(assumed) == 3 + 1  # one session per account, and the one assumed again
