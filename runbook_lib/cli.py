@@ -691,8 +691,12 @@ def _cmd_fleet_audit(args: argparse.Namespace) -> int:
             raw[name] = getattr(args, name)
     params = validate_fleet(raw)
     runs_dir = _runs_dir(args.runs_dir or params.run_dir or "runs")
+
+    def created(path: Path) -> None:
+        _progress(f"fleet audit record: {path} (interrupted? runbook fleet audit --resume {path})")
+
     with _fleet_progress() as update:
-        result = audit(params, runs_dir, on_progress=update)
+        result = audit(params, runs_dir, on_progress=update, on_created=created)
     return _fleet_done(result)
 
 

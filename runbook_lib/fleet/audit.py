@@ -320,8 +320,11 @@ def audit(
     *,
     on_progress: OnProgress | None = None,
     now: dt.datetime | None = None,
+    on_created: Callable[[Path], None] | None = None,
 ) -> AuditResult:
-    """Audit the fleet ``params`` names into a new record in ``runs_dir``, sealed final."""
+    """Audit the fleet ``params`` names into a new record in ``runs_dir``, sealed final.
+    ``on_created`` is told the record's directory as soon as it exists (so an operator who
+    interrupts the audit knows what to resume)."""
     signer, trust = _signer(params)  # a missing or unlisted key refuses before anything
     management = AwsContext.from_profile(
         params.management_profile, params.region, params.endpoint_url
@@ -342,6 +345,8 @@ def audit(
             "library_version": __version__,
         },
     )
+    if on_created is not None:
+        on_created(record.path)
     with lease.executing(record.run_id):
         record.write_text(TRUST_FILE, trust_text, once=True)
         record.append(

@@ -65,6 +65,9 @@ def test_an_audit_from_the_command_line_is_listed_verified_and_planned_from(
     run_dir = Path(captured.out.strip().splitlines()[-1])
     assert run_dir.parent == runs.absolute()
     assert "fleet audit of 7 accounts" in captured.out
+    assert f"fleet audit record: {run_dir} (interrupted? runbook fleet audit --resume" in (
+        captured.out
+    )
     assert cli.main(["runs", "--runs-dir", str(runs)]) == 0
     (line,) = capsys.readouterr().out.strip().splitlines()[1:]
     assert run_dir.name in line and "sealed" in line and "fleet audit" in line
