@@ -94,3 +94,51 @@ def test_resume_of_a_finished_audit_is_refused(
     assert cli.main(["fleet", "audit", "--resume", run_dir]) == cli.EXIT_FAILED
     assert "finished and sealed" in capsys.readouterr().err
     assert cli.main(["fleet", "audit", "--resume", run_dir, "-f", str(fleet_file)]) == 2
+
+
+def test_fleet_plan_writes_files_runbook_plan_takes_as_they_are(
+    fleet_for: Callable[[str], Fleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A centralised member whose password was deleted keeps only its MFA device: the audit
+    plans its removal (rebind: skip), and `runbook plan -f` takes the file without an edit."""
+    from runbook_lib.aws.privileged import DELETE, assume_root
+    from tests.lib.helpers import make_context
+
+    fleet = fleet_for("fleet-6")
+    management = make_context(fleet.info, "org-admin")
+    members = sorted(
+        a["Id"]
+        for a in management.client("organizations").list_accounts()["Accounts"]
+        if a["Id"] != "111111111111"
+    )
+    target = next(
+        m
+        for m in members
+        if fleet.info.control.state(m)["has_password"]
+        and fleet.info.control.state(m)["devices"]
+        and not fleet.info.control.state(m).get("access_keys")
+    )
+    with assume_root(management, target, DELETE, 60) as root:
+        root.client("iam").delete_login_profile()
+    fleet_file = write(tmp_path / "FLEET.yml", fleet.raw())
+    runs = tmp_path / "runs"
+    assert cli.main(["fleet", "audit", "-f", str(fleet_file), "--runs-dir", str(runs)]) == 0
+    run_dir = capsys.readouterr().out.strip().splitlines()[-1]
+    plans = tmp_path / "plans"
+    code = cli.main(["fleet", "plan", run_dir, "--out", str(plans), "--change-ticket", "CHG-42"])
+    assert code == 0, capsys.readouterr().err
+    written = [Path(p) for p in capsys.readouterr().out.split()]
+    devices = fleet.info.control.state(target)["devices"]
+    assert len(written) == len(devices) and all(p.parent == plans for p in written)
+    for path in written:
+        values = yaml.safe_load(path.read_text())
+        assert values["account_id"] == target and values["method"] == "assume-root"
+        assert values["rebind"] == "skip" and values["change_ticket"] == "CHG-42"
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert (
+            cli.main(["plan", "-f", str(path), "--out", str(tmp_path / f"{path.stem}.plan")]) == 0
+        )
+        assert "plan digest" in capsys.readouterr().out.lower()
+    # nothing is replaced: a second plan into the same directory is refused whole
+    code = cli.main(["fleet", "plan", run_dir, "--out", str(plans), "--change-ticket", "CHG-42"])
+    assert code == cli.EXIT_USAGE and "exists" in capsys.readouterr().err
