@@ -974,7 +974,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rules (CIS, AWS's recommendation for centralised root access, ours), and keep a sealed "
         "record with findings.csv, findings.json (OCSF) and report.html.",
     )
-    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
+    fleet_sub = fleet.add_subparsers(
+        dest="fleet_command",
+        required=True,
+        metavar="COMMAND",
+        help="audit or plan; runbook fleet COMMAND --help says more",
+    )
     f_audit = fleet_sub.add_parser(
         "audit",
         help="audit the fleet into a new sealed record (or resume an interrupted one)",

@@ -14,9 +14,18 @@ from .helpers import cli
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    (group,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return dict(group.choices)
+    """Every subcommand, nested ones (``fleet audit``) included."""
+    out: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    out[f"{prefix}{name}"] = sub
+                    walk(sub, f"{prefix}{name} ")
+
+    walk(build_parser(), "")
+    return out
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
