@@ -44,9 +44,9 @@ by shape alone.
 Measured on ``tests/record/scan_corpus.py`` (1,563 legitimate values generated from the
 project's formats, 201 secrets in the contexts they leak in): no false positive, no miss.
 ``make bench`` (``bench/scan_bench.py``) prints precision, recall and speed (on a fleet audit's
-findings.json, CSV and HTML 9 to 17 times the plain regex scan's, 20 to 55 MB/s on a busy
-2-core machine; on a notebook of botocore DEBUG lines 1.3 to 1.8 times, 4 to 5 MB/s, the time
-going to judging its thousands of tokens), and the miss rate of *bare* random tokens with no context at
+findings.json, CSV and HTML 9 to 17 times the plain regex scan's, 20 to 55 MB/s on a busy 2-core
+machine; on a notebook of botocore DEBUG lines 1.3 to 1.8 times, 4 to 5 MB/s, the time going to
+judging its thousands of tokens), and the miss rate of *bare* random tokens with no context at
 all, which only their shape can give away: 0.07% of 40-character keys, 0.005% of 80-character
 tokens, 0.5% / 0.2% / 0.03% / 0% of 16 / 20 / 26 / 32-character seeds (short seeds and
 upper-case names overlap; names win, so a legitimate value never stops a run).
