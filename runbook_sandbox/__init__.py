@@ -2,7 +2,8 @@
 
 Public surface::
 
-    Sandbox(scenario, port).start() -> SandboxInfo   in-process (one per process: moto is global)
+    Sandbox(scenario, port, cloudtrail_max_events).start() -> SandboxInfo
+                                                      in-process (one per process: moto is global)
     sandbox_process(scenario) -> SandboxInfo          a child process, as a context manager
     SandboxInfo.client(service, principal)            boto3 client pointed at the sandbox
     ControlClient                                     the simulated console actor and test knobs
@@ -74,9 +75,23 @@ START_TIMEOUT = 60.0
 class Sandbox:
     """An in-process sandbox server on 127.0.0.1 (``port=0`` picks a free port)."""
 
-    def __init__(self, scenario: str = "standalone", port: int = 0) -> None:
+    def __init__(
+        self, scenario: str = "standalone", port: int = 0, cloudtrail_max_events: int | None = None
+    ) -> None:
+        from ._state import DEFAULT_CLOUDTRAIL_MAX_EVENTS, MAX_CLOUDTRAIL_MAX_EVENTS
+
         self.scenario = validate(scenario)
         self.port = port
+        # the newest CloudTrail events kept, also after a reset (the control API can change it
+        # until the next one)
+        self.cloudtrail_max_events = cloudtrail_max_events or DEFAULT_CLOUDTRAIL_MAX_EVENTS
+        if cloudtrail_max_events is not None and not (
+            1 <= cloudtrail_max_events <= MAX_CLOUDTRAIL_MAX_EVENTS
+        ):
+            raise ValueError(
+                f"--cloudtrail-max-events must be 1..{MAX_CLOUDTRAIL_MAX_EVENTS}, "
+                f"got {cloudtrail_max_events}"
+            )
         self._server: Any = None
         self.world: Any = None
         # the control API's token: printed on the start line and written into the profiles
@@ -90,6 +105,7 @@ class Sandbox:
 
         moto_api_backend.reset()
         world = World(self.scenario)
+        world.set_cloudtrail_max_events(self.cloudtrail_max_events)
         _scenarios.build(world)
         if self._server is not None:
             # swap the state under the running server

@@ -74,16 +74,38 @@ class ControlClient:
         return str(self.call("POST", "clock", {"advance_seconds": seconds})["now"])
 
     def add_fault(
-        self, kind: str, operation: str, count: int | None = None, seconds: float = 0.0
+        self,
+        kind: str,
+        operation: str,
+        count: int | None = None,
+        seconds: float = 0.0,
+        every: int | None = None,
     ) -> None:
-        self.call(
-            "POST",
-            "faults",
-            {"kind": kind, "operation": operation, "count": count, "seconds": seconds},
-        )
+        """A fault rule: ``kind`` throttle | deny | latency (``seconds``) on ``operation``
+        (``iam:ListMFADevices``, ``iam:*``, ``*`` for every call), for ``count`` calls (None:
+        until cleared); ``every``: throttle or deny only every k-th matching call."""
+        payload: dict[str, Any] = {"kind": kind, "operation": operation, "count": count}
+        payload["seconds"] = seconds
+        if every is not None:
+            payload["every"] = every
+        self.call("POST", "faults", payload)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules, each with ``seen`` (matching calls) and ``fired`` (calls it acted
+        on)."""
+        return list(self.call("GET", "faults")["faults"])
 
     def clear_faults(self) -> None:
         self.call("DELETE", "faults")
+
+    def stats(self) -> dict[str, int]:
+        """What the sandbox holds: ``sessions`` (live STS sessions; expired ones are dropped),
+        ``events`` (CloudTrail events kept) of ``max_events``, ``accounts_built``."""
+        return dict(self.call("GET", "stats"))
+
+    def set_cloudtrail_retention(self, max_events: int) -> dict[str, int]:
+        """Keep only the newest ``max_events`` CloudTrail events (default 10,000)."""
+        return dict(self.call("POST", "cloudtrail-retention", {"max_events": max_events}))
 
     def set_iam_lag(self, seconds: float) -> None:
         self.call("POST", "iam-lag", {"seconds": seconds})

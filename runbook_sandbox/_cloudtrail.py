@@ -27,6 +27,13 @@ jitter, makes every caller poll without slowing a test suite; ``POST /_sandbox/c
 {seconds, jitter}`` sets realistic minutes, which a test then lets pass by moving the clock.
 Every page of one paginated lookup sees the events visible at its first page.
 
+Retention: the sandbox keeps the newest ``World.cloudtrail_max_events`` events (default 10,000;
+``runbook-sandbox --cloudtrail-max-events N``, ``POST /_sandbox/cloudtrail-retention
+{max_events}``) and none older than the 90 days LookupEvents covers, so its memory does not grow
+with the number of calls; an event that drops out is no longer found, as one older than 90 days
+is not on AWS. Each event is kept as CloudTrail's JSON text plus the fields LookupEvents filters
+on (:class:`._state.StoredEvent`).
+
 The window: "You can look up events that occurred in a Region within the last 90 days"
 (LookupEvents, CloudTrail API reference,
 https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html): older
@@ -44,6 +51,7 @@ import base64
 import datetime as dt
 import json
 import random
+import sys
 import time
 import uuid
 from typing import Any
@@ -53,7 +61,7 @@ from botocore.model import OperationNotFoundError
 
 from ._protocol import AwsError, AwsRequest, Response, render_result, service_model
 from ._registry import ControlRouteError, control_route, handles
-from ._state import Principal, World
+from ._state import Principal, StoredEvent, World
 
 LOOKUP_WINDOW = dt.timedelta(days=90)
 LOOKUP_WINDOW_MODES = ("clip", "error")
@@ -226,21 +234,6 @@ def user_identity(
     return ident
 
 
-def _session_start(world: World, principal: Principal) -> dt.datetime | None:
-    """When an AssumeRoot session began: the time of the AssumeRoot event that issued it."""
-    with world.lock:
-        for entry in reversed(world.events):
-            record = entry["record"]
-            if record.get("eventName") != "AssumeRoot":
-                continue
-            issued = (record.get("responseElements") or {}).get("credentials") or {}
-            if issued.get("accessKeyId") == principal.access_key_id:
-                return dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-                    tzinfo=dt.UTC
-                )
-    return None
-
-
 def username_of(identity: dict[str, Any]) -> str | None:
     if identity.get("type") == "Root":
         return "root"
@@ -274,42 +267,64 @@ def _resources(event_name: str, params: dict[str, Any] | None) -> list[dict[str,
 
 
 def add_event(world: World, account_id: str, region: str, record: dict[str, Any]) -> None:
-    """Store one CloudTrail record (a dict in CloudTrail's JSON shape) for LookupEvents."""
+    """Store one CloudTrail record (a dict in CloudTrail's JSON shape) for LookupEvents: kept
+    compact (:class:`StoredEvent`, the record as JSON text), the newest
+    ``World.cloudtrail_max_events`` only, none older than LookupEvents' 90 days."""
     record.setdefault("eventVersion", "1.09")
     record.setdefault("eventID", str(uuid.uuid4()))
     record.setdefault("recipientAccountId", account_id)
     record.setdefault("awsRegion", region)
     record.setdefault("managementEvent", True)
     record.setdefault("eventCategory", "Management")
+    resources = tuple(
+        (str(r["ResourceType"]), str(r["ResourceName"])) for r in record.pop("_resources", [])
+    )
+    identity = record.get("userIdentity") or {}
+    when = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    text = json.dumps(record)
     with world.lock:
-        when = dt.datetime.strptime(record["eventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC
-        )
+        now = world.clock.now()
         delay = world.cloudtrail_delay + random.uniform(0.0, world.cloudtrail_jitter)
-        visible = world.clock.now() + dt.timedelta(seconds=delay)
+        world.event_seq += 1
         world.events.append(
-            {
-                "account": account_id,
-                "region": region,
-                "record": record,
-                "when": when,
-                "visible_at": visible,
-            }
+            StoredEvent(
+                seq=world.event_seq,
+                account=sys.intern(account_id),  # (the few values many events share: once)
+                region=sys.intern(region),
+                when=when,
+                visible_at=now + dt.timedelta(seconds=delay),
+                event_id=str(record["eventID"]),
+                event_name=sys.intern(str(record["eventName"])),
+                event_source=sys.intern(str(record["eventSource"])),
+                read_only=sys.intern(str(record.get("readOnly", False)).lower()),
+                access_key_id=identity.get("accessKeyId") or None,
+                username=username_of(identity),
+                resources=resources,
+                text=text,
+            )
         )
+        # LookupEvents never answers events older than 90 days: they need not be kept either
+        oldest = now - LOOKUP_WINDOW
+        while world.events and world.events[0].when < oldest:
+            world.events.popleft()
 
 
 def record_call(world: World, req: AwsRequest, principal: Principal, response: Response) -> None:
-    """Record an API call served by the sandbox as CloudTrail would (management events only)."""
+    """Record an API call served by the sandbox as CloudTrail would (management events only).
+    A session the call issued starts at its event's time (``creationDate`` of its calls)."""
+    with world.lock:
+        issued = world.principals_by_request.pop(req.request_id, None)
     if req.service not in RECORDED_SERVICES or not req.action:
         return
     if req.service == "cloudtrail" and req.action == "LookupEvents":
         return  # kept out so a lookup never sees its own polling
     region = "us-east-1" if req.service in GLOBAL_SERVICES else req.region
     params = _request_parameters(req)
-    created = _session_start(world, principal) if principal.kind == "assumed-root" else None
+    created = principal.issued_at if principal.kind == "assumed-root" else None
+    now = world.clock.now()
     record: dict[str, Any] = {
         "userIdentity": user_identity(principal, created=created),
-        "eventTime": _stamp(world.clock.now()),
+        "eventTime": _stamp(now),
         "eventSource": f"{req.service}.amazonaws.com",
         "eventName": req.action,
         "sourceIPAddress": req.source_ip,
@@ -326,8 +341,8 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
         if response.error_message:
             record["errorMessage"] = response.error_message
     elif req.action in ("AssumeRoot", "AssumeRole"):
-        issued = world.principals_by_request.get(req.request_id)
         if issued is not None:
+            issued.issued_at = now
             elements: dict[str, Any] = {
                 "credentials": {
                     "accessKeyId": issued.access_key_id,
@@ -344,42 +359,38 @@ def record_call(world: World, req: AwsRequest, principal: Principal, response: R
     add_event(world, principal.account_id, region, record)
 
 
-def _summary(entry: dict[str, Any]) -> dict[str, Any]:
-    record = dict(entry["record"])
-    resources = record.pop("_resources", [])
-    identity = record.get("userIdentity", {})
+def _summary(entry: StoredEvent) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "EventId": record["eventID"],
-        "EventName": record["eventName"],
-        "ReadOnly": str(record.get("readOnly", False)).lower(),
-        "EventTime": entry["when"],
-        "EventSource": record["eventSource"],
-        "Resources": resources,
-        "CloudTrailEvent": json.dumps(record),
+        "EventId": entry.event_id,
+        "EventName": entry.event_name,
+        "ReadOnly": entry.read_only,
+        "EventTime": entry.when,
+        "EventSource": entry.event_source,
+        "Resources": [{"ResourceType": t, "ResourceName": n} for t, n in entry.resources],
+        "CloudTrailEvent": entry.text,
     }
-    if identity.get("accessKeyId"):
-        out["AccessKeyId"] = identity["accessKeyId"]
-    name = username_of(identity)
-    if name:
-        out["Username"] = name
+    if entry.access_key_id:
+        out["AccessKeyId"] = entry.access_key_id
+    if entry.username:
+        out["Username"] = entry.username
     return out
 
 
-def _attribute_value(entry: dict[str, Any], key: str) -> list[str]:
-    """The values a lookup attribute matches, read straight from the record (cheap: no JSON)."""
-    record = entry["record"]
-    identity = record.get("userIdentity") or {}
-    if key in ("ResourceType", "ResourceName"):
-        return [r[key] for r in record.get("_resources", [])]
+def _attribute_value(entry: StoredEvent, key: str) -> list[str]:
+    """The values a lookup attribute matches, read from the stored fields (no JSON)."""
+    if key == "ResourceType":
+        return [t for t, _ in entry.resources]
+    if key == "ResourceName":
+        return [n for _, n in entry.resources]
     value = {
-        "EventId": record.get("eventID"),
-        "EventName": record.get("eventName"),
-        "EventSource": record.get("eventSource"),
-        "ReadOnly": str(record.get("readOnly", False)).lower(),
-        "AccessKeyId": identity.get("accessKeyId"),
-        "Username": username_of(identity),
+        "EventId": entry.event_id,
+        "EventName": entry.event_name,
+        "EventSource": entry.event_source,
+        "ReadOnly": entry.read_only,
+        "AccessKeyId": entry.access_key_id,
+        "Username": entry.username,
     }.get(key)
-    return [str(value)] if value is not None else []
+    return [value] if value is not None else []
 
 
 def _parse_time(value: Any) -> dt.datetime:
@@ -441,7 +452,7 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
     offset = 0
     as_of = now
     with world.lock:
-        snapshot = len(world.events)
+        snapshot = world.event_seq  # the newest event recorded so far
     if params.get("NextToken"):
         try:
             token = json.loads(base64.b64decode(params["NextToken"]))
@@ -454,17 +465,19 @@ def lookup_events(world: World, req: AwsRequest, principal: Principal) -> Respon
         except (ValueError, KeyError, TypeError) as exc:
             raise AwsError("InvalidNextTokenException", "Invalid NextToken.", 400) from exc
     with world.lock:
-        stored = world.events[:snapshot]
+        stored = list(world.events)  # the newest kept (World.cloudtrail_max_events)
     floor = max(start, oldest) if start else oldest
     floor = floor.replace(microsecond=0)
     wanted = offset + max_results + 1  # one more than the page tells whether another follows
     matched = []
     for entry in reversed(stored):  # newest first, stop as soon as the page is known
-        if entry["account"] != principal.account_id or entry["region"] != req.region:
+        if entry.seq > snapshot:
+            continue  # recorded after the first page of this lookup
+        if entry.account != principal.account_id or entry.region != req.region:
             continue
-        if entry["visible_at"] > as_of:
+        if entry.visible_at > as_of:
             continue  # not delivered yet
-        when = entry["when"]
+        when = entry.when
         if end and when > end:
             continue
         if when < floor:
@@ -530,3 +543,27 @@ def set_lookup_window(world: World, data: dict[str, Any]) -> dict[str, str]:
     with world.lock:
         world.lookup_window = mode
     return {"mode": mode}
+
+
+def _retention(world: World) -> dict[str, int]:
+    with world.lock:
+        return {"max_events": world.cloudtrail_max_events, "events": len(world.events)}
+
+
+@control_route("GET", "cloudtrail-retention")
+def get_retention(world: World, data: dict[str, Any]) -> dict[str, int]:
+    return _retention(world)
+
+
+@control_route("POST", "cloudtrail-retention")
+def set_retention(world: World, data: dict[str, Any]) -> dict[str, int]:
+    """Keep the newest ``max_events`` CloudTrail events (the older ones drop out of
+    LookupEvents at once); a sandbox (re)starts with ``--cloudtrail-max-events``."""
+    count = data["max_events"]
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ControlRouteError(400, "BadRequest", f"max_events must be an integer, got {count!r}")
+    try:
+        world.set_cloudtrail_max_events(count)
+    except ValueError as err:
+        raise ControlRouteError(400, "BadRequest", str(err)) from err
+    return _retention(world)

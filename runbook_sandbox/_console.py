@@ -8,7 +8,10 @@ records the CloudTrail events AWS records for it. Routes (JSON in, JSON out):
   GET  /_sandbox/state/ACCOUNT                 the root user's true state (no IAM lag)
   POST /_sandbox/reset                         rebuild the scenario from scratch
   POST /_sandbox/clock        {advance_seconds}
-  POST /_sandbox/faults       {kind, operation, count?, seconds?}   DELETE clears them
+  GET  /_sandbox/faults                        the fault rules, with the calls each saw and acted on
+  POST /_sandbox/faults       {kind, operation, count?, seconds?, every?}   DELETE clears them
+  GET  /_sandbox/stats                         what the sandbox holds: live STS sessions, events,
+                                               accounts built
   POST /_sandbox/iam-lag      {seconds}
   POST /_sandbox/lookup-rate  {per_second}     0 turns LookupEvents throttling off
   POST /_sandbox/credential-report-time {seconds}   how long generating a report takes
@@ -141,6 +144,14 @@ class ControlApi:
             return {"now": world.clock.now().isoformat()}
         if head == "faults":
             return self.faults(method, data)
+        if head == "stats" and method == "GET":
+            with world.lock:
+                return {
+                    "sessions": world.drop_expired(),
+                    "events": len(world.events),
+                    "max_events": world.cloudtrail_max_events,
+                    "accounts_built": len(world.accounts),
+                }
         if head == "iam-lag" and method == "POST":
             with world.lock:
                 world.iam_read_lag = float(data["seconds"])
@@ -185,11 +196,17 @@ class ControlApi:
                 if kind not in ("throttle", "deny", "latency"):
                     raise ControlError(400, "BadRequest", f"unknown fault kind {kind!r}")
                 count = data.get("count")
+                every = data.get("every")
+                if every is not None and (int(every) < 1 or kind == "latency"):
+                    raise ControlError(
+                        400, "BadRequest", "every is a whole number >= 1, for throttle or deny"
+                    )
                 rule = FaultRule(
                     kind,
                     str(data.get("operation", "*")),
                     None if count is None else int(count),
                     float(data.get("seconds", 0.0)),
+                    None if every is None else int(every),
                 )
                 self.world.faults.append(rule)
             return {"faults": [vars(r) for r in self.world.faults]}

@@ -3,6 +3,12 @@
 Each builder fills a fresh :class:`World` and moto's backends. Account ids are fixed where the
 scenario owns them (standalone 123456789012, management 111111111111); member ids come from moto.
 Fleet accounts build their root users on first use, so ``fleet-5000`` starts quickly.
+
+``fleet-N`` takes suffixes (``FLEET_NAME``): ``-features-off`` (the organization never turned
+centralised root access on) or ``-credentials-only`` (RootCredentialsManagement on, RootSessions
+off), then ``-throttled`` (fault rules that throttle every 4th AssumeRoot and every 3rd
+ListMFADevices, ``FLEET_THROTTLE_EVERY``; a reset starts the count again; ``DELETE
+/_sandbox/faults`` removes them). The plain ``fleet-N`` is neither.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 
 from ._state import (
     Account,
+    FaultRule,
     MfaDevice,
     Principal,
     RootAccessKey,
@@ -43,7 +50,24 @@ SCENARIOS: dict[str, str] = {
     "fleet-N": "organization with N member accounts (N <= 5000) of mixed root state (MFA "
     "kinds, passwords, long-term root keys and certificates, old devices, suspended accounts); "
     "the target is the first member",
+    "fleet-N-throttled": "fleet-N, and every 4th sts:AssumeRoot and every 3rd iam:ListMFADevices "
+    "is throttled (Throttling, HTTP 400): a client with retries absorbs it",
+    "fleet-N-features-off": "fleet-N whose organization has centralised root access off (no "
+    "RootCredentialsManagement, no RootSessions): AssumeRoot is refused",
+    "fleet-N-credentials-only": "fleet-N whose organization has only RootCredentialsManagement "
+    "on (RootSessions off): AssumeRoot is refused; -features-off and -credentials-only combine "
+    "with -throttled (fleet-N-credentials-only-throttled)",
 }
+
+#: fleet-N's suffixes: the organization's root-access features, then throttling
+FLEET_NAME = re.compile(r"fleet-(\d+)(-features-off|-credentials-only)?(-throttled)?")
+FLEET_FEATURES = {
+    "": {"RootCredentialsManagement", "RootSessions"},
+    "-features-off": set(),
+    "-credentials-only": {"RootCredentialsManagement"},
+}
+#: fleet-N-throttled: operation -> k, every k-th call of it (all callers together) is throttled
+FLEET_THROTTLE_EVERY = {"sts:AssumeRoot": 4, "iam:ListMFADevices": 3}
 
 
 def scenario_names() -> list[str]:
@@ -51,15 +75,16 @@ def scenario_names() -> list[str]:
 
 
 def validate(name: str) -> str:
-    if name in SCENARIOS and name != "fleet-N":
+    if name in SCENARIOS and not name.startswith("fleet-N"):
         return name
-    match = re.fullmatch(r"fleet-(\d+)", name)
+    match = FLEET_NAME.fullmatch(name)
     if match and 1 <= int(match.group(1)) <= MAX_FLEET:
         return name
     raise ValueError(
         f"unknown scenario {name!r}; choose one of: "
-        + ", ".join(n for n in SCENARIOS if n != "fleet-N")
-        + f", fleet-N (1 <= N <= {MAX_FLEET})"
+        + ", ".join(n for n in SCENARIOS if not n.startswith("fleet-N"))
+        + f", fleet-N (1 <= N <= {MAX_FLEET}) with the suffixes -features-off or "
+        "-credentials-only, then -throttled (runbook sandbox --list)"
     )
 
 
@@ -230,8 +255,14 @@ def build(world: World) -> None:
         add_iam_principal(world, member, "admin")
         add_iam_principal(world, MANAGEMENT_ID, "org-admin")
         return
-    count = int(name.split("-", 1)[1])
-    members = _organization(world, count)
+    fleet = FLEET_NAME.fullmatch(name)
+    assert fleet is not None  # validate() said so
+    members = _organization(world, int(fleet.group(1)))
+    world.org_features = set(FLEET_FEATURES[fleet.group(2) or ""])
+    if fleet.group(3):
+        world.faults.extend(
+            FaultRule("throttle", op, every=k) for op, k in FLEET_THROTTLE_EVERY.items()
+        )
     _account(
         world, MANAGEMENT_ID, "management", [_virtual(MANAGEMENT_ID, "root-authenticator", now)]
     )

@@ -8,7 +8,8 @@ Each request goes through, in order:
 2. Authentication as AWS does it: the SigV4 credential's access key must belong to a known
    principal (an IAM user, the root user, an AssumeRoot or an AssumeRole session), a session's
    token must match and must not have expired on the sandbox clock.
-3. Injected faults (latency, throttling, AccessDenied) for the operation.
+3. Injected faults for the operation: latency first (before authentication: a round trip every
+   call pays), throttling and AccessDenied once the caller is known.
 4. Authorization: an AssumeRoot session may do only what its task policy allows; a role session
    what its role's IAM policies (and session policies) allow; a principal with policies only
    what they allow.
@@ -26,6 +27,7 @@ Control routes answered here (JSON in, JSON out; see also ``_console``)::
                                        max_session_duration?}   an IAM role to assume
   GET|POST /_sandbox/cloudtrail-delay {seconds, jitter?}        CloudTrail delivery delay
   GET|POST /_sandbox/lookup-window    {mode: clip | error}      StartTime older than 90 days
+  GET|POST /_sandbox/cloudtrail-retention {max_events}          the newest events kept
   GET|POST /_sandbox/task-policy-variant {variant: allow | deny}
   POST /_sandbox/root-credentials     {account_id?, access_key?, signing_certificate?}
                                       long-term root credentials (_iam)
@@ -142,6 +144,7 @@ class SandboxApp:
         _protocol.parse_request(req)
         principal: Principal | None = None
         try:
+            self.apply_latency(req)
             principal = self.authenticate(req)
             self.world.record_key_use(principal, req.service, req.region)
             self.apply_faults(req)
@@ -168,20 +171,13 @@ class SandboxApp:
             )
         with self.world.lock:
             principal = self.world.principals.get(req.access_key_id)
-        if principal is None:
+        if principal is None and req.access_key_id.startswith("ASIA"):
+            # an STS session the sandbox no longer keeps: expired (its token says so) or unknown
+            self._expired_session(req)
+        elif principal is None:
             principal = _moto_user_principal(self.world, req.access_key_id)
         if principal is None:
-            if req.service == "s3":
-                raise AwsError(
-                    "InvalidAccessKeyId",
-                    "The AWS Access Key Id you provided does not exist in our records.",
-                    403,
-                )
-            raise AwsError(
-                "InvalidClientTokenId",
-                "The security token included in the request is invalid.",
-                403,
-            )
+            raise _unknown_key(req)
         _sigv4.check(req, principal)
         if principal.session_token is not None:
             token = req.header("x-amz-security-token")
@@ -192,28 +188,45 @@ class SandboxApp:
                     403,
                 )
             if principal.expires_at is not None and self.world.clock.now() >= principal.expires_at:
-                code = "ExpiredToken"
-                raise AwsError(code, "The security token included in the request is expired", 403)
+                self.world.drop_expired()
+                raise _expired()
         return principal
 
-    def apply_faults(self, req: AwsRequest) -> None:
+    def _expired_session(self, req: AwsRequest) -> None:
+        """An ``ASIA`` key the sandbox does not hold: ExpiredToken when the request's session
+        token is one this world issued for that key and it has expired (the session was dropped
+        at expiry, as AWS stops honouring it); otherwise the key is unknown."""
+        token = req.header("x-amz-security-token") or ""
+        expiry = self.world.token_expiry(req.access_key_id or "", token)
+        if expiry is not None and self.world.clock.now() >= expiry:
+            raise _expired()
+        raise _unknown_key(req)
+
+    def apply_latency(self, req: AwsRequest) -> None:
+        """Latency rules: the longest matching one delays the call, before anything else (so a
+        rule on ``*`` is a round trip every call pays, refused ones included)."""
         op = f"{req.service}:{req.action or req.method}"
         delay = 0.0
         with self.world.lock:
-            fired = None
             for rule in self.world.faults:
-                if not rule.matches(op):
-                    continue
-                if rule.kind == "latency":
+                if rule.kind == "latency" and rule.matches(op):
                     delay = max(delay, rule.seconds)
-                    if rule.remaining is not None:
-                        rule.remaining -= 1
-                elif fired is None:
-                    fired = rule
-                    if rule.remaining is not None:
-                        rule.remaining -= 1
+                    rule.act()
         if delay:
             time.sleep(delay)
+
+    def apply_faults(self, req: AwsRequest) -> None:
+        """Throttle and deny rules, after authentication: the first that is due acts (every
+        matching rule counts the call, so an ``every`` pattern stays regular)."""
+        op = f"{req.service}:{req.action or req.method}"
+        with self.world.lock:
+            fired = None
+            for rule in self.world.faults:
+                if rule.kind == "latency" or not rule.matches(op):
+                    continue
+                if rule.due() and fired is None:
+                    fired = rule
+                    rule.act()
         if fired is None:
             return
         if fired.kind == "throttle":
@@ -258,6 +271,22 @@ class SandboxApp:
         if not any(k.lower() == "x-amzn-requestid" for k, _ in headers):
             headers.append(("x-amzn-RequestId", req.request_id))
         return Response(status, headers, body, code)
+
+
+def _unknown_key(req: AwsRequest) -> AwsError:
+    if req.service == "s3":
+        return AwsError(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            403,
+        )
+    return AwsError(
+        "InvalidClientTokenId", "The security token included in the request is invalid.", 403
+    )
+
+
+def _expired() -> AwsError:
+    return AwsError("ExpiredToken", "The security token included in the request is expired", 403)
 
 
 def _error_code(body: bytes) -> str | None:

@@ -6,11 +6,24 @@ access keys, signing certificates), the organization's root-access features, the
 CloudTrail events, the simulated mailbox and console sessions, the injected faults, and the
 switches that choose among the plausible variants of what AWS does not document
 (``SWITCHES``). One lock guards it all; the server is threaded.
+
+Memory is bounded in the number of calls, so a long audit loop over ``fleet-5000`` does not grow
+the sandbox without end: STS sessions (AssumeRoot, AssumeRole) are dropped once expired (their
+session token carries its own expiry under an HMAC of a per-world key, so a call with an expired,
+dropped session is still answered ``ExpiredToken``, with nothing kept for it), and the CloudTrail
+store keeps the newest ``World.cloudtrail_max_events`` events (default
+:data:`DEFAULT_CLOUDTRAIL_MAX_EVENTS`) of the last 90 days. What stays is per account (its root
+user, built on first use) and per principal the scenario or a test created.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
 import datetime as dt
+import hashlib
+import heapq
+import hmac
 import os
 import secrets
 import string
@@ -67,6 +80,10 @@ CREDENTIAL_REPORT_SECONDS = 0.3
 ROOT_MFA_GRACE = dt.timedelta(days=35)
 # an access key's last use is recorded at most once per 15-minute span (the first use)
 KEY_USE_SPAN = dt.timedelta(minutes=15)
+#: how many CloudTrail events the sandbox keeps (the newest; LookupEvents sees no older ones):
+#: a fleet audit's two passes over fleet-5000 record 30,000; AWS keeps 90 days' worth
+DEFAULT_CLOUDTRAIL_MAX_EVENTS = 10_000
+MAX_CLOUDTRAIL_MAX_EVENTS = 10_000_000  # a bound still, where a test wants "everything"
 
 # Switches: AWS behaviour that AWS does not document, each plausible variant selectable at run
 # time (POST /_sandbox/switches). name -> (default, choices, what it decides).
@@ -187,10 +204,10 @@ class RoleSession:
     session_policies: tuple[dict[str, Any], ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Principal:
     """Someone who signs requests: an IAM user, the root user, an AssumeRoot session, or a role
-    session (``role`` set)."""
+    session (``role`` set). Slotted: a fleet audit holds thousands of live sessions."""
 
     name: str
     kind: PrincipalKind
@@ -209,6 +226,8 @@ class Principal:
     assumed_by_arn: str | None = None
     assumed_by_account: str | None = None
     role: RoleSession | None = None  # kind "assumed-role"
+    # an STS session's start: the time of the AssumeRoot/AssumeRole event that issued it
+    issued_at: dt.datetime | None = None
 
     def public(self) -> dict[str, str]:
         """What the sandbox prints on start for this principal (its keys are sandbox-only)."""
@@ -220,7 +239,7 @@ class Principal:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MfaDevice:
     serial: str
     kind: DeviceKind
@@ -230,7 +249,7 @@ class MfaDevice:
     console_session: str | None = None  # the console session that bound it, if any
 
 
-@dataclass
+@dataclass(slots=True)
 class RootAccessKey:
     access_key_id: str
     status: str
@@ -240,7 +259,7 @@ class RootAccessKey:
     last_used_region: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RootSigningCertificate:
     """An X.509 signing certificate of the root user (long-term, what AWS advises against)."""
 
@@ -256,8 +275,10 @@ MAX_ROOT_ACCESS_KEYS = 2
 MAX_ROOT_SIGNING_CERTIFICATES = 2
 
 
-@dataclass
+@dataclass(slots=True)
 class RootUser:
+    """An account's root user (slotted, like its devices and keys: a fleet holds thousands)."""
+
     account_id: str
     email: str
     created: dt.datetime
@@ -311,7 +332,7 @@ class RootUser:
         return None if start is None else start + ROOT_MFA_GRACE
 
 
-@dataclass
+@dataclass(slots=True)
 class Account:
     account_id: str
     kind: AccountKind
@@ -341,12 +362,18 @@ class PendingSignIn:
 @dataclass
 class FaultRule:
     """One injected fault: ``kind`` is throttle | deny | latency; ``operation`` is e.g.
-    ``iam:ListMFADevices`` or ``*``; ``remaining`` counts calls left (None: until cleared)."""
+    ``iam:ListMFADevices``, ``iam:*``, ``ListMFADevices`` or ``*`` (every call); ``remaining``
+    counts calls left (None: until cleared); ``every`` (throttle, deny) fires on every k-th
+    matching call only (the k-th, 2k-th, ...: a deterministic pattern a client with retries
+    absorbs). ``seen`` counts the matching calls, ``fired`` the calls it acted on."""
 
     kind: str
     operation: str
     remaining: int | None = None
     seconds: float = 0.0
+    every: int | None = None
+    seen: int = 0
+    fired: int = 0
 
     def matches(self, operation: str) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -355,6 +382,37 @@ class FaultRule:
             return True
         service, _, action = operation.partition(":")
         return self.operation == f"{service}:*" or self.operation == action
+
+    def due(self) -> bool:
+        """Count one matching call; whether this rule acts on it (``every``: the k-th only)."""
+        self.seen += 1
+        return self.every is None or self.seen % self.every == 0
+
+    def act(self) -> None:
+        """This rule acted on a call: count it, and one call less remains."""
+        self.fired += 1
+        if self.remaining is not None:
+            self.remaining -= 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One recorded CloudTrail event, compact: the fields LookupEvents filters and summarises
+    on, and the event itself as CloudTrail's JSON text (``CloudTrailEvent``)."""
+
+    seq: int  # the order of recording (pagination snapshots)
+    account: str
+    region: str
+    when: dt.datetime
+    visible_at: dt.datetime  # delivery: LookupEvents sees it from then on
+    event_id: str
+    event_name: str
+    event_source: str
+    read_only: str  # "true" | "false"
+    access_key_id: str | None
+    username: str | None
+    resources: tuple[tuple[str, str], ...]  # (ResourceType, ResourceName)
+    text: str
 
 
 @dataclass
@@ -373,13 +431,23 @@ class World:
         self.clock = Clock()
         self.accounts: dict[str, Account] = {}
         self.principals: dict[str, Principal] = {}  # by access key id
-        self.principals_by_request: dict[str, Principal] = {}  # AssumeRoot sessions issued
+        # sessions issued by the request in flight (AssumeRoot, AssumeRole), until recorded
+        self.principals_by_request: dict[str, Principal] = {}
+        # STS sessions by expiry (a heap), to drop them once expired; the key that signs their
+        # session tokens (so an expired, dropped session is still recognised as expired)
+        self.session_expiries: list[tuple[dt.datetime, str]] = []
+        self.session_key = secrets.token_bytes(32)
         self.named: dict[str, Principal] = {}  # by the name printed on start
         self.target_account_id = ""
         self.management_account_id: str | None = None
         self.organization_id: str | None = None
         self.org_features: set[str] = set()
-        self.events: list[dict[str, Any]] = []  # recorded CloudTrail events (see _cloudtrail)
+        # recorded CloudTrail events (see _cloudtrail), oldest first, the newest kept
+        self.cloudtrail_max_events = DEFAULT_CLOUDTRAIL_MAX_EVENTS
+        self.events: collections.deque[StoredEvent] = collections.deque(
+            maxlen=self.cloudtrail_max_events
+        )
+        self.event_seq = 0
         self.authenticator_seeds: dict[str, str] = {}  # the simulated phone app
         self.mailbox: dict[str, list[dict[str, Any]]] = {}
         self.pending_sign_ins: dict[str, PendingSignIn] = {}
@@ -397,6 +465,59 @@ class World:
         self.cloudtrail_delay = 0.3
         self.cloudtrail_jitter = 0.0
         self.lookup_window = "clip"  # a StartTime older than 90 days: "clip" or "error"
+
+    # ----------------------------------------------------------------- STS sessions
+    def session_token(self, access_key_id: str, expires_at: dt.datetime, size: int) -> str:
+        """A session token for ``access_key_id`` (``size`` bytes, base64: 80 or 120 characters
+        for 60 or 90): its expiry (4 bytes, Unix seconds), random bytes, and an HMAC-SHA256 of
+        key id, expiry and randomness under this world's key. Like AWS's own tokens it
+        describes itself, so nothing needs keeping once the session is dropped."""
+        stamp = int(expires_at.timestamp()).to_bytes(4, "big")
+        body = stamp + secrets.token_bytes(size - 4 - 32)
+        tag = hmac.new(self.session_key, access_key_id.encode() + body, hashlib.sha256).digest()
+        return base64.b64encode(body + tag).decode()
+
+    def token_expiry(self, access_key_id: str, token: str) -> dt.datetime | None:
+        """The expiry a session token of this world carries for ``access_key_id``; None when
+        it is not one (another world's, another key's, altered, or not base64)."""
+        try:
+            raw = base64.b64decode(token.encode(), validate=True)
+        except ValueError:
+            return None
+        if len(raw) < 4 + 32:
+            return None
+        body, tag = raw[:-32], raw[-32:]
+        expected = hmac.new(self.session_key, access_key_id.encode() + body, hashlib.sha256)
+        if not hmac.compare_digest(tag, expected.digest()):
+            return None
+        return dt.datetime.fromtimestamp(int.from_bytes(body[:4], "big"), dt.UTC)
+
+    def add_session(self, session: Principal) -> None:
+        """A new STS session: usable until it expires, then dropped (see :meth:`drop_expired`)."""
+        assert session.expires_at is not None and session.session_token is not None
+        with self.lock:
+            self.drop_expired()
+            self.principals[session.access_key_id] = session
+            heapq.heappush(self.session_expiries, (session.expires_at, session.access_key_id))
+
+    def drop_expired(self) -> int:
+        """Forget the STS sessions expired on the sandbox clock (their calls are answered
+        ExpiredToken from their tokens alone). How many are live."""
+        with self.lock:
+            now = self.clock.now()
+            while self.session_expiries and self.session_expiries[0][0] <= now:
+                _, key = heapq.heappop(self.session_expiries)
+                self.principals.pop(key, None)
+            return len(self.session_expiries)
+
+    # ----------------------------------------------------------------- CloudTrail store
+    def set_cloudtrail_max_events(self, count: int) -> None:
+        """Keep the newest ``count`` CloudTrail events (older ones drop out of LookupEvents)."""
+        if not 1 <= count <= MAX_CLOUDTRAIL_MAX_EVENTS:
+            raise ValueError(f"max_events must be 1..{MAX_CLOUDTRAIL_MAX_EVENTS}, got {count}")
+        with self.lock:
+            self.cloudtrail_max_events = count
+            self.events = collections.deque(self.events, maxlen=count)
 
     # ----------------------------------------------------------------- principals
     def add_principal(self, principal: Principal) -> Principal:

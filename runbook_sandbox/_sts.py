@@ -18,7 +18,9 @@ https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html):
   hour when the caller is itself a role session (role chaining); default 3600; ``RoleSessionName``
   2 to 64 characters of ``[\\w+=,.@-]``; ``Policy`` (a JSON document) and ``PolicyArns`` (managed
   policies of the role's account) become session policies that bound the session;
-* the answer: ``ASIA...`` keys, a session token, an expiry on the sandbox clock, and
+* the answer: ``ASIA...`` keys, a session token (which carries its expiry: an expired session
+  is dropped, and its calls are still answered ``ExpiredToken``), an expiry on the sandbox
+  clock, and
   ``AssumedRoleUser`` ``{AssumedRoleId: ROLEID:SESSION, Arn: arn:aws:sts::ACCOUNT:
   assumed-role/ROLE/SESSION}`` (the role's path is not in that ARN). GetCallerIdentity answers
   the same ARN and user id; CloudTrail records the session as ``AssumedRole`` with its
@@ -37,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 from typing import Any
 
 from . import _authz
@@ -48,6 +51,8 @@ MAX_ROOT_SESSION_SECONDS = 900
 MIN_ROLE_SESSION_SECONDS = 900
 DEFAULT_ROLE_SESSION_SECONDS = 3600
 ROLE_CHAINING_MAX_SECONDS = 3600
+# session tokens' sizes in bytes (base64: 80 and 120 characters, as the sandbox always issued)
+ROOT_TOKEN_BYTES, ROLE_TOKEN_BYTES = 60, 90
 SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 ROOT_ARN = re.compile(r"arn:aws:iam::(\d{12}):root")
 ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]+)")
@@ -145,21 +150,22 @@ def assume_root(world: World, req: AwsRequest, principal: Principal) -> Response
             )
         now = world.clock.now()
         expires = (now + dt.timedelta(seconds=duration)).replace(microsecond=0)
+        key_id = new_key_id("ASIA")
         session = Principal(
-            name=f"assumed-root/{account_id}",
+            name=sys.intern(f"assumed-root/{account_id}"),
             kind="assumed-root",
             account_id=account_id,
             arn=f"arn:aws:iam::{account_id}:root",
-            access_key_id=new_key_id("ASIA"),
+            access_key_id=key_id,
             secret_access_key=new_secret(),
-            session_token=new_secret() + new_secret(),
+            session_token=world.session_token(key_id, expires, ROOT_TOKEN_BYTES),
             expires_at=expires,
-            task_policy_arn=policy_arn,
+            task_policy_arn=sys.intern(policy_arn),  # one string for every session's ARN
             assumed_by_arn=principal.arn,
             assumed_by_account=principal.account_id,
         )
         session.user_id = account_id
-        world.principals[session.access_key_id] = session
+        world.add_session(session)
         world.principals_by_request[req.request_id] = session
     return render_result(
         req,
@@ -290,14 +296,15 @@ def assume_role(world: World, req: AwsRequest, principal: Principal) -> Response
     policies = _session_policies(req, account_id)
     now = world.clock.now()
     expires = (now + dt.timedelta(seconds=duration)).replace(microsecond=0)
+    key_id = new_key_id("ASIA")
     session = Principal(
         name=f"assumed-role/{role.name}/{session_name}",
         kind="assumed-role",
         account_id=account_id,
         arn=f"arn:aws:sts::{account_id}:assumed-role/{role.name}/{session_name}",
-        access_key_id=new_key_id("ASIA"),
+        access_key_id=key_id,
         secret_access_key=new_secret(),
-        session_token=new_secret() + new_secret() + new_secret(),
+        session_token=world.session_token(key_id, expires, ROLE_TOKEN_BYTES),
         user_id=f"{role.id}:{session_name}",
         expires_at=expires,
         assumed_by_arn=principal.arn,
@@ -313,7 +320,7 @@ def assume_role(world: World, req: AwsRequest, principal: Principal) -> Response
         ),
     )
     with world.lock:
-        world.principals[session.access_key_id] = session
+        world.add_session(session)
         world.principals_by_request[req.request_id] = session
     result: dict[str, Any] = {
         "Credentials": {

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from . import require_extra
 
@@ -30,8 +31,16 @@ def _line(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line (``prog: message``) and exit 2, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        _line(f"{self.prog}: {message}")
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser(prog: str = "runbook-sandbox") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog,
         description="Serve the local AWS sandbox (moto behind a layer for root-user behaviour) "
         "on 127.0.0.1 in the foreground. Prints its endpoint, principals and control token as "
@@ -44,6 +53,13 @@ def build_parser(prog: str = "runbook-sandbox") -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one (default)"
+    )
+    parser.add_argument(
+        "--cloudtrail-max-events",
+        type=int,
+        metavar="N",
+        help="keep the newest N CloudTrail events for LookupEvents (default 10000; older ones "
+        "drop out, so memory stays bounded however many calls are made)",
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
@@ -64,7 +80,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "runbook-sandbox") -> in
             print(f"{name:<20} {text}")
         return EXIT_OK
     try:
-        sandbox = Sandbox(args.scenario, args.port)
+        sandbox = Sandbox(args.scenario, args.port, args.cloudtrail_max_events)
     except ValueError as err:
         _line(f"{prog}: {err}")
         return EXIT_USAGE

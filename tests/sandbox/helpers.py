@@ -61,6 +61,18 @@ def session_client(
     )
 
 
+def with_unknown_key(info: SandboxInfo) -> SandboxInfo:
+    """``info`` whose only principal, ``ghost``, signs with an access key the sandbox does not
+    know."""
+    ghost = {
+        "account_id": info.target_account_id,
+        "arn": "x",
+        "access_key_id": "AKIAGHOSTGHOSTGHOST1",
+        "secret_access_key": "x" * 40,
+    }
+    return SandboxInfo.from_json({**info.__dict__, "principals": {"ghost": ghost}})
+
+
 def root_arn(info: SandboxInfo) -> str:
     return f"arn:aws:iam::{info.target_account_id}:root"
 

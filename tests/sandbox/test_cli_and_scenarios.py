@@ -16,7 +16,7 @@ import pytest
 from runbook_sandbox import SCENARIOS, SandboxInfo, sandbox_process
 
 RUNBOOK = [sys.executable, "-m", "runbook_lib.cli"]
-FIXED = [name for name in SCENARIOS if name != "fleet-N"]
+FIXED = [name for name in SCENARIOS if not name.startswith("fleet-N")]
 ORG_SCENARIOS = {"member", "member-no-password", "management", "fleet-3"}
 
 

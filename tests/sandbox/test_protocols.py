@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 from runbook_sandbox import SandboxInfo
 from runbook_sandbox._protocol import REST_XML_SIGNING_NAMES, SERVED_SERVICES
 
-from .helpers import AUDIT, assume_root, session_client
+from .helpers import AUDIT, assume_root, session_client, with_unknown_key
 
 # (service, protocol botocore speaks to it, a harmless call)
 OUT_OF_SCOPE: list[tuple[str, str, Callable[[Any], Any]]] = [
@@ -79,19 +79,7 @@ def test_a_json_operation_names_itself(standalone: SandboxInfo) -> None:
 def test_unknown_key_is_refused_in_the_callers_protocol(
     standalone: SandboxInfo, service: str, protocol: str, call: Callable[[Any], Any]
 ) -> None:
-    ghost = SandboxInfo.from_json(
-        {
-            **standalone.__dict__,
-            "principals": {
-                "ghost": {
-                    "account_id": standalone.target_account_id,
-                    "arn": "x",
-                    "access_key_id": "AKIAGHOSTGHOSTGHOST1",
-                    "secret_access_key": "x" * 40,
-                }
-            },
-        }
-    )
+    ghost = with_unknown_key(standalone)
     with pytest.raises(ClientError) as exc:
         call(ghost.client(service, "ghost"))
     assert exc.value.response["Error"]["Code"] == "InvalidClientTokenId"
