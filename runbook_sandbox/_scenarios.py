@@ -277,11 +277,15 @@ def build(world: World) -> None:
 #: fleet members, by index: every 7th also keeps long-term root credentials (an access key and
 #: a signing certificate), every 13th has devices enabled four years ago, every 11th is suspended
 FLEET_LONG_TERM_KEYS, FLEET_OLD_DEVICES, FLEET_SUSPENDED = 7, 13, 11
+#: every 10th member (index 9, 19, ...: no password) keeps a virtual device
+FLEET_MFA_LEFT = 10
 
 
 def _fleet_builder(world: World, account_id: str, index: int) -> Callable[[], Account]:
-    """Mixed fleet: no MFA, one virtual, FIDO + virtual, hardware, no password (by index % 5);
-    long-term root credentials, old devices and suspended accounts on top (see above)."""
+    """Mixed fleet: no MFA, one virtual, FIDO + virtual, hardware, no password (by index % 5;
+    every other no-password member keeps a virtual device: the member whose password was
+    deleted and whose MFA was left, which the fleet audit plans a removal for); long-term root
+    credentials, old devices and suspended accounts on top (see above)."""
 
     def build_one() -> Account:
         now = world.clock.now()
@@ -293,6 +297,8 @@ def _fleet_builder(world: World, account_id: str, index: int) -> Callable[[], Ac
             devices = [_fido(account_id, "YubiKey", now), _virtual(account_id, "phone", now)]
         elif kind == 3:
             devices = [_hardware(account_id, now)]
+        elif index % FLEET_MFA_LEFT == FLEET_MFA_LEFT - 1:
+            devices = [_virtual(account_id, "left-behind", now)]
         old = index % FLEET_OLD_DEVICES == FLEET_OLD_DEVICES - 1
         account = _account(
             world,

@@ -282,3 +282,32 @@ def test_an_audit_being_resumed_elsewhere_is_not_resumed_twice(
     with lease.executing(run_dir.name), pytest.raises(lease.RunBusy):
         resume(run_dir)
     assert (run_dir / "events.jsonl").read_bytes() == before
+
+
+def test_a_throttled_fleet_is_audited_whole_and_its_record_is_the_unthrottled_one(
+    fleet_for: FleetFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fleet-N-throttled: every 4th AssumeRoot and every 3rd ListMFADevices is throttled."""
+    monkeypatch.setenv("RUNBOOK_RETRY_MODE", "standard")  # the SDK's back-off, no rate limit
+    monkeypatch.setattr(fleet_audit, "Backoff", lambda: Backoff(base=0.01, cap=0.05))
+    fleet = fleet_for("fleet-14-throttled")
+    throttled = audit(validate_fleet(fleet.raw(workers=4)), fleet.runs)
+    fired = sum(f["fired"] for f in fleet.info.control.faults())
+    assert fired >= 8  # 13 AssumeRoot and 13 ListMFADevices calls at least
+    fleet.info.control.clear_faults()
+    calm = audit(validate_fleet(fleet.raw(workers=4)), fleet.runs)
+    assert [c.reach for c, _ in iter_rows(throttled.record)].count("failed") == 0
+    assert parts_digest(throttled.path) == parts_digest(calm.path)
+    assert verify(throttled.path, keys.allowed_signers()).ok
+
+
+@pytest.mark.parametrize("variant", ["features-off", "credentials-only"])
+def test_without_root_sessions_every_member_says_so_and_nothing_is_assumed(
+    fleet_for: FleetFor, variant: str
+) -> None:
+    fleet = fleet_for(f"fleet-4-{variant}")
+    result = audit(validate_fleet(fleet.raw()), fleet.runs)
+    reaches = sorted(c.reach for c, _ in iter_rows(result.record))
+    assert reaches == ["features-disabled"] * 4 + ["management-account"]
+    assert result.counts["unreachable"] == 5
+    assert verify(result.path, keys.allowed_signers()).ok

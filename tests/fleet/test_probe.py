@@ -116,4 +116,13 @@ def test_the_fleet_read_and_judged_gives_each_verdict_its_reason(
     assert judged["member-5"].verdict is Verdict.OK  # no password, no device: as AWS advises
     # centralised members with a password: the password goes first, no MFA run is planned yet
     assert judged["member-2"].verdict is Verdict.ATTENTION
-    assert not any(f.runbook for j in judged.values() for f in j.findings)
+    # member-10 (index 9): the password deleted, a virtual device left: its removal is planned
+    assert judged["member-10"].verdict is Verdict.CHANGE_MFA
+    (planned,) = [f.runbook for f in judged["member-10"].findings if f.runbook]
+    assert planned["method"] == "assume-root" and planned["rebind"] == "skip"
+    planned_elsewhere = [
+        name
+        for name, j in judged.items()
+        if name != "member-10" and any(f.runbook for f in j.findings)
+    ]
+    assert planned_elsewhere == []
