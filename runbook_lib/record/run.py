@@ -827,13 +827,14 @@ class RunRecord:
         for rel, path in walk_run(self.path):
             if rel == LOCK_FILE or path.is_symlink() or not path.is_file():
                 continue
-            raw = read_regular(path)
-            if self._scanned.get(rel) == (
-                hashlib.sha256(raw).hexdigest(),
+            cached = self._scanned.get(rel)
+            if cached is not None and cached == (
+                sha256_file(path)[0],  # hashed as it is read: a large file is not held whole
                 frozenset(self.known_secrets),
                 fingerprints,
             ):
                 continue  # this object wrote exactly these bytes, scanned against the same
+            raw = read_regular(path)
             found = file_findings(raw, rel, self.known_secrets, fingerprints)
             if not found:
                 continue
