@@ -57,10 +57,11 @@ pytest: setup ## The test suite only: two workers (two cores), then the browser 
 sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)
 	$(BIN)/runbook sandbox --scenario $(or $(SCENARIO),standalone) --port $(or $(PORT),0)
 
-bench: setup ## Benchmarks (not tests); figures go to bench/RESULTS.md and bench/RUNBOOK_RESULTS.md
+bench: setup ## Benchmarks (not tests); figures go to bench/*RESULTS.md
 	$(BIN)/python bench/sandbox_bench.py
 	$(BIN)/python bench/runbook_bench.py
 	$(BIN)/python bench/scan_bench.py
+	$(BIN)/python bench/fleet_bench.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	@# rfc3987-syntax (and lark, only it needs it) is left out: jsonschema treats it as optional
