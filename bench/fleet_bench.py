@@ -11,6 +11,10 @@ Each measurement is a fresh process (``--child``): its own sandbox, AWS profiles
 and runs directory, all removed afterwards. Writes bench/FLEET_RESULTS.md.
 
     .venv/bin/python bench/fleet_bench.py [--quick]
+    .venv/bin/python bench/fleet_bench.py --screenshot docs/fleet-report.png   # the README's
+
+``--screenshot PNG`` audits fleet-1000, verifies the record and takes the first screen of its
+report.html in Chromium (the picture in the README).
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ def _hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def child(accounts: int, workers: int, processes: int, latency: float) -> dict[str, Any]:
-    """One audit in this process; what it measured, as JSON on stdout."""
+def child(
+    accounts: int, workers: int, processes: int, latency: float, png: Path | None = None
+) -> dict[str, Any]:
+    """One audit in this process; what it measured, as JSON on stdout (with ``png``, the first
+    screen of its report.html too)."""
     from runbook_demo import demo_keys, sandbox_profiles
     from runbook_lib.fleet.audit import audit
     from runbook_lib.fleet.params import validate_fleet
@@ -75,6 +82,11 @@ def child(accounts: int, workers: int, processes: int, latency: float) -> dict[s
         sandbox_pid = _sandbox_pid()
         sandbox_mib = _hwm_mib(sandbox_pid) if sandbox_pid else float("nan")
         ok = verify(result.path, keys.allowed_signers).ok
+        if png is not None:
+            sys.path.insert(0, str(ROOT))
+            from tests.fleet.sample_fleet import screenshot
+
+            screenshot(result.path / "report.html", png)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "accounts": result.accounts,
@@ -127,7 +139,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fleet-300 instead of 1000, no 5000")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--screenshot", metavar="PNG", help="audit fleet-1000, picture its report")
     args = parser.parse_args()
+    if args.screenshot:
+        print(json.dumps(child(1000, 8, 1, 0.0, Path(args.screenshot).resolve())))
+        return
     if args.child:
         n, w, p, lat = args.child
         print(json.dumps(child(int(n), int(w), int(p), float(lat))))

@@ -2,8 +2,8 @@
 one inline script runs under the page's own Content-Security-Policy (so the hash in the policy
 is the script's), a click on a header sorts the table, a second click reverses it, Enter on a
 focused header sorts too; the two charts draw every bar inside the picture. The first screen
-goes to test-artifacts/fleet-report.png (docs/fleet-report.png, for the README, is made by
-``python -m tests.fleet.sample_fleet docs/fleet-report.png``)."""
+goes to test-artifacts/fleet-report.png (docs/fleet-report.png, for the README, is a real
+audit of fleet-1000: ``bench/fleet_bench.py --screenshot docs/fleet-report.png``)."""
 
 from __future__ import annotations
 
