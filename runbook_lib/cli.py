@@ -148,9 +148,18 @@ class _ParametersFormatter(argparse.HelpFormatter):
 
 
 def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
+    raw = _file_and_overrides(args)
+    _refuse_digest_approval(args)
+    if getattr(args, "approval", None):
+        raw["approvals"] = _approval_files(args.approval)
+    return raw
+
+
+def _file_and_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``-f FILE`` then ``-p`` overrides; the file's problems and the overrides' are reported
+    together (a run's parameters, a fleet audit's)."""
     from .params import load_file, parse_overrides
 
-    # the file's problems and the overrides' problems are reported together
     raw: dict[str, Any] = {}
     problems: list[str] = []
     try:
@@ -163,9 +172,6 @@ def _raw_params(args: argparse.Namespace) -> dict[str, Any]:
         problems += error.problems
     if problems:
         raise ParameterError(problems)
-    _refuse_digest_approval(args)
-    if getattr(args, "approval", None):
-        raw["approvals"] = _approval_files(args.approval)
     return raw
 
 
@@ -609,31 +615,13 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return int(serve(list(args.sandbox_args), prog="runbook sandbox"))
 
 
-def _fleet_raw(args: argparse.Namespace) -> dict[str, Any]:
-    from .params import load_file, parse_overrides
-
-    raw: dict[str, Any] = {}
-    problems: list[str] = []
-    try:
-        raw = load_file(Path(args.file)) if args.file else {}
-    except ParameterError as error:
-        problems += error.problems
-    try:
-        raw.update(parse_overrides(args.param or []))
-    except ParameterError as error:
-        problems += error.problems
-    if problems:
-        raise ParameterError(problems)
-    return raw
-
-
 @contextlib.contextmanager
-def _fleet_progress(total_hint: int = 0) -> Any:
+def _fleet_progress() -> Any:
     """A tqdm bar on stderr (accounts done, failed, unreachable, throttled, rate); on a
     terminal only (tqdm's ``disable=None``), else a line per tenth done."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total_hint or None, unit="acct", file=sys.stderr, disable=None, delay=0.5)
+    bar = tqdm(total=None, unit="acct", file=sys.stderr, disable=None, delay=0.5)
     last = [0]
 
     def update(progress: Any) -> None:
@@ -685,7 +673,7 @@ def _cmd_fleet_audit(args: argparse.Namespace) -> int:
         _usage("fleet audit needs -f FLEET.yml (or --resume RUN_DIR)")
     from .fleet.params import validate_fleet
 
-    raw = _fleet_raw(args)
+    raw = _file_and_overrides(args)
     for name in ("workers", "processes"):
         if getattr(args, name) is not None:
             raw[name] = getattr(args, name)

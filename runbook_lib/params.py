@@ -89,17 +89,22 @@ class RunParameters:
     run_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name, value in data.items():
-            if isinstance(value, tuple):
-                data[name] = list(value)
-        return data
+        return plain_dict(self)
 
     def plan_view(self) -> dict[str, Any]:
         """The parameters the plan digest covers (``digest`` in the schema): all but the
         approvals themselves (they sign the digest), the operator's confirmations of console
         steps (statements of fact, verified through the API) and where the record is written."""
         return {k: v for k, v in self.to_dict().items() if schema.BY_NAME[k].digest}
+
+
+def plain_dict(params: Any) -> dict[str, Any]:
+    """A parameters dataclass as plain data (tuples as lists): run.json's, a fleet record's."""
+    data = asdict(params)
+    for name, value in data.items():
+        if isinstance(value, tuple):
+            data[name] = list(value)
+    return data
 
 
 schema.check_dataclass(RunParameters)

@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import HTTPClientError
 
@@ -60,8 +60,19 @@ from ..record.signing import Signer, load_key
 from ..record.verify import check_integrity
 from .params import FleetParameters, validate_fleet
 from .pool import ordered_map
-from .probe import Account, Organization, accounts_under, list_accounts, probe, read_organization
+from .probe import (
+    Account,
+    Organization,
+    accounts_under,
+    list_accounts,
+    probe,
+    reach_detail,
+    read_organization,
+)
 from .rules import Judgement, RootCredentials, Verdict, judge
+
+if TYPE_CHECKING:
+    from .report import AuditMeta
 
 KIND = "fleet-audit"
 PART_SIZE = 100
@@ -71,7 +82,7 @@ OUTPUTS = ("findings.csv", "findings.json", "report.html")
 #: rounds of back-off an account gets for throttling before it is recorded as failed
 THROTTLE_ROUNDS = 6
 
-Row = tuple[RootCredentials, Judgement]
+Row = tuple[RootCredentials, Judgement]  # report.Row, which imports py-ocsf-models (0.3 s)
 
 
 # --------------------------------------------------------------------------- progress
@@ -183,7 +194,7 @@ class _Reader:
                 if throttled < THROTTLE_ROUNDS:
                     continue
                 detail = (
-                    f"{err.operation}: {err.code}, request id {err.request_id or 'unknown'}"
+                    reach_detail(err)
                     if isinstance(err, ThrottledError)
                     else f"{type(err).__name__}: {err}"
                 )
@@ -400,8 +411,8 @@ def resume(
                 f"Fleet audit {record.run_id} was changed behind the record's back; it is not "
                 "resumed:\n  - " + "\n  - ".join(problems)
             )
-        started = next(e["data"] for e in record.events() if e.get("type") == STARTED)
-        now = dt.datetime.fromisoformat(str(started["judged_at"]).replace("Z", "+00:00"))
+        started = _started(record)
+        now = _judged_at(started)
         management = AwsContext.from_profile(
             params.management_profile, params.region, params.endpoint_url
         )
@@ -483,9 +494,7 @@ def fleet_status(record: RunRecord, executing: bool = False) -> dict[str, Any]:
     types = [e.get("type") for e in record.events()]
     parts = _parts(record)
     done = sum(int(p.get("accounts", 0)) for p in parts)
-    started: dict[str, Any] = next(
-        (e["data"] for e in record.events() if e.get("type") == STARTED), {}
-    )
+    started = _started(record)
     if record.sealed_final:
         status, where = "sealed", ", ".join(f"{n} {v}" for v, n in _counts(record).items() if n)
     else:
@@ -527,8 +536,7 @@ def judged_rows(record: RunRecord) -> Iterator[Row]:
     time and limits (pure, so equal to what the part holds; checked)."""
     info = record.created_info()
     params = info.get("parameters") or {}
-    started = next(e["data"] for e in record.events() if e.get("type") == STARTED)
-    now = dt.datetime.fromisoformat(str(started["judged_at"]).replace("Z", "+00:00"))
+    now = _judged_at(_started(record))
     for creds, recorded in iter_rows(record):
         judgement = judge(
             creds, now, int(params.get("max_device_age_days", 1095)), str(params["region"])
@@ -541,6 +549,16 @@ def judged_rows(record: RunRecord) -> Iterator[Row]:
         yield creds, judgement
 
 
+def _started(record: RunRecord) -> dict[str, Any]:
+    """``fleet.started``'s data (organization, judging time, scope); {} before it is written."""
+    return next((e["data"] for e in record.events() if e.get("type") == STARTED), {})
+
+
+def _judged_at(started: dict[str, Any]) -> dt.datetime:
+    """The time every account of the audit is judged at (resumed parts too)."""
+    return dt.datetime.fromisoformat(str(started["judged_at"]).replace("Z", "+00:00"))
+
+
 def _seconds(stamp: str) -> str:
     """An event's time (ISO 8601, microseconds, +00:00) as the audit writes times: to the
     second, Z."""
@@ -548,11 +566,12 @@ def _seconds(stamp: str) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-def audit_meta(record: RunRecord) -> Any:
+def audit_meta(record: RunRecord) -> AuditMeta:
+    """What every output names of the audit (its id, organization, region, times)."""
     from .report import AuditMeta
 
     info = record.created_info()
-    started = next(e for e in record.events() if e.get("type") == STARTED)
+    started = _started(record)
     finished = [e for e in record.events() if e.get("type") == FINISHED]
     params = info.get("parameters") or {}
     return AuditMeta(
@@ -560,7 +579,7 @@ def audit_meta(record: RunRecord) -> Any:
         organization_id=str(info.get("organization_id")),
         management_account_id=str(info.get("management_account_id")),
         region=str(params.get("region")),
-        started_at=str(started["data"]["judged_at"]),
+        started_at=str(started["judged_at"]),
         finished_at=_seconds(str(finished[-1]["time"])) if finished else None,
         max_device_age_days=int(params.get("max_device_age_days", 1095)),
         product_version=__version__,

@@ -7,12 +7,12 @@ same generic checks (:func:`runbook_lib.params.check_values`), every problem at 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import schema
 from ..errors import ParameterError
-from ..params import ACCOUNT_RE, check_common, check_values
+from ..params import ACCOUNT_RE, check_common, check_values, plain_dict
 from ..schema import Parameter
 from ..terminal import quote
 from .rules import DEFAULT_MAX_DEVICE_AGE_DAYS
@@ -133,11 +133,7 @@ class FleetParameters:
     run_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for name, value in data.items():
-            if isinstance(value, tuple):
-                data[name] = list(value)
-        return data
+        return plain_dict(self)
 
     def scope_view(self) -> dict[str, Any]:
         """What decides which accounts are read and how they are judged: a resumed audit must

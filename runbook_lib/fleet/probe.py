@@ -112,11 +112,11 @@ def probe(
             devices = read_session_devices(root)
             return root.run(lambda aws: _read(aws, base, devices))
     except AccessDeniedError as err:
-        return RootCredentials(**base, reach="access-denied", reach_detail=_detail(err))
+        return RootCredentials(**base, reach="access-denied", reach_detail=reach_detail(err))
     except ThrottledError:
         raise
     except AwsActionError as err:
-        return RootCredentials(**base, reach="failed", reach_detail=_detail(err))
+        return RootCredentials(**base, reach="failed", reach_detail=reach_detail(err))
 
 
 def _read(aws: AwsContext, base: dict[str, Any], devices: tuple[MfaDevice, ...]) -> RootCredentials:
@@ -162,7 +162,8 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else (str(value) if value else None)
 
 
-def _detail(err: AwsActionError) -> str:
+def reach_detail(err: AwsActionError) -> str:
+    """What an account's reach note says of the AWS error: operation, code, request id."""
     return f"{err.operation}: {err.code}, request id {err.request_id or 'unknown'}"
 
 

@@ -262,7 +262,7 @@ UNREACHABLE_NOTES: dict[str, str] = {
     "features-disabled": "centralised root access (RootSessions) is not enabled for this "
     "organization: enable it (IAM > Root access management) to audit members from here",
     "access-denied": "access denied: the caller needs sts:AssumeRoot with the "
-    "IAMAuditRootUserCredentials task policy (policies/runbook-assume-root.json), and no "
+    "IAMAuditRootUserCredentials task policy (policies/runbook-fleet-audit.json), and no "
     "SCP may deny it",
     "failed": "the audit could not read this account",
 }

@@ -646,15 +646,9 @@ class RunRecord:
         return target
 
     def _write_file(self, relpath: str, data: bytes, step: str | None, once: bool) -> Path:
-        parts = self._safe_parts(relpath)
-        rel = "/".join(parts)
+        rel = "/".join(self._safe_parts(relpath))
         with self._io_errors(), locked(self.path / LOCK_FILE):
-            self._refuse_if_final(f"{relpath} was not written")
-            if once:
-                self._refuse_existing(rel, self.path.joinpath(*parts), f"write {rel}")
-            target = self._make_parents(relpath, parts) / parts[-1]
-            if target.is_symlink() or (target.exists() and not target.is_file()):
-                raise RecordError(f"Refused to write {relpath}: not a regular file")
+            target = self._target_locked(relpath, once)
             tmp = stage(target, data)
             try:
                 self._append(
@@ -669,6 +663,19 @@ class RunRecord:
             fsync_dir(target.parent)
         return target
 
+    def _target_locked(self, relpath: str, once: bool) -> Path:
+        """Where ``relpath`` is to be written (parents made), the run.json lock held: refused
+        for a final run, an existing file when ``once``, anything but a regular file."""
+        parts = self._safe_parts(relpath)
+        rel = "/".join(parts)
+        self._refuse_if_final(f"{relpath} was not written")
+        if once:
+            self._refuse_existing(rel, self.path.joinpath(*parts), f"write {rel}")
+        target = self._make_parents(relpath, parts) / parts[-1]
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise RecordError(f"Refused to write {relpath}: not a regular file")
+        return target
+
     @contextmanager
     def streamed(
         self, relpath: str, *, step: str | None = None, once: bool = False
@@ -681,15 +688,9 @@ class RunRecord:
         scanned for secrets; a finding raises :class:`SecretRefused` and nothing is written,
         as does any error in the block (the temporary file is removed). The run.json lock is
         held throughout: the block must not write to this record."""
-        parts = self._safe_parts(relpath)
-        rel = "/".join(parts)
+        rel = "/".join(self._safe_parts(relpath))
         with self._io_errors(), locked(self.path / LOCK_FILE):
-            self._refuse_if_final(f"{relpath} was not written")
-            if once:
-                self._refuse_existing(rel, self.path.joinpath(*parts), f"write {rel}")
-            target = self._make_parents(relpath, parts) / parts[-1]
-            if target.is_symlink() or (target.exists() and not target.is_file()):
-                raise RecordError(f"Refused to write {relpath}: not a regular file")
+            target = self._target_locked(relpath, once)
             fingerprints = self.secret_fingerprints()
             sink = _ScanningSink(
                 target, lambda text: find_secrets(text, self.known_secrets, fingerprints), rel

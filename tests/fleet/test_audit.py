@@ -34,6 +34,19 @@ def parts_digest(run_dir: Path) -> list[tuple[str, str]]:
     ]
 
 
+def interrupted(fleet: Fleet, params: Any, after: int) -> Path:
+    """Audit until ``after`` accounts are done, then Ctrl-C (KeyboardInterrupt); the record."""
+
+    def stop(progress: Progress) -> None:
+        if progress.done == after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        audit(params, fleet.runs, on_progress=stop)
+    (run_dir,) = [p for p in fleet.runs.iterdir() if p.is_dir()]
+    return run_dir
+
+
 def test_an_audit_reads_every_account_judges_it_and_seals_a_record_that_verifies(
     fleet_for: FleetFor,
 ) -> None:
@@ -90,14 +103,7 @@ def test_an_interrupted_audit_resumes_without_reading_the_accounts_it_has(
     monkeypatch.setattr(fleet_audit, "PART_SIZE", 4)
     fleet = fleet_for("fleet-14")
     params = validate_fleet(fleet.raw(workers=2))
-
-    def stop_after_nine(progress: Progress) -> None:
-        if progress.done == 9:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        audit(params, fleet.runs, on_progress=stop_after_nine)
-    (run_dir,) = [p for p in fleet.runs.iterdir() if p.is_dir()]
+    run_dir = interrupted(fleet, params, 9)
     record = RunRecord.open(run_dir)
     assert not record.sealed_final
     done = [c.account_id for c, _ in iter_rows(record)]
@@ -130,14 +136,7 @@ def test_a_part_changed_before_resume_is_named_and_nothing_is_read(
 ) -> None:
     monkeypatch.setattr(fleet_audit, "PART_SIZE", 4)
     fleet = fleet_for("fleet-14")
-
-    def stop(progress: Progress) -> None:
-        if progress.done == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        audit(validate_fleet(fleet.raw(workers=1)), fleet.runs, on_progress=stop)
-    (run_dir,) = [p for p in fleet.runs.iterdir() if p.is_dir()]
+    run_dir = interrupted(fleet, validate_fleet(fleet.raw(workers=1)), 5)
     part = run_dir / "accounts" / "part-00001.jsonl"
     lines = part.read_text().splitlines(keepends=True)
     doc = json.loads(lines[0])
@@ -270,14 +269,7 @@ def test_an_audit_being_resumed_elsewhere_is_not_resumed_twice(
 
     monkeypatch.setattr(fleet_audit, "PART_SIZE", 2)
     fleet = fleet_for("fleet-3")
-
-    def stop(progress: Progress) -> None:
-        if progress.done == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        audit(validate_fleet(fleet.raw(workers=1)), fleet.runs, on_progress=stop)
-    (run_dir,) = [p for p in fleet.runs.iterdir() if p.is_dir()]
+    run_dir = interrupted(fleet, validate_fleet(fleet.raw(workers=1)), 3)
     before = (run_dir / "events.jsonl").read_bytes()
     with lease.executing(run_dir.name), pytest.raises(lease.RunBusy):
         resume(run_dir)
@@ -311,3 +303,37 @@ def test_without_root_sessions_every_member_says_so_and_nothing_is_assumed(
     assert reaches == ["features-disabled"] * 4 + ["management-account"]
     assert result.counts["unreachable"] == 5
     assert verify(result.path, keys.allowed_signers()).ok
+
+
+def test_resume_refuses_what_is_not_an_interrupted_audit_of_this_organization(
+    fleet_for: FleetFor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from runbook_lib.fleet.probe import Organization
+    from tests.record.helpers import make_run
+
+    plain = make_run(tmp_path / "other-runs")  # a record, but not a fleet audit
+    with pytest.raises(RunRefused, match="is not a fleet audit"):
+        resume(plain.path)
+    monkeypatch.setattr(fleet_audit, "PART_SIZE", 2)
+    fleet = fleet_for("fleet-3")
+    run_dir = interrupted(fleet, validate_fleet(fleet.raw(workers=1)), 2)
+    before = (run_dir / "events.jsonl").read_bytes()
+    elsewhere = Organization("o-another", "999999999999", frozenset({"RootSessions"}))
+    monkeypatch.setattr(fleet_audit, "read_organization", lambda management: elsewhere)
+    with pytest.raises(RunRefused, match="reaches organization o-another, not the audit's"):
+        resume(run_dir)
+    assert (run_dir / "events.jsonl").read_bytes() == before
+
+
+def test_outputs_are_refused_when_the_rules_no_longer_give_the_recorded_verdicts(
+    fleet_for: FleetFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbook_lib.fleet.rules import Judgement, Verdict
+
+    fleet = fleet_for("fleet-3")
+    result = audit(validate_fleet(fleet.raw(workers=1)), fleet.runs)
+    monkeypatch.setattr(
+        fleet_audit, "judge", lambda creds, *a: Judgement(creds.account_id, Verdict.OK)
+    )
+    with pytest.raises(RunRefused, match="the part says .*, the rules say ok"):
+        list(fleet_audit.judged_rows(result.record))

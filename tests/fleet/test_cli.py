@@ -142,3 +142,19 @@ def test_fleet_plan_writes_files_runbook_plan_takes_as_they_are(
     # nothing is replaced: a second plan into the same directory is refused whole
     code = cli.main(["fleet", "plan", run_dir, "--out", str(plans), "--change-ticket", "CHG-42"])
     assert code == cli.EXIT_USAGE and "exists" in capsys.readouterr().err
+
+
+def test_fleet_plan_of_a_record_that_is_not_a_fleet_audit_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.keys import signer
+    from tests.record.helpers import make_run
+
+    record = make_run(tmp_path / "runs")
+    record.seal(final=True, signer=signer())  # verifies: refused for what it is
+    code = cli.main(
+        ["fleet", "plan", str(record.path), "--out", str(tmp_path / "p"), "--change-ticket", "C-1"]
+    )
+    assert code == cli.EXIT_FAILED
+    assert "is not a fleet audit" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
