@@ -72,7 +72,8 @@ def floor_once(tmp: Path) -> float:
 
 SIX = """
 import sys, papermill
-from runbook_lib.kernel import ENGINE, Kernel
+from runbook_lib.kernel import Kernel, engine
+ENGINE = engine()
 kernel = Kernel()
 for i in range(6):
     papermill.execute_notebook(sys.argv[1], sys.argv[2], kernel_name="python3", km=kernel.get(),

@@ -7,6 +7,9 @@ least 0.2 s each time (jupyter_client flushes IOPub for that long), six times a 
 :data:`ENGINE` engine is papermill's own (parameters, output conventions, the error banner,
 the notebook written even on failure) but hands nbclient the run's one ready client
 (:meth:`Kernel.client`), which nbclient keeps when it does not own the kernel.
+
+Importing this module imports no papermill (~0.5 s): a kernel can be started first and boot
+while papermill is imported (:func:`engine` registers the engine, from :mod:`._engine`).
 """
 
 from __future__ import annotations
@@ -17,10 +20,6 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
-
-from papermill.clientwrap import PapermillNotebookClient
-from papermill.engines import NBClientEngine, papermill_engines
-from papermill.utils import merge_kwargs, remove_args
 
 from .isolation import kernel_env, kernel_specs
 
@@ -107,46 +106,8 @@ class Kernel:
             self._dir = None
 
 
-class _SharedClientNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
-    """papermill's client, on a kernel client it is given (nbclient resets ``kc`` to None in
-    its ``__init__``: it is set after)."""
+def engine() -> str:
+    """Register the :data:`ENGINE` engine with papermill (imports papermill); its name."""
+    from . import _engine  # noqa: F401 - registers on import
 
-    def __init__(self, nb_man: Any, km: Any = None, shared_kc: Any = None, **kw: Any) -> None:
-        super().__init__(nb_man, km=km, **kw)
-        self.kc = shared_kc
-
-
-class SharedClientEngine(NBClientEngine):  # type: ignore[misc]
-    """papermill's nbclient engine, with ``shared_kc``: the kernel client every notebook of a
-    run reuses. Arguments are prepared exactly as papermill's own engine prepares them."""
-
-    @classmethod
-    def execute_managed_notebook(
-        cls,
-        nb_man: Any,
-        kernel_name: str,
-        log_output: bool = False,
-        stdout_file: Any = None,
-        stderr_file: Any = None,
-        start_timeout: int = 60,
-        execution_timeout: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        from papermill.engines import logger
-
-        kwargs = remove_args(["input_path"], **kwargs)
-        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
-        final_kwargs = merge_kwargs(
-            safe_kwargs,
-            timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
-            startup_timeout=start_timeout,
-            kernel_name=kernel_name,
-            log=logger,
-            log_output=log_output,
-            stdout_file=stdout_file,
-            stderr_file=stderr_file,
-        )
-        return _SharedClientNotebookClient(nb_man, **final_kwargs).execute()
-
-
-papermill_engines.register(ENGINE, SharedClientEngine)
+    return ENGINE

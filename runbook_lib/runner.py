@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import lease
 from .approval import (
@@ -56,7 +56,6 @@ from .creation import (
     verified_approvals,
 )
 from .errors import ParameterError, RunbookError, RunRefused, SigningError
-from .kernel import ENGINE, Kernel
 from .params import RunParameters, validate
 from .plan import STEPS, Plan, describe, make_plan, notebook_path, operator_signer
 from .procedure.context import (
@@ -72,6 +71,9 @@ from .record.run import RunRecord
 from .record.signing import APPROVAL_NAMESPACE, Signer
 from .record.signing import verify as verify_signature
 from .record.verify import VerifyReport, check_integrity, trust_root, verify
+
+if TYPE_CHECKING:  # papermill (~0.5 s to import) only where notebooks execute
+    from .kernel import Kernel
 
 FLEET_KIND = "fleet-audit"  # runbook_lib.fleet.audit.KIND (imported there only when needed)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
@@ -236,6 +238,9 @@ def _execute(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from .kernel import Kernel, engine
+
+    engine_name = engine()
     kernel = kernel or Kernel()
     values = params.to_dict()
     values["run_dir"] = str(record.path)
@@ -261,7 +266,7 @@ def _execute(
                         log_output=False,
                         # written once at the end (and on failure), not after every cell
                         request_save_on_cell_execute=False,
-                        engine_name=ENGINE,
+                        engine_name=engine_name,
                         km=kernel.get(),
                         shared_kc=kernel.client(),
                         cwd=str(Path.cwd()),

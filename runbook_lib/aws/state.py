@@ -134,6 +134,18 @@ def read_root_virtual_devices(aws: AwsContext, account_id: str) -> tuple[str, ..
     )
 
 
+def start_credential_report(aws: AwsContext) -> bool:
+    """``iam:GenerateCredentialReport`` now, so that IAM builds the report while other reads go
+    on and :func:`read_credential_report_root` finds it ready (it asks again: a report being
+    built, or younger than four hours, is answered as such). True if IAM took the request; a
+    refusal is not raised here: the read that needs the report records it."""
+    try:
+        call(aws.client("iam"), "generate_credential_report", "iam:GenerateCredentialReport")
+    except AwsActionError:
+        return False
+    return True
+
+
 def read_credential_report_root(aws: AwsContext, timeout: float = 60.0) -> CredentialReportRoot:
     """``iam:GenerateCredentialReport`` once, then ``iam:GetCredentialReport`` until the report
     is ready: while IAM generates it, GetCredentialReport answers ``ReportInProgress``. (A

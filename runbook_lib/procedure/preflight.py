@@ -18,7 +18,12 @@ from ..aws.identity import (
     removal_methods,
     require_method,
 )
-from ..aws.state import RootMfaSnapshot, device_kind, root_credential_findings
+from ..aws.state import (
+    RootMfaSnapshot,
+    device_kind,
+    root_credential_findings,
+    start_credential_report,
+)
 from ..errors import PreconditionError
 from ..params import RunParameters
 from .common import audit_snapshot, record_snapshot
@@ -80,6 +85,8 @@ def identity(step: Step) -> dict[str, Any]:
         step.log(Event.PRECONDITION_FAILED, check="account guard", reason=str(err))
         raise
     step.log(Event.OBSERVATION_IDENTITY, arn=who.arn, account_id=who.account_id)
+    # the right account: IAM may build the credential report that state() reads meanwhile
+    start_credential_report(step.target)
     return {"arn": who.arn, "account_id": who.account_id, "expected account": "matches"}
 
 
