@@ -1,5 +1,5 @@
 """papermill's nbclient engine on the run's one shared kernel client (see
-:mod:`runbook_lib.kernel`); registered as :data:`runbook_lib.kernel.ENGINE` on import."""
+:mod:`runbook_lib.kernel`, whose :func:`~runbook_lib.kernel.engine` registers it)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
-
-from .kernel import ENGINE
 
 
 class _SharedClientNotebookClient(PapermillNotebookClient):  # type: ignore[misc]
@@ -54,4 +52,6 @@ class SharedClientEngine(NBClientEngine):  # type: ignore[misc]
         return _SharedClientNotebookClient(nb_man, **final_kwargs).execute()
 
 
-papermill_engines.register(ENGINE, SharedClientEngine)
+def register(name: str) -> None:
+    """Make :class:`SharedClientEngine` papermill's engine ``name``."""
+    papermill_engines.register(name, SharedClientEngine)

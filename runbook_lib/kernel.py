@@ -108,6 +108,7 @@ class Kernel:
 
 def engine() -> str:
     """Register the :data:`ENGINE` engine with papermill (imports papermill); its name."""
-    from . import _engine  # noqa: F401 - registers on import
+    from . import _engine
 
+    _engine.register(ENGINE)
     return ENGINE

@@ -241,7 +241,8 @@ def test_a_missing_plugin_is_one_line_naming_the_extra(
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(f"import sys\nsys.modules[{hidden!r}] = None\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
+    # (no __pycache__ of this scaffold beside it: the snapshot compares the CLI's doing)
+    env = {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
     before = snapshot(workdir)
     result = subprocess.run(
         [sys.executable, "-m", "runbook_lib.cli", command],
