@@ -15,10 +15,11 @@ source's size and mtime). So the kernel (batch, and every kernel of ``runbook la
 * bytecode only from a private cache (``PYTHONPYCACHEPREFIX``: ``~/.cache/root-mfa-runbook``,
   or ``RUNBOOK_PYCACHE_DIR``), so no ``__pycache__`` beside the sources is ever read;
 * SDK logging that cannot print credentials (:func:`quiet_sdk_logging`, called in the kernel);
-* **this interpreter** (:func:`kernel_spec`; :func:`kernel_specs` for batch runs, ``runbook
-  lab`` writes it into its fresh Jupyter data directory): the kernel is ``sys.executable -m
-  ipykernel_launcher``, whatever kernelspecs ``JUPYTER_PATH``, the user's or the system's
-  Jupyter directories hold, so an installed runbook runs its own installed library.
+* **this interpreter** (:func:`kernel_spec`, which ``runbook lab`` writes into its fresh Jupyter
+  data directory: ``sys.executable -m ipykernel_launcher``; :func:`kernel_specs` for batch
+  runs: ``sys.executable -m runbook_lib.batch_kernel``, the same kernel without a debugger or
+  IPython history), whatever kernelspecs ``JUPYTER_PATH``, the user's or the system's Jupyter
+  directories hold, so an installed runbook runs its own installed library.
 
 What this does not cover: someone who can write the installed sources themselves (their hash is
 in the plan digest, with the installed distributions' names and versions: :mod:`runbook_lib.plan`),
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,18 +109,31 @@ KERNEL_NAME = "python3"
 
 def kernel_spec() -> dict[str, Any]:
     """The kernelspec (``kernel.json``) of a run's kernel: ipykernel's own for this interpreter,
-    argv ``[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]``."""
+    argv ``[sys.executable, "-m", "runbook_lib.batch_kernel", "-f", "{connection_file}"]``."""
     from ipykernel.kernelspec import get_kernel_dict
 
     return dict(get_kernel_dict())
 
 
+def batch_kernel_argv() -> list[str]:
+    """A batch run's kernel command: :mod:`runbook_lib.batch_kernel` (ipykernel without a
+    debugger or IPython history) on this interpreter."""
+    return [sys.executable, "-m", "runbook_lib.batch_kernel", "-f", "{connection_file}"]
+
+
 def kernel_specs() -> Any:
     """The kernelspecs a batch run's kernel is chosen from: no kernelspec directory is read, so
-    the only one is ``python3``, ipykernel's native kernel: :func:`kernel_spec`."""
+    the only one is ``python3``, ipykernel's native kernel (:func:`kernel_spec`) started as
+    :func:`batch_kernel_argv`."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return KernelSpecManager(kernel_dirs=[], ensure_native_kernel=True)
+    class BatchKernelSpecs(KernelSpecManager):  # type: ignore[misc]
+        def get_kernel_spec(self, kernel_name: str) -> Any:
+            spec = super().get_kernel_spec(kernel_name)
+            spec.argv = batch_kernel_argv()
+            return spec
+
+    return BatchKernelSpecs(kernel_dirs=[], ensure_native_kernel=True)
 
 
 def quiet_sdk_logging() -> None:

@@ -51,6 +51,7 @@ from ._client import (  # noqa: E402 - after the check: without the extra, nothi
     ControlApiError,
     ControlClient,
     SandboxInfo,
+    boto_session,
     stop_process,
     write_profiles,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "ControlClient",
     "Sandbox",
     "SandboxInfo",
+    "boto_session",
     "sandbox_process",
     "require_extra",
     "stop_process",

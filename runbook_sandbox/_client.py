@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -14,7 +15,34 @@ from typing import Any
 from urllib.parse import quote
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
+
+
+@functools.cache
+def _data_loader() -> botocore.loaders.Loader:
+    """One botocore data loader for the process's sandbox clients: it keeps what it has parsed
+    (endpoints.json, each service model: megabytes of JSON), so a new session does not parse
+    them again. (runbook_lib.aws.session has its own: this package imports nothing of it.)"""
+    loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+    # boto3 appends its data directory on every Session: keep it once
+    paths: list[str] = loader.search_paths
+    loader._search_paths = _OncePaths(paths)  # type: ignore[attr-defined]
+    return loader
+
+
+class _OncePaths(list[str]):
+    def append(self, item: str) -> None:
+        if item not in self:
+            super().append(item)
+
+
+def boto_session(**kwargs: Any) -> boto3.Session:
+    """``boto3.Session(**kwargs)`` on the process's shared data loader (:func:`_data_loader`)."""
+    core = botocore.session.Session()
+    core.register_component("data_loader", _data_loader())
+    return boto3.Session(botocore_session=core, **kwargs)
 
 
 class ControlApiError(RuntimeError):
@@ -294,7 +322,7 @@ class SandboxInfo:
 
     def session(self, principal: str = "admin", region: str | None = None) -> boto3.Session:
         keys = self.principals[principal]
-        return boto3.Session(
+        return boto_session(
             aws_access_key_id=keys["access_key_id"],
             aws_secret_access_key=keys["secret_access_key"],
             region_name=region or self.region,

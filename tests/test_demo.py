@@ -20,7 +20,7 @@ def _kernels() -> list[psutil.Process]:
     return [
         child
         for child in psutil.Process().children(recursive=True)
-        if "ipykernel_launcher" in " ".join(child.cmdline())
+        if "runbook_lib.batch_kernel" in " ".join(child.cmdline())
     ]
 
 

@@ -227,7 +227,7 @@ def kernels_of(pid: int) -> list[psutil.Process]:
     return [
         p
         for p in psutil.Process(pid).children(recursive=True)
-        if "ipykernel_launcher" in " ".join(p.cmdline())
+        if "runbook_lib.batch_kernel" in " ".join(p.cmdline())
     ]
 
 

@@ -5,6 +5,7 @@ papermill's conventions hold (parameters injected, every notebook written)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jupyter_client.asynchronous
@@ -37,3 +38,41 @@ def test_one_ready_client_serves_every_notebook_of_a_run(
         tags = [c.get("metadata", {}).get("tags", []) for c in nb.cells]
         assert ["injected-parameters"] in tags, name  # papermill's injected cell, as before
         assert nb.metadata["papermill"]["exception"] in (None, False), name
+
+
+def test_a_batch_kernel_has_no_debugger_and_keeps_no_history(tmp_path: Path) -> None:
+    """runbook_lib.batch_kernel: debugpy cannot be imported (ipykernel offers no debugger:
+    nothing attaches through the control channel), IPython's history is off; the kernel
+    still runs code as ipykernel does."""
+    from jupyter_core.utils import run_sync
+
+    from runbook_lib.kernel import Kernel
+
+    kernel = Kernel()
+    try:
+        kc = kernel.client()
+        assert "runbook_lib.batch_kernel" in " ".join(kernel.km.kernel_spec.argv)
+        code = (
+            "import sys; ip = get_ipython()\n"
+            "print(sys.modules.get('debugpy', 'absent'), ip.history_manager.enabled,"
+            " type(ip.kernel).__name__, 6 * 7)"
+        )
+        reply = run_sync(kc.execute_interactive)(code, timeout=30, output_hook=_collect(out := []))
+        assert reply["content"]["status"] == "ok"
+        assert "".join(out).split() == ["None", "False", "IPythonKernel", "42"]
+        # the debug_request a frontend's debugger sends: no debugger answers it
+        msg = kc.session.msg("debug_request", {"type": "request", "seq": 1, "command": "initialize"})
+        kc.control_channel.send(msg)
+        answer = run_sync(kc.control_channel.get_msg)(timeout=10)
+        assert answer["parent_header"]["msg_id"] == msg["header"]["msg_id"]
+        assert answer["content"] in ({}, None) or answer["content"].get("success") is not True
+    finally:
+        kernel.shutdown()
+
+
+def _collect(into: list[str]) -> Callable[[dict[str, Any]], None]:
+    def hook(msg: dict[str, Any]) -> None:
+        if msg["header"]["msg_type"] == "stream":
+            into.append(msg["content"]["text"])
+
+    return hook

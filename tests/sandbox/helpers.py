@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook_sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo, boto_session
 
 AUDIT = "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"
 DELETE = "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"
@@ -48,7 +47,7 @@ def session_client(
     info: SandboxInfo, creds: dict[str, Any], service: str, region: str = "us-east-1"
 ) -> Any:
     """A boto3 client on AssumeRoot session credentials, retries off."""
-    session: Any = boto3.Session(
+    session: Any = boto_session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import boto3
 import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
@@ -24,7 +23,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from runbook_sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo, boto_session
 from runbook_sandbox._protocol import AwsError, AwsRequest
 from runbook_sandbox._sigv4 import check
 from runbook_sandbox._state import Principal
@@ -53,7 +52,7 @@ def _client(
 ) -> Any:
     """A boto3 client like ``info.client`` but with the key id or the secret replaced."""
     keys = info.principals[principal]
-    session: Any = boto3.Session(
+    session: Any = boto_session(
         aws_access_key_id=key or keys["access_key_id"],
         aws_secret_access_key=secret or keys["secret_access_key"],
         region_name=info.region,

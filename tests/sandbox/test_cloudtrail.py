@@ -11,13 +11,12 @@ import json
 import time
 from typing import Any
 
-import boto3
 import pyotp
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook_sandbox import SandboxInfo
+from runbook_sandbox import SandboxInfo, boto_session
 
 DELETE_TASK = "arn:aws:iam::aws:policy/root-task/IAMDeleteRootUserCredentials"
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
@@ -67,15 +66,12 @@ def _assume_root(info: SandboxInfo, region: str) -> dict[str, Any]:
 
 
 def _session_client(info: SandboxInfo, creds: dict[str, Any], service: str, region: str) -> Any:
-    return boto3.client(
-        service,
+    return boto_session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
-        endpoint_url=info.endpoint,
         region_name=region,
-        config=NO_RETRIES,
-    )
+    ).client(service, endpoint_url=info.endpoint, config=NO_RETRIES)
 
 
 def _with_principal(

@@ -24,12 +24,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook_sandbox import ControlApiError, SandboxInfo
+from runbook_sandbox import ControlApiError, SandboxInfo, boto_session
 
 from .helpers import AUDIT, error_code, with_unknown_key
 
@@ -50,7 +49,7 @@ def _members(info: SandboxInfo) -> list[str]:
 
 
 def _session_iam(info: SandboxInfo, creds: dict[str, Any], config: Config) -> Any:
-    return boto3.Session(
+    return boto_session(
         aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],

@@ -34,12 +34,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runbook_sandbox import SandboxInfo, write_profiles
+from runbook_sandbox import SandboxInfo, boto_session, write_profiles
 from tests.conftest import isolate_aws_env
 
 from .helpers import AUDIT, DELETE, error_code, session_client
@@ -122,7 +121,7 @@ class Profiles:
     def client(self, profile: str, service: str) -> Any:
         """A client of the profile's one boto3 session (so of one role session)."""
         if profile not in self.sessions:
-            self.sessions[profile] = boto3.Session(profile_name=profile, region_name="us-east-1")
+            self.sessions[profile] = boto_session(profile_name=profile, region_name="us-east-1")
         session = self.sessions[profile]
         return session.client(service, endpoint_url=self.info.endpoint, config=NO_RETRIES)
 
@@ -212,7 +211,7 @@ def test_session_token_is_checked(standalone: SandboxInfo) -> None:
     assert creds["AccessKeyId"].startswith("ASIA")
     assert _role_client(standalone, creds, "iam").get_account_summary()["SummaryMap"]
     for token in (None, creds["SessionToken"][:-2] + "xx"):
-        session: Any = boto3.Session(
+        session: Any = boto_session(
             aws_access_key_id=creds["AccessKeyId"],
             aws_secret_access_key=creds["SecretAccessKey"],
             aws_session_token=token,
