@@ -127,7 +127,7 @@ def kernel_specs() -> Any:
     :func:`batch_kernel_argv`."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    class BatchKernelSpecs(KernelSpecManager):  # type: ignore[misc]
+    class BatchKernelSpecs(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str) -> Any:
             spec = super().get_kernel_spec(kernel_name)
             spec.argv = batch_kernel_argv()
