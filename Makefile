@@ -55,12 +55,16 @@ chromium: ## Debian's chromium for the browser test (apt; only when /usr/bin/chr
 openssh: ## OpenSSH's ssh-keygen (approvals and seals are SSH signatures; apt when missing)
 	@command -v ssh-keygen >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y openssh-client; }
 
-pytest: setup bytecode ## The test suite only: two workers (two cores), then the browser tests alone
-	@# Chromium + JupyterLab + a kernel are timing-sensitive under a busy second worker.
+# pytest-xdist workers: more than the cores, because a run's test waits much of its time (for
+# CloudTrail's paced lookups, a kernel, the sandbox), so the cores stay busy (bench/SPEED_NOTES.md)
+WORKERS ?= 4
+
+pytest: setup bytecode ## The test suite only: WORKERS (4) in parallel, then the browser tests alone
+	@# Chromium + JupyterLab + a kernel are timing-sensitive under busy workers: alone, after.
 	@# PYTHONDONTWRITEBYTECODE unset for pytest: its assertion-rewritten test modules are
 	@# cached (else every worker rewrites and compiles them all again).
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n 2 -m "not browser"
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -m browser
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(WORKERS) -m "not browser"
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -m browser tests/browser
 
 sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)
 	$(BIN)/runbook sandbox --scenario $(or $(SCENARIO),standalone) --port $(or $(PORT),0)

@@ -61,7 +61,8 @@ def test_a_batch_kernel_has_no_debugger_and_keeps_no_history(tmp_path: Path) -> 
         assert reply["content"]["status"] == "ok"
         assert "".join(out).split() == ["None", "False", "IPythonKernel", "42"]
         # the debug_request a frontend's debugger sends: no debugger answers it
-        msg = kc.session.msg("debug_request", {"type": "request", "seq": 1, "command": "initialize"})
+        request = {"type": "request", "seq": 1, "command": "initialize"}
+        msg = kc.session.msg("debug_request", request)
         kc.control_channel.send(msg)
         answer = run_sync(kc.control_channel.get_msg)(timeout=10)
         assert answer["parent_header"]["msg_id"] == msg["header"]["msg_id"]
