@@ -74,6 +74,7 @@ bench: setup bytecode ## Benchmarks (not tests); figures go to bench/*RESULTS.md
 	$(BIN)/python bench/runbook_bench.py
 	$(BIN)/python bench/scan_bench.py
 	$(BIN)/python bench/fleet_bench.py
+	$(BIN)/python bench/suite_bench.py
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	@# rfc3987-syntax (and lark, only it needs it) is left out: jsonschema treats it as optional

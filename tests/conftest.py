@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,11 +73,14 @@ def _private_state_dir(
     sees another's leases, and none touches the user's real state directory."""
     state = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("RUNBOOK_STATE_DIR", str(state / "runbook"))
-    # the kernels' private bytecode cache, shared by the session's tests (compiled once; the
-    # xdist workers' base temps share a parent)
+    # the kernels' private bytecode cache, shared by every test of this and later sessions
+    # (compiled once, not once per `pytest` call): beside pytest's numbered base temps, in the
+    # user's own pytest-of-USER directory (0700), which pytest does not clean
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if base.name.startswith("popen-gw") else base
-    monkeypatch.setenv("RUNBOOK_PYCACHE_DIR", str(shared / "pycache"))
+    session = base.parent if base.name.startswith("popen-gw") else base
+    numbered = re.fullmatch(r"pytest-\d+", session.name) is not None  # not a --basetemp
+    cache = session.parent / "runbook-pycache" if numbered else session / "pycache"
+    monkeypatch.setenv("RUNBOOK_PYCACHE_DIR", str(cache))
     return state / "runbook"
 
 

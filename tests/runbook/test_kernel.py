@@ -42,8 +42,8 @@ def test_one_ready_client_serves_every_notebook_of_a_run(
 
 def test_a_batch_kernel_has_no_debugger_and_keeps_no_history(tmp_path: Path) -> None:
     """runbook_lib.batch_kernel: debugpy cannot be imported (ipykernel offers no debugger:
-    nothing attaches through the control channel), IPython's history is off; the kernel
-    still runs code as ipykernel does."""
+    nothing attaches through the control channel), IPython's history is off, tracebacks are
+    plain text; the kernel still runs code as ipykernel does."""
     from jupyter_core.utils import run_sync
 
     from runbook_lib.kernel import Kernel
@@ -60,6 +60,11 @@ def test_a_batch_kernel_has_no_debugger_and_keeps_no_history(tmp_path: Path) -> 
         reply = run_sync(kc.execute_interactive)(code, timeout=30, output_hook=_collect(out := []))
         assert reply["content"]["status"] == "ok"
         assert "".join(out).split() == ["None", "False", "IPythonKernel", "42"]
+        # a traceback is plain text: no terminal escapes in an executed notebook's error
+        failed = run_sync(kc.execute_interactive)("1 / 0", timeout=30, output_hook=_collect([]))
+        assert failed["content"]["status"] == "error"
+        trace = "\n".join(failed["content"]["traceback"])
+        assert "ZeroDivisionError" in trace and "\x1b" not in trace
         # the debug_request a frontend's debugger sends: no debugger answers it
         request = {"type": "request", "seq": 1, "command": "initialize"}
         msg = kc.session.msg("debug_request", request)
