@@ -197,6 +197,9 @@ def main() -> int:
         "|---|---:|",
         *[f"| {label} | {seconds:.2f} |" for label, seconds in phases],
         "",
+        "What bounds each phase, which part of the floor is left and why it cannot go: "
+        "`bench/SPEED_NOTES.md`.",
+        "",
     ]
     (ROOT / "bench" / "RUNBOOK_RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))
