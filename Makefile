@@ -63,7 +63,8 @@ pytest: setup bytecode ## The test suite only: WORKERS (4) in parallel, then the
 	@# Chromium + JupyterLab + a kernel are timing-sensitive under busy workers: alone, after.
 	@# PYTHONDONTWRITEBYTECODE unset for pytest: its assertion-rewritten test modules are
 	@# cached (else every worker rewrites and compiles them all again).
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(WORKERS) -m "not browser"
+	@# worksteal: an idle worker takes queued tests from a busy one (durations vary 0.01-12 s)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(WORKERS) --dist worksteal -m "not browser"
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -m browser tests/browser
 
 sandbox: setup ## Serve the sandbox in the foreground (SCENARIO=standalone PORT=0)

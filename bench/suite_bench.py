@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         bin_ = clone / ".venv" / "bin"
         suite_env = dict(env, PYTHONDONTWRITEBYTECODE="")  # as make pytest runs it
         for n in counts:
-            cmd = [str(bin_ / "pytest"), "-n", str(n), "-m", "not browser", "-q"]
+            cmd = [str(bin_ / "pytest"), "-n", str(n), "--dist", "worksteal", "-m", "not browser"]
+            cmd.append("-q")
             elapsed, tail = timed(cmd, clone, suite_env)
-            rows.append((f"pytest -n {n} -m 'not browser'", elapsed, passed(tail)))
+            rows.append((f"pytest -n {n} --dist worksteal -m 'not browser'", elapsed, passed(tail)))
             print(f"pytest -n {n}: {elapsed:.1f} s ({passed(tail)})", flush=True)
         cmd = [str(bin_ / "pytest"), "-m", "browser", "tests/browser", "-q"]
         elapsed, tail = timed(cmd, clone, suite_env)
