@@ -17,9 +17,9 @@ source's size and mtime). So the kernel (batch, and every kernel of ``runbook la
 * SDK logging that cannot print credentials (:func:`quiet_sdk_logging`, called in the kernel);
 * **this interpreter** (:func:`kernel_spec`, which ``runbook lab`` writes into its fresh Jupyter
   data directory: ``sys.executable -m ipykernel_launcher``; :func:`kernel_specs` for batch
-  runs: ``sys.executable -m runbook_lib.batch_kernel``, the same kernel without a debugger or
-  IPython history), whatever kernelspecs ``JUPYTER_PATH``, the user's or the system's Jupyter
-  directories hold, so an installed runbook runs its own installed library.
+  runs: ``sys.executable -m runbook_lib.batch_kernel``, the same kernel without a debugger,
+  IPython history or coloured tracebacks), whatever kernelspecs ``JUPYTER_PATH``, the user's
+  or the system's Jupyter directories hold, so an installed runbook runs its own library.
 
 What this does not cover: someone who can write the installed sources themselves (their hash is
 in the plan digest, with the installed distributions' names and versions: :mod:`runbook_lib.plan`),
@@ -109,7 +109,8 @@ KERNEL_NAME = "python3"
 
 def kernel_spec() -> dict[str, Any]:
     """The kernelspec (``kernel.json``) of a run's kernel: ipykernel's own for this interpreter,
-    argv ``[sys.executable, "-m", "runbook_lib.batch_kernel", "-f", "{connection_file}"]``."""
+    argv ``[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]`` (what
+    ``runbook lab`` uses; batch runs start it as :func:`batch_kernel_argv`)."""
     from ipykernel.kernelspec import get_kernel_dict
 
     return dict(get_kernel_dict())
@@ -117,7 +118,7 @@ def kernel_spec() -> dict[str, Any]:
 
 def batch_kernel_argv() -> list[str]:
     """A batch run's kernel command: :mod:`runbook_lib.batch_kernel` (ipykernel without a
-    debugger or IPython history) on this interpreter."""
+    debugger, IPython history or coloured tracebacks) on this interpreter."""
     return [sys.executable, "-m", "runbook_lib.batch_kernel", "-f", "{connection_file}"]
 
 

@@ -49,6 +49,7 @@ def assert_failed_cleanly(run_dir: Path, step: str) -> dict[str, object]:
 # ------------------------------------------------------------------ wrong account
 def test_profile_of_another_account(env_for: Callable[[str], Env]) -> None:
     env = env_for("member")
+    env.info.control.set_cloudtrail_delay(0.0)  # what the run called is visible at once
     before = env.devices()
     # org-admin's credentials reach the management account, not the member
     params = env.approved("console", profile=env.profiles["org-admin"])
@@ -61,6 +62,12 @@ def test_profile_of_another_account(env_for: Callable[[str], Env]) -> None:
     assert "Nothing was changed" in str(info["halted_at"]["error"])
     assert not of_type(run_dir, "gate.approved")
     assert env.devices() == before
+    # nothing was asked of the account the profile reaches but the run is not for: not even
+    # the credential report preflight starts early (only once the account is confirmed)
+    trail = env.info.client("cloudtrail", "org-admin")
+    names = {e["EventName"] for e in trail.lookup_events(MaxResults=50)["Events"]}
+    assert "GetCallerIdentity" in names  # the guard's own call is there: the lookup sees
+    assert "GenerateCredentialReport" not in names, names
 
 
 def test_account_id_of_another_account(env_for: Callable[[str], Env]) -> None:
