@@ -753,13 +753,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.epilog = help_epilog()
         if file_required:
             p.add_argument("-f", "--file", required=True, help="YAML parameters file")
-        p.add_argument(
-            "-p",
-            "--param",
-            action="append",
-            metavar="NAME=VALUE",
-            help="override one parameter (repeatable); values are YAML scalars",
-        )
+        param_option(p)
+
+    def param_option(
+        p: argparse.ArgumentParser,
+        text: str = "override one parameter (repeatable); values are YAML scalars",
+    ) -> None:
+        p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help=text)
 
     plan = sub.add_parser(
         "plan",
@@ -977,13 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
         "again). Parameters: " + ", ".join(FLEET_PARAMETERS) + ".",
     )
     f_audit.add_argument("-f", "--file", help="YAML fleet parameters file (FLEET.yml)")
-    f_audit.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        metavar="NAME=VALUE",
-        help="override one parameter (repeatable); values are YAML scalars",
-    )
+    param_option(f_audit)
     f_audit.add_argument("--resume", metavar="RUN_DIR", help="go on with an interrupted audit")
     f_audit.add_argument("--workers", type=int, help="accounts read at once (1-64)")
     f_audit.add_argument("--processes", type=int, help="processes the workers use (1-16)")
@@ -1009,13 +1003,7 @@ def build_parser() -> argparse.ArgumentParser:
     f_plan.add_argument(
         "--allowed-signers", help="verify the audit against this allowed_signers file"
     )
-    f_plan.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        metavar="NAME=VALUE",
-        help="set a run parameter in every file (e.g. -p dry_run=false)",
-    )
+    param_option(f_plan, "set a run parameter in every file (e.g. -p dry_run=false)")
     f_plan.set_defaults(func=_cmd_fleet_plan)
 
     sandbox = sub.add_parser(

@@ -15,6 +15,7 @@ functions poll with a deadline; nothing here sleeps blindly.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -134,16 +135,13 @@ def read_root_virtual_devices(aws: AwsContext, account_id: str) -> tuple[str, ..
     )
 
 
-def start_credential_report(aws: AwsContext) -> bool:
+def start_credential_report(aws: AwsContext) -> None:
     """``iam:GenerateCredentialReport`` now, so that IAM builds the report while other reads go
     on and :func:`read_credential_report_root` finds it ready (it asks again: a report being
-    built, or younger than four hours, is answered as such). True if IAM took the request; a
-    refusal is not raised here: the read that needs the report records it."""
-    try:
+    built, or younger than four hours, is answered as such). A refusal is not raised here: the
+    read that needs the report records it."""
+    with contextlib.suppress(AwsActionError):
         call(aws.client("iam"), "generate_credential_report", "iam:GenerateCredentialReport")
-    except AwsActionError:
-        return False
-    return True
 
 
 def read_credential_report_root(aws: AwsContext, timeout: float = 60.0) -> CredentialReportRoot:

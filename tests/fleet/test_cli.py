@@ -54,20 +54,26 @@ def test_bad_fleet_parameters_are_all_listed_and_nothing_is_created(
     assert not runs.exists()
 
 
-def test_an_audit_from_the_command_line_is_listed_verified_and_planned_from(
-    fleet_for: Callable[[str], Fleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fleet = fleet_for("fleet-6")
+def audit_from_cli(
+    fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[Path, str]:
+    """``runbook fleet audit -f FLEET.yml --runs-dir TMP/runs``: the record (its last line) and
+    what it printed."""
     fleet_file = write(tmp_path / "FLEET.yml", fleet.raw())
     runs = tmp_path / "runs"
     assert cli.main(["fleet", "audit", "-f", str(fleet_file), "--runs-dir", str(runs)]) == 0
-    captured = capsys.readouterr()
-    run_dir = Path(captured.out.strip().splitlines()[-1])
+    out = capsys.readouterr().out
+    return Path(out.strip().splitlines()[-1]), out
+
+
+def test_an_audit_from_the_command_line_is_listed_verified_and_planned_from(
+    fleet_for: Callable[[str], Fleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    run_dir, out = audit_from_cli(fleet_for("fleet-6"), tmp_path, capsys)
     assert run_dir.parent == runs.absolute()
-    assert "fleet audit of 7 accounts" in captured.out
-    assert f"fleet audit record: {run_dir} (interrupted? runbook fleet audit --resume" in (
-        captured.out
-    )
+    assert "fleet audit of 7 accounts" in out
+    assert f"fleet audit record: {run_dir} (interrupted? runbook fleet audit --resume" in out
     assert cli.main(["runs", "--runs-dir", str(runs)]) == 0
     (line,) = capsys.readouterr().out.strip().splitlines()[1:]
     assert run_dir.name in line and "sealed" in line and "fleet audit" in line
@@ -86,14 +92,11 @@ def test_an_audit_from_the_command_line_is_listed_verified_and_planned_from(
 def test_resume_of_a_finished_audit_is_refused(
     fleet_for: Callable[[str], Fleet], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fleet = fleet_for("fleet-3")
-    fleet_file = write(tmp_path / "FLEET.yml", fleet.raw())
-    runs = tmp_path / "runs"
-    assert cli.main(["fleet", "audit", "-f", str(fleet_file), "--runs-dir", str(runs)]) == 0
-    run_dir = capsys.readouterr().out.strip().splitlines()[-1]
-    assert cli.main(["fleet", "audit", "--resume", run_dir]) == cli.EXIT_FAILED
+    run_dir, _ = audit_from_cli(fleet_for("fleet-3"), tmp_path, capsys)
+    assert cli.main(["fleet", "audit", "--resume", str(run_dir)]) == cli.EXIT_FAILED
     assert "finished and sealed" in capsys.readouterr().err
-    assert cli.main(["fleet", "audit", "--resume", run_dir, "-f", str(fleet_file)]) == 2
+    fleet_file = tmp_path / "FLEET.yml"  # (audit_from_cli wrote it)
+    assert cli.main(["fleet", "audit", "--resume", str(run_dir), "-f", str(fleet_file)]) == 2
 
 
 def test_fleet_plan_writes_files_runbook_plan_takes_as_they_are(

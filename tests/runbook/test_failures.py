@@ -70,6 +70,27 @@ def test_profile_of_another_account(env_for: Callable[[str], Env]) -> None:
     assert "GenerateCredentialReport" not in names, names
 
 
+def test_a_credential_report_refused_early_leaves_the_identity_check_standing(
+    env_for: Callable[[str], Env],
+) -> None:
+    """preflight asks for the credential report as soon as the account is confirmed; IAM
+    refusing it there is not the identity check's failure: the before-state records the
+    refusal, as it records any signal it cannot read."""
+    env = env_for("standalone")
+    env.info.control.add_fault("deny", "iam:GenerateCredentialReport")
+    code, run_dir = env.run(env.params("console", dry_run=True))
+    assert of_type(run_dir, "observation.identity"), env.progress
+    assert not [
+        e for e in of_type(run_dir, "precondition.failed") if e["data"]["check"] == "account guard"
+    ]
+    (before,) = [
+        e for e in of_type(run_dir, "observation.snapshot") if e["data"]["which"] == "before"
+    ]
+    errors = before["data"]["snapshot"]["errors"]
+    assert any(e.startswith("credential report:") for e in errors), errors
+    assert code == 0, env.progress
+
+
 def test_account_id_of_another_account(env_for: Callable[[str], Env]) -> None:
     env = env_for("standalone")
     before = env.devices()
